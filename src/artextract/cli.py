@@ -1,0 +1,76 @@
+"""The single ``artextract`` command. Each capability adds its sub-commands through the
+``register(subparsers)`` function of its ``cli`` module."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+
+from . import __version__
+
+# Order here is the order in `artextract --help`.
+COMMAND_MODULES = [
+    "artextract.data.cli",
+    "artextract.training.cli",
+    "artextract.outliers.cli",
+    "artextract.similarity.cli",
+    "artextract.web.cli",
+    "artextract.report.cli",
+]
+
+
+class UserError(Exception):
+    """An error whose message is meant for the user; printed without a traceback."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="artextract",
+        description="ArtExtract: classify paintings, find mislabels and outliers, find similar paintings.",
+        epilog="Run `artextract COMMAND --help` for each command's options and an example.\n"
+        "Quick start: `artextract demo` runs the whole pipeline on a synthetic corpus.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"artextract {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def add_command(sub, name: str, help: str, example: str, description: str | None = None):
+    """Create a sub-command parser whose --help ends with an example."""
+    return sub.add_parser(
+        name, help=help, description=description or help, epilog=f"example:\n  {example}",
+        formatter_class=HelpFormatter,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    from .data.catalog import CatalogError
+    from .data.images import ImageLoadError
+
+    try:
+        rc = args.func(args)
+    except (UserError, CatalogError, ImageLoadError, FileNotFoundError) as exc:
+        print(f"artextract {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is saved and the next run resumes from it", file=sys.stderr)
+        return 130
+    return int(rc or 0)

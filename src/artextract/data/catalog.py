@@ -1,0 +1,237 @@
+"""The catalogue: one table of paintings shared by every capability.
+
+A catalogue is a single Parquet file. Its rows are paintings with the columns
+
+- ``id``: a unique, stable string id (the ArtGAN path for WikiArt, the objectid for NGA),
+- ``path``: the image path relative to the catalogue's image root,
+- ``split``: ``train``, ``val`` or ``test``,
+- one nullable string column per label task (``style``, ``genre``, ``artist``, ``timeframe`` ...),
+- any number of source-metadata columns.
+
+The class list of every task, in canonical order, whether the task is ordered, the image root and
+the source are stored in the Parquet schema metadata under the key ``artextract``, so the file is
+self-describing and nothing can get out of step with it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_KEY = b"artextract"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+class CatalogError(ValueError):
+    """A catalogue is malformed or a request does not fit it."""
+
+
+@dataclass
+class TaskSpec:
+    """One label task: its classes in canonical order and whether they are ordered."""
+
+    name: str
+    classes: list[str]
+    ordered: bool = False
+
+    def to_json(self) -> dict:
+        return {"classes": list(self.classes), "ordered": bool(self.ordered)}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class Catalog:
+    df: pd.DataFrame
+    tasks: dict[str, TaskSpec]
+    image_root: Path
+    source: str = "custom"
+    extra: dict = field(default_factory=dict)
+    path: Path | None = None  # where it was loaded from / saved to
+
+    # ------------------------------------------------------------------ construction
+    def __post_init__(self) -> None:
+        self.image_root = Path(self.image_root)
+        self.validate()
+
+    def validate(self) -> None:
+        df = self.df
+        for col in ("id", "path", "split"):
+            if col not in df.columns:
+                raise CatalogError(f"catalogue is missing the required column {col!r}")
+        if df["id"].duplicated().any():
+            dup = df.loc[df["id"].duplicated(), "id"].head(3).tolist()
+            raise CatalogError(f"catalogue ids must be unique; duplicated: {dup}")
+        bad_split = set(df["split"].dropna().unique()) - set(SPLITS)
+        if bad_split or df["split"].isna().any():
+            raise CatalogError(f"split must be one of {SPLITS}; found {sorted(map(str, bad_split)) or 'missing values'}")
+        for name, spec in self.tasks.items():
+            if name not in df.columns:
+                raise CatalogError(f"task {name!r} has no column in the catalogue")
+            if len(set(spec.classes)) != len(spec.classes):
+                raise CatalogError(f"task {name!r} has duplicate class names")
+            present = set(df[name].dropna().unique())
+            unknown = present - set(spec.classes)
+            if unknown:
+                raise CatalogError(
+                    f"task {name!r} has labels that are not among its classes: {sorted(unknown)[:5]}"
+                )
+
+    # ------------------------------------------------------------------ accessors
+    def __len__(self) -> int:
+        return len(self.df)
+
+    @property
+    def ids(self) -> list[str]:
+        return self.df["id"].tolist()
+
+    def task(self, name: str) -> TaskSpec:
+        if name not in self.tasks:
+            raise CatalogError(
+                f"unknown task {name!r}; this catalogue has: {', '.join(self.tasks) or 'no tasks'}"
+            )
+        return self.tasks[name]
+
+    def label_indices(self, name: str) -> np.ndarray:
+        """Class index per row for ``name``; -1 where the painting has no label."""
+        spec = self.task(name)
+        lookup = {c: i for i, c in enumerate(spec.classes)}
+        col = self.df[name]
+        return np.array([lookup[v] if isinstance(v, str) else -1 for v in col], dtype=np.int64)
+
+    def image_path(self, rel: str) -> Path:
+        return self.image_root / rel
+
+    def image_paths(self) -> list[Path]:
+        return [self.image_root / p for p in self.df["path"]]
+
+    def missing_images(self) -> list[str]:
+        return [p for p in self.df["path"] if not (self.image_root / p).is_file()]
+
+    def subset(self, mask: Iterable[bool] | np.ndarray) -> "Catalog":
+        df = self.df.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
+        return Catalog(df, self.tasks, self.image_root, self.source, dict(self.extra))
+
+    # ------------------------------------------------------------------ summaries
+    def info(self) -> dict:
+        out: dict = {
+            "path": str(self.path) if self.path else None,
+            "source": self.source,
+            "image_root": str(self.image_root),
+            "rows": int(len(self.df)),
+            "splits": {s: int(n) for s, n in self.df["split"].value_counts().sort_index().items()},
+            "tasks": {},
+        }
+        for name, spec in self.tasks.items():
+            col = self.df[name]
+            per_split = {
+                s: int(col[self.df["split"] == s].notna().sum()) for s in sorted(self.df["split"].unique())
+            }
+            counts = col.value_counts()
+            out["tasks"][name] = {
+                "ordered": spec.ordered,
+                "num_classes": spec.num_classes,
+                "labelled": int(col.notna().sum()),
+                "per_split": per_split,
+                "classes_present": int((counts > 0).sum()),
+                "class_counts": {c: int(counts.get(c, 0)) for c in spec.classes},
+            }
+        missing = self.missing_images()
+        out["missing_images"] = {"count": len(missing), "examples": missing[:5]}
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df = self.df.copy()
+        for name in self.tasks:
+            df[name] = df[name].astype("string")
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        root = self.image_root
+        try:  # store the root relative to the catalogue when it is below or beside it
+            root_s = os.path.relpath(root.resolve(), path.parent.resolve())
+        except ValueError:  # different drives (Windows)
+            root_s = str(root.resolve())
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "source": self.source,
+            "image_root": root_s,
+            "tasks": {n: s.to_json() for n, s in self.tasks.items()},
+            "extra": self.extra,
+        }
+        schema_meta = dict(table.schema.metadata or {})
+        schema_meta[META_KEY] = json.dumps(meta).encode()
+        table = table.replace_schema_metadata(schema_meta)
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Catalog":
+        path = Path(path)
+        if not path.exists():
+            raise CatalogError(
+                f"catalogue {path} does not exist; create one with `artextract ingest wikiart|nga|folder` "
+                "or `artextract demo-data`"
+            )
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for bad files
+            raise CatalogError(f"{path} is not a readable Parquet catalogue: {exc}") from exc
+        raw = (table.schema.metadata or {}).get(META_KEY)
+        if raw is None:
+            raise CatalogError(f"{path} is a Parquet file but not an ArtExtract catalogue (no metadata)")
+        meta = json.loads(raw)
+        df = table.to_pandas()
+        tasks = {
+            n: TaskSpec(n, list(t["classes"]), bool(t.get("ordered", False))) for n, t in meta["tasks"].items()
+        }
+        for n in tasks:
+            df[n] = df[n].astype(object).where(df[n].notna(), None)
+        df["id"] = df["id"].astype(str)
+        root = Path(meta["image_root"])
+        if not root.is_absolute():
+            root = (path.parent / root).resolve()
+        cat = cls(df, tasks, root, meta.get("source", "custom"), meta.get("extra", {}))
+        cat.path = path
+        return cat
+
+
+def format_info(info: dict) -> str:
+    """Human-readable rendering of :meth:`Catalog.info`."""
+    lines = [
+        f"catalogue   {info['path']}",
+        f"source      {info['source']}",
+        f"image root  {info['image_root']}",
+        f"rows        {info['rows']}  ("
+        + ", ".join(f"{s}: {n}" for s, n in info["splits"].items())
+        + ")",
+        "",
+        f"{'task':<12}{'classes':>8}{'present':>9}{'labelled':>10}  per split",
+    ]
+    for name, t in info["tasks"].items():
+        per = ", ".join(f"{s}: {n}" for s, n in t["per_split"].items())
+        flag = " (ordered)" if t["ordered"] else ""
+        lines.append(
+            f"{name:<12}{t['num_classes']:>8}{t['classes_present']:>9}{t['labelled']:>10}  {per}{flag}"
+        )
+    m = info["missing_images"]
+    lines.append("")
+    if m["count"]:
+        lines.append(f"missing images: {m['count']} (e.g. {', '.join(m['examples'][:3])})")
+    else:
+        lines.append("missing images: none")
+    return "\n".join(lines)
