@@ -1,0 +1,162 @@
+"""Backbone feature maps for a whole catalogue, computed once from the prepared-image cache.
+
+Training with a frozen backbone, outlier detection and similarity search all read these instead of
+running the CNN again. A feature store is a :class:`~artextract.data.store.SlotStore` (crash-safe,
+incremental) of float16 maps ``[C, h, w]`` plus one of float32 pooled vectors ``[C]``, under
+``<cache>/features/<backbone>-<size>-<view>/``.
+
+Views: ``center`` (the centre crop) and ``flip`` (its mirror image); training with a frozen
+backbone draws one of them per painting and epoch, a cheap but real augmentation.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data.cache import DEFAULT_SIZE, PreparedCache, default_cache_dir, ensure_prepared
+from ..data.catalog import Catalog
+from ..data.images import SkipReport
+from ..data.store import SlotStore
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone
+
+VIEWS = ("center", "flip")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def images_to_tensor(batch_u8: np.ndarray, image_size: int, view: str = "center") -> torch.Tensor:
+    """``[B, S, S, 3]`` uint8 prepared images -> normalised ``[B, 3, size, size]`` float tensor.
+
+    Takes the centre 87.5 % (a 224 crop of a 256 cache, as torchvision's eval transform) and
+    resizes it to ``image_size`` if needed."""
+    x = torch.from_numpy(np.ascontiguousarray(batch_u8)).permute(0, 3, 1, 2).float().div_(255.0)
+    s = x.shape[-1]
+    c = int(round(s * 0.875))
+    o = (s - c) // 2
+    x = x[:, :, o:o + c, o:o + c]
+    if c != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=c > image_size)
+    if view == "flip":
+        x = x.flip(-1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@dataclass
+class FeatureSet:
+    """Feature maps and pooled vectors for a catalogue under one backbone and view."""
+
+    maps: SlotStore
+    pooled: SlotStore
+    backbone: str
+    image_size: int
+    view: str
+    skipped: SkipReport
+
+    def available(self, ids: list[str]) -> np.ndarray:
+        return self.pooled.slots(ids) >= 0
+
+    def get_maps(self, ids: list[str]) -> np.ndarray:
+        return self.maps.gather(ids)
+
+    def get_pooled(self, ids: list[str]) -> np.ndarray:
+        return self.pooled.gather(ids).astype(np.float32)
+
+
+def _store_name(backbone: str, image_size: int, view: str, weights: str | None, pretrained: bool) -> str:
+    tag = backbone.replace(":", "_").replace("/", "_")
+    if weights:
+        tag += "-w" + hashlib.sha1(str(Path(weights).resolve()).encode()).hexdigest()[:8]
+    if not pretrained:
+        tag += "-random"
+    return f"{tag}-{image_size}-{view}"
+
+
+@torch.no_grad()
+def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2", *, pretrained: bool = True,
+                     weights: str | None = None, image_size: int | None = None, view: str = "center",
+                     cache_size: int = DEFAULT_SIZE, cache_dir: str | None = None, batch_size: int = 32,
+                     progress: bool = True, log=print, device: torch.device | None = None,
+                     seed: int = 0) -> FeatureSet:
+    """Compute (or reuse) the feature maps of every prepared catalogue image; builds the
+    prepared-image cache first if it is missing (and says so)."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}")
+    root = Path(cache_dir) if cache_dir else default_cache_dir(catalog)
+    cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log)
+    name = backbone if isinstance(backbone, str) else backbone.name
+    net: Backbone | None = backbone if isinstance(backbone, Backbone) else None
+    size = image_size or (net.default_size if net else None)
+    if size is None:
+        torch.manual_seed(seed)  # deterministic random init for --pretrained none
+        net = create_backbone(name, pretrained=pretrained, weights=weights)
+        size = image_size or net.default_size
+    ids = [k for k in catalog.df["id"] if cache.has(k)]
+    skipped = SkipReport("features")
+    for k in catalog.df["id"]:
+        if not cache.has(k):
+            skipped.add(k, cache.failures.get(k, "image not prepared"))
+    sdir = root / "features" / _store_name(name, size, view, weights, pretrained)
+    meta = {"backbone": name, "image_size": size, "view": view, "pretrained": bool(pretrained),
+            "weights": str(weights) if weights else None}
+    todo_ids = None
+    maps = pooled = None
+    if (sdir / "maps" / "index.json").exists():
+        import json
+        info = json.loads((sdir / "maps" / "index.json").read_text())
+        maps = SlotStore(sdir / "maps", info["item_shape"], np.float16, meta)
+        pooled = SlotStore(sdir / "pooled", info["item_shape"][:1], np.float32, meta)
+        todo_ids = pooled.todo(ids)
+        if not todo_ids:
+            return FeatureSet(maps, pooled, name, size, view, skipped)
+    if net is None:
+        torch.manual_seed(seed)
+        net = create_backbone(name, pretrained=pretrained, weights=weights)
+    device = device or default_device()
+    net = net.to(device).eval()
+    if maps is None:
+        probe = net(images_to_tensor(cache.images[cache.slots(ids[:1])], size).to(device))
+        shape = tuple(probe.shape[1:])
+        maps = SlotStore(sdir / "maps", shape, np.float16, meta)
+        pooled = SlotStore(sdir / "pooled", shape[:1], np.float32, meta)
+        todo_ids = pooled.todo(ids)
+    log(f"computing {name} features ({view}, {size}px) for {len(todo_ids)} painting(s) -> {sdir}")
+    maps.reserve(todo_ids)
+    pooled.reserve(todo_ids)
+    bar = tqdm(total=len(todo_ids), desc=f"features {name}", unit="img", disable=not progress, file=sys.stderr)
+    try:
+        for start in range(0, len(todo_ids), batch_size):
+            chunk = todo_ids[start:start + batch_size]
+            x = images_to_tensor(cache.images[cache.slots(chunk)], size, view).to(device)
+            if device.type == "cuda":
+                with torch.autocast("cuda", dtype=torch.float16):
+                    fm = net(x.contiguous(memory_format=torch.channels_last)).float()
+            else:
+                fm = net(x)
+            pv = fm.mean(dim=(2, 3))
+            fm_np, pv_np = fm.cpu().numpy().astype(np.float16), pv.cpu().numpy()
+            for j, k in enumerate(chunk):
+                maps.put(k, fm_np[j])
+                pooled.put(k, pv_np[j])
+            maps.flush()   # maps first: pooled marks the painting as done
+            pooled.flush()
+            bar.update(len(chunk))
+    finally:
+        maps.flush()
+        pooled.flush()
+        bar.close()
+    return FeatureSet(maps, pooled, name, size, view, skipped)
+
+
+def open_cache(catalog: Catalog, size: int = DEFAULT_SIZE) -> PreparedCache:
+    return PreparedCache(default_cache_dir(catalog), size)
