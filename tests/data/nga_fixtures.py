@@ -1,0 +1,305 @@
+"""Test helpers for the NGA importer and downloader.
+
+- :func:`build_opendata` writes ``objects.csv`` and ``published_images.csv`` in the real NGA format
+  (real headers, taken from ``shared/data/nga``) around the 106 real images of
+  ``shared/data/nga_sample``: multi-line quoted fields, blank and odd timeframes, non-painting rows,
+  alternate views, a duplicated primary view, objects without images.
+- :class:`FaultServer` serves those images as a IIIF server on 127.0.0.1 and injects faults.
+"""
+from __future__ import annotations
+
+import csv
+import http.server
+import re
+import socket
+import struct
+import threading
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+NGA_DIR = SHARED / "nga"
+SAMPLE_DIR = SHARED / "nga_sample"
+
+TIMEFRAMES = [
+    "before 1300", "1300 to 1400", "1401 to 1500", "1501 to 1550", "1551 to 1600", "1601 to 1650",
+    "1651 to 1700", "1701 to 1725", "1726 to 1750", "1751 to 1775", "1776 to 1800", "1801 to 1825",
+    "1826 to 1850", "1851 to 1875", "1876 to 1900", "1901 to 1925", "1926 to 1950", "1951 to 1975",
+    "1976 to 2000", "2001 to present",
+]
+ARTISTS = ["Giotto", "Duccio di Buoninsegna", "Workshop of Duccio", "Sienese 14th Century",
+           "Fra Angelico and Fra Filippo Lippi", 'Master of the "Saint" Lucy Legend']
+
+
+def require_shared() -> None:
+    missing = [p for p in (NGA_DIR / "objects.header_only.csv", NGA_DIR / "sql_tables" / "published_images.sql",
+                           SAMPLE_DIR / "manifest.csv") if not p.is_file()]
+    if missing:
+        pytest.skip(f"shared test data not found ({missing[0]}); it lives in ../shared/data next to the project")
+
+
+def object_columns() -> list[str]:
+    with open(NGA_DIR / "objects.header_only.csv", newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh))
+
+
+def published_image_columns(openaccess: bool) -> list[str]:
+    """The columns of published_images as listed in its .sql schema (+ openaccess for newer exports)."""
+    text = (NGA_DIR / "sql_tables" / "published_images.sql").read_text()
+    cols = re.findall(r"^\s*([a-z_]+)\s*\|", text, flags=re.M)
+    cols = [c for c in cols if c != "column"]
+    assert "depictstmsobjectid" in cols and "viewtype" in cols, cols
+    return cols + (["openaccess"] if openaccess else [])
+
+
+def manifest() -> list[dict]:
+    with open(SAMPLE_DIR / "manifest.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _uuid(n: int) -> str:
+    return str(uuidlib.UUID(int=0xABCDEF << 96 | n))
+
+
+def build_opendata(folder: Path, openaccess: bool = False) -> dict:
+    """Write objects.csv and published_images.csv to ``folder``; return what the importer should find."""
+    require_shared()
+    folder.mkdir(parents=True, exist_ok=True)
+    ocols, pcols = object_columns(), published_image_columns(openaccess)
+    rows, images = [], []
+    expected: dict[str, dict] = {}
+    man = manifest()
+    for i, m in enumerate(man):
+        oid = m["objectid"]
+        if i % 9 == 4:
+            tf_raw, tf = "", None                               # blank = missing
+        elif i == 10:
+            tf_raw, tf = "  1401  to 1500 ", "1401 to 1500"    # odd whitespace
+        elif i == 11:
+            tf_raw, tf = "14th century", None                   # not a class
+        else:
+            tf = TIMEFRAMES[i % len(TIMEFRAMES)]
+            tf_raw = tf
+        artist = ARTISTS[i % len(ARTISTS)]
+        begin = 1250 + 7 * i
+        row = {c: "" for c in ocols}
+        row.update({
+            "objectid": oid, "accessioned": "1", "accessionnum": f"1939.1.{i}", "locationid": "",
+            "title": f'Madonna, "Child" and Saints #{i}',
+            "displaydate": f"c. {begin}", "beginyear": str(begin), "endyear": str(begin + 5),
+            "visualbrowsertimespan": tf_raw, "medium": "tempera on panel, gold ground",
+            "dimensions": f"painted surface: {40 + i} x 30 cm (15 3/4 x 11 13/16 in.)\nframed: 60 x 45 cm",
+            "inscription": f'on the book: "Ego sum lux mundi, {i}"\nlower left, "signed",\n\nverso: label' if i % 3 else "",
+            "markings": "stamp, on verso,\r\nred wax seal",
+            "attributioninverted": artist, "attribution": artist,
+            "provenancetext": (f'Private collection, Florence, "{i}"; sold 1810, to\n(Sotheby\'s, London, 1 May 1900, no. {i});\n'
+                               "by inheritance,\n\n\"quoted\" line, with commas, and ;semicolons\n" * (1 + i % 4)),
+            "creditline": "Samuel H. Kress Collection", "classification": "Painting",
+            "subclassification": "", "visualbrowserclassification": "painting", "parentid": "",
+            "isvirtual": "0", "departmentabbr": "DCRS", "lastdetectedmodification": "2025-03-01 10:00:00.0-05",
+            "wikidataid": f"Q{1000 + i}",
+        })
+        rows.append(row)
+        expected[oid] = {"timeframe": tf, "artist": artist, "uuid": m["image_uuid"], "iiifurl": m["iiifurl"],
+                         "title": row["title"], "beginyear": begin}
+        primary = {"uuid": m["image_uuid"], "iiifurl": m["iiifurl"], "iiifthumburl": m["iiifthumburl"],
+                   "viewtype": "primary", "sequence": "0", "width": m["width"], "height": m["height"],
+                   "maxpixels": "" if i % 2 else "640", "created": "2014-05-02 11:14:00-04",
+                   "modified": "2024-01-02 10:00:00-05", "depictstmsobjectid": oid,
+                   "assistivetext": f'A painting of the "Madonna",\nwith saints, {i}', "openaccess": "1"}
+        alt = dict(primary, uuid=_uuid(i), iiifurl=f"https://api.nga.gov/iiif/{_uuid(i)}", viewtype="alternate",
+                   sequence="1", iiifthumburl=f"https://api.nga.gov/iiif/{_uuid(i)}/full/!200,200/0/default.jpg")
+        if i % 5 == 0:          # an alternate view listed before the primary one
+            images.append(alt)
+        images.append(primary)
+        if i == 7:              # a second primary view with a higher sequence: not chosen
+            images.append(dict(primary, uuid=_uuid(5000 + i), iiifurl=f"https://api.nga.gov/iiif/{_uuid(5000 + i)}",
+                               sequence="2"))
+    # non-painting objects, with images: left out
+    for j, cls in enumerate(["Drawing", "Print", "Sculpture", "Photograph", "Decorative Art"] * 4):
+        oid = str(900000 + j)
+        row = {c: "" for c in ocols}
+        row.update({"objectid": oid, "title": f"Study, {j}", "classification": cls, "visualbrowsertimespan": "1901 to 1925",
+                    "provenancetext": "line one\nline, two", "isvirtual": "0", "departmentabbr": "DCGPD"})
+        rows.append(row)
+        images.append({"uuid": _uuid(9000 + j), "iiifurl": f"https://api.nga.gov/iiif/{_uuid(9000 + j)}",
+                       "viewtype": "primary", "sequence": "0", "depictstmsobjectid": oid, "openaccess": "1"})
+    # paintings without any published image: left out
+    for j in range(3):
+        row = {c: "" for c in ocols}
+        row.update({"objectid": str(800000 + j), "title": "Lost", "classification": "Painting",
+                    "visualbrowsertimespan": "1851 to 1875", "isvirtual": "0", "departmentabbr": "DCRS"})
+        rows.append(row)
+    # an image of no object
+    images.append({"uuid": _uuid(99999), "iiifurl": f"https://api.nga.gov/iiif/{_uuid(99999)}", "viewtype": "primary",
+                   "sequence": "0", "depictstmsobjectid": "", "openaccess": "0"})
+    # interleave: paintings and others mixed, so chunked reading sees both in every chunk
+    order = sorted(range(len(rows)), key=lambda k: (k * 7919) % len(rows))
+    with open(folder / "objects.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=ocols, lineterminator="\n")
+        w.writeheader()
+        for k in order:
+            w.writerow(rows[k])
+    with open(folder / "published_images.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=pcols, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for im in images:
+            w.writerow({c: im.get(c, "") for c in pcols})
+    return expected
+
+
+def sample_images() -> dict[str, bytes]:
+    """uuid -> bytes of the real sample image."""
+    require_shared()
+    return {m["image_uuid"]: (SAMPLE_DIR / m["relative_path"]).read_bytes() for m in manifest()}
+
+
+def sample_bytes_by_id() -> dict[str, bytes]:
+    return {m["objectid"]: (SAMPLE_DIR / m["relative_path"]).read_bytes() for m in manifest()}
+
+
+# ---------------------------------------------------------------------------------------- server
+_PATH_RE = re.compile(r"^/iiif/([0-9a-fA-F-]+)/full/!(\d+),(\d+)/0/default\.jpg$")
+
+
+class FaultServer:
+    """A IIIF server on 127.0.0.1 that serves ``files`` (uuid -> bytes) and injects faults.
+
+    ``faults[uuid]`` is a list of actions consumed one per request; an action ending in ``*`` repeats
+    forever; when the list is used up, requests succeed. Actions: ``ok``, ``500``, ``503``, ``404``,
+    ``429:N`` (Retry-After N), ``slow:S`` (sleep S seconds, then the image), ``drop`` (close without a
+    response), ``reset`` (TCP reset), ``truncate`` (declared length, half the body, close),
+    ``truncate_nolen`` (no length, half the body), ``html`` (200 text/html), ``html_as_jpeg`` (an
+    HTML body labelled image/jpeg). ``delay`` slows every request.
+    """
+
+    def __init__(self, files: dict[str, bytes], faults: dict[str, list[str]] | None = None, delay: float = 0.0):
+        self.files = files
+        self.faults = {k: list(v) for k, v in (faults or {}).items()}
+        self.delay = delay
+        self.log: list[tuple[float, str, str, str]] = []   # (time, uuid, path, action)
+        self.lock = threading.Lock()
+        self.inflight = 0
+        self.max_inflight = 0
+        self.httpd = None
+        self.thread = None
+
+    def _next_action(self, uid: str) -> str:
+        with self.lock:
+            queue = self.faults.get(uid)
+            if not queue:
+                return "ok"
+            act = queue[0]
+            if act.endswith("*"):
+                return act[:-1]
+            queue.pop(0)
+            return act
+
+    def count(self, uid: str) -> int:
+        return sum(1 for _, u, _, _ in self.log if u == uid)
+
+    def times(self, uid: str) -> list[float]:
+        return [t for t, u, _, _ in self.log if u == uid]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/iiif"
+
+    def __enter__(self):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code: int, body: bytes, ctype: str, headers: dict | None = None):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                with server.lock:
+                    server.inflight += 1
+                    server.max_inflight = max(server.max_inflight, server.inflight)
+                try:
+                    self._get()
+                finally:
+                    with server.lock:
+                        server.inflight -= 1
+
+            def _get(self):
+                m = _PATH_RE.match(self.path)
+                uid = m.group(1) if m else ""
+                act = server._next_action(uid) if m and uid in server.files else "404"
+                with server.lock:
+                    server.log.append((time.monotonic(), uid, self.path, act))
+                if server.delay:
+                    time.sleep(server.delay)
+                body = server.files.get(uid, b"")
+                if act == "ok":
+                    self._send(200, body, "image/jpeg")
+                elif act in ("500", "503", "404"):
+                    self._send(int(act), f"<html>error {act}</html>".encode(), "text/html")
+                elif act.startswith("429:"):
+                    self._send(429, b"slow down", "text/plain", {"Retry-After": act.split(":")[1]})
+                elif act.startswith("slow:"):
+                    time.sleep(float(act.split(":")[1]))
+                    self._send(200, body, "image/jpeg")
+                elif act == "drop":
+                    self.close_connection = True
+                elif act == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                elif act == "truncate":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                elif act == "truncate_nolen":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                elif act == "html":
+                    self._send(200, b"<!DOCTYPE html><html><body>Please enable cookies</body></html>", "text/html; charset=utf-8")
+                elif act == "html_as_jpeg":
+                    self._send(200, b"<!DOCTYPE html><html><body>Maintenance</body></html>", "image/jpeg")
+                else:
+                    raise AssertionError(f"unknown fault {act}")
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # clients that time out and go away are expected
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

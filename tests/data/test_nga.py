@@ -1,0 +1,185 @@
+"""NGA open data importer: real column layout, multi-line fields, timeframe labels, primary views."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nga_fixtures as fx  # noqa: E402
+
+from artextract.cli import main  # noqa: E402
+from artextract.data.catalog import Catalog, CatalogError  # noqa: E402
+from artextract.data.nga import NGA_TIMEFRAMES, ingest_nga, normalize_timeframe  # noqa: E402
+
+
+@pytest.fixture
+def opendata(tmp_path):
+    folder = tmp_path / "opendata"
+    expected = fx.build_opendata(folder)
+    return folder, expected
+
+
+def test_timeframes_are_the_20_ordered_nga_classes():
+    assert NGA_TIMEFRAMES == fx.TIMEFRAMES
+    assert len(NGA_TIMEFRAMES) == 20
+    assert normalize_timeframe(" 1401   to 1500") == "1401 to 1500"
+    assert normalize_timeframe("Before 1300") == "before 1300"
+    assert normalize_timeframe("") is None and normalize_timeframe(None) is None
+    assert normalize_timeframe("15th century") is None
+
+
+def test_fixture_csv_really_has_multiline_fields(opendata):
+    folder, _ = opendata
+    text = (folder / "objects.csv").read_text()
+    header = text.splitlines()[0].split(",")
+    assert header == fx.object_columns()
+    # many more physical lines than records: quoted fields span lines
+    assert text.count("\n") > 3 * len(pd.read_csv(folder / "objects.csv", usecols=["objectid"], dtype=str))
+
+
+def test_ingest_with_images(opendata, tmp_path):
+    folder, expected = opendata
+    cat, msgs = ingest_nga(folder, fx.SAMPLE_DIR)
+    assert len(cat) == 106
+    assert set(cat.ids) == set(expected)
+    assert cat.source == "nga"
+    assert cat.image_root == fx.SAMPLE_DIR.resolve()
+    assert cat.missing_images() == []
+    df = cat.df.set_index("id")
+    # labels
+    tf = cat.task("timeframe")
+    assert tf.ordered and tf.classes == NGA_TIMEFRAMES
+    for oid, e in expected.items():
+        assert df.at[oid, "timeframe"] == e["timeframe"] or (e["timeframe"] is None and df.at[oid, "timeframe"] is None)
+        assert df.at[oid, "artist"] == e["artist"]
+        assert df.at[oid, "attribution"] == e["artist"]
+        # primary view only: the manifest's uuid and IIIF base, never the alternate / higher-sequence one
+        assert df.at[oid, "uuid"] == e["uuid"]
+        assert df.at[oid, "iiifurl"] == e["iiifurl"]
+        assert df.at[oid, "title"] == e["title"]
+        assert df.at[oid, "beginyear"] == e["beginyear"]
+        assert df.at[oid, "path"] == f"{oid}.jpg"
+    assert not cat.task("artist").ordered
+    assert cat.task("artist").classes == sorted(fx.ARTISTS)
+    for col in ("displaydate", "endyear", "medium"):
+        assert col in df.columns
+    assert "provenancetext" not in df.columns and "inscription" not in df.columns
+    # missing timeframes: blanks and the unknown value
+    n_blank = sum(e["timeframe"] is None for e in expected.values())
+    assert cat.df["timeframe"].isna().sum() == n_blank
+    assert any("14th century" in m for m in msgs)
+    assert any("alternate view" in m for m in msgs)
+    assert any("several primary views" in m for m in msgs)
+    assert any("left out 3 object" in m for m in msgs)      # paintings without any image
+    # split: seeded, stratified on timeframe
+    assert set(cat.df["split"]) == {"train", "val"}
+    assert 0.1 < (cat.df["split"] == "val").mean() < 0.35
+    again, _ = ingest_nga(folder, fx.SAMPLE_DIR)
+    assert again.df["split"].tolist() == cat.df["split"].tolist()
+    other, _ = ingest_nga(folder, fx.SAMPLE_DIR, seed=1)
+    assert other.df["split"].tolist() != cat.df["split"].tolist()
+    # round trip through Parquet keeps the ordered task and the metadata
+    path = cat.save(tmp_path / "nga.parquet")
+    loaded = Catalog.load(path)
+    assert loaded.task("timeframe").ordered
+    assert loaded.task("timeframe").classes == NGA_TIMEFRAMES
+    assert loaded.df["iiifurl"].tolist() == cat.df["iiifurl"].tolist()
+    assert loaded.image_root == fx.SAMPLE_DIR.resolve()
+    info = loaded.info()
+    assert info["tasks"]["timeframe"]["ordered"] is True
+    assert info["missing_images"]["count"] == 0
+
+
+def test_chunked_reading_gives_the_same_catalogue(opendata):
+    folder, _ = opendata
+    a, _ = ingest_nga(folder, fx.SAMPLE_DIR)
+    b, _ = ingest_nga(folder, fx.SAMPLE_DIR, chunksize=7)
+    pd.testing.assert_frame_equal(a.df, b.df)
+
+
+def test_openaccess_column_of_newer_exports(tmp_path):
+    folder = tmp_path / "od"
+    fx.build_opendata(folder, openaccess=True)
+    cat, _ = ingest_nga(folder, fx.SAMPLE_DIR)
+    assert len(cat) == 106
+    assert set(cat.df["openaccess"]) == {"1"}
+
+
+def test_without_images_uses_default_root_and_keeps_rows(opendata, tmp_path):
+    folder, _ = opendata
+    cat, msgs = ingest_nga(folder, catalog_path=tmp_path / "cats" / "nga.parquet")
+    assert len(cat) == 106
+    assert cat.image_root == (tmp_path / "cats" / "nga_images").resolve()
+    assert len(cat.missing_images()) == 106
+    assert any("artextract download nga" in m for m in msgs)
+
+
+def test_classification_filter(opendata):
+    folder, _ = opendata
+    drawings, _ = ingest_nga(folder, classification="drawing")
+    assert len(drawings) == 4 and all(i.startswith("900") for i in drawings.ids)
+    both, _ = ingest_nga(folder, classification="Painting,Sculpture")
+    assert len(both) == 110
+    everything, _ = ingest_nga(folder, classification="all", with_artist=False)
+    assert len(everything) == 126 and "artist" not in everything.tasks
+    with pytest.raises(CatalogError, match="no object"):
+        ingest_nga(folder, classification="Tapestry")
+
+
+def test_artist_min_count(opendata):
+    folder, _ = opendata
+    cat, msgs = ingest_nga(folder, artist_min_count=18)
+    counts = cat.df["attribution"].value_counts()
+    assert set(cat.task("artist").classes) == set(counts[counts >= 18].index)
+    assert cat.df["artist"].isna().sum() == int(counts[counts < 18].sum())
+
+
+def test_missing_files_give_clear_errors(tmp_path, opendata):
+    with pytest.raises(CatalogError, match="no objects.csv"):
+        ingest_nga(tmp_path)
+    folder, _ = opendata
+    only_objects = tmp_path / "only"
+    only_objects.mkdir()
+    (only_objects / "objects.csv").write_bytes((folder / "objects.csv").read_bytes())
+    with pytest.raises(CatalogError, match="published_images"):
+        ingest_nga(only_objects)
+    # with the images folder, objects.csv alone is enough
+    cat, msgs = ingest_nga(only_objects, fx.SAMPLE_DIR)
+    assert len(cat) == 106 and cat.missing_images() == []
+    (tmp_path / "wrong").mkdir()
+    (tmp_path / "wrong" / "objects.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(CatalogError, match="visualbrowsertimespan"):
+        ingest_nga(tmp_path / "wrong", fx.SAMPLE_DIR)
+
+
+def test_repository_layout_with_data_folder(tmp_path):
+    fx.build_opendata(tmp_path / "opendata" / "data")
+    cat, _ = ingest_nga(tmp_path / "opendata", fx.SAMPLE_DIR)
+    assert len(cat) == 106
+
+
+def test_cli_ingest_nga(opendata, tmp_path, capsys):
+    folder, _ = opendata
+    out = tmp_path / "nga.parquet"
+    assert main(["ingest", "nga", "--opendata", str(folder), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "artextract download nga" in text
+    cat = Catalog.load(out)
+    assert len(cat) == 106 and cat.image_root == (tmp_path / "nga_images").resolve()
+    assert main(["ingest", "nga", "--opendata", str(folder), "--images", str(fx.SAMPLE_DIR), "--out", str(out),
+                 "--classification", "Painting"]) == 0
+    assert Catalog.load(out).missing_images() == []
+    assert main(["catalog", "info", str(out)]) == 0
+    assert "(ordered)" in capsys.readouterr().out
+    assert main(["ingest", "nga", "--opendata", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_help_has_examples(capsys):
+    for argv in (["ingest", "nga", "--help"], ["download", "nga", "--help"], ["download", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "example:" in capsys.readouterr().out
