@@ -47,8 +47,13 @@ def images_to_tensor(batch_u8: np.ndarray, image_size: int, view: str = "center"
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=c > image_size)
     if view == "flip":
         x = x.flip(-1)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return normalize(x)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet normalisation of a ``[..., 3, H, W]`` tensor with values in [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (x - mean) / std
 
 
@@ -73,12 +78,13 @@ class FeatureSet:
         return self.pooled.gather(ids).astype(np.float32)
 
 
-def _store_name(backbone: str, image_size: int, view: str, weights: str | None, pretrained: bool) -> str:
+def _store_name(backbone: str, image_size: int, view: str, weights: str | None, pretrained: bool,
+                seed: int = 0) -> str:
     tag = backbone.replace(":", "_").replace("/", "_")
     if weights:
         tag += "-w" + hashlib.sha1(str(Path(weights).resolve()).encode()).hexdigest()[:8]
-    if not pretrained:
-        tag += "-random"
+    elif not pretrained:
+        tag += f"-random{seed}"  # a random init is fixed by its seed
     return f"{tag}-{image_size}-{view}"
 
 
@@ -106,7 +112,7 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     for k in catalog.df["id"]:
         if not cache.has(k):
             skipped.add(k, cache.failures.get(k, "image not prepared"))
-    sdir = root / "features" / _store_name(name, size, view, weights, pretrained)
+    sdir = root / "features" / _store_name(name, size, view, weights, pretrained, seed)
     meta = {"backbone": name, "image_size": size, "view": view, "pretrained": bool(pretrained),
             "weights": str(weights) if weights else None}
     todo_ids = None

@@ -1,0 +1,111 @@
+"""The multi-task convolutional-recurrent network.
+
+The backbone's last spatial feature map ``[B, C, h, w]`` is projected to ``d`` channels and read
+as a sequence of ``h*w`` positions (raster order, like the original study's ResNet-50 + LSTM) by a
+bidirectional LSTM. The LSTM outputs are pooled (attention or mean) and concatenated with the
+projected global average of the map (a skip path that keeps what a linear probe would see), then
+one linear head per task gives the logits.
+
+:class:`CRNNHead` works on feature maps, so the fast CPU recipe trains it on maps computed once;
+:class:`MultiTaskCRNN` puts a backbone in front for fine-tuning and for images.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import Backbone
+
+
+class CRNNHead(nn.Module):
+    def __init__(self, in_channels: int, tasks: dict[str, int], *, proj: int = 256, hidden: int = 256,
+                 layers: int = 1, pool: str = "attention", dropout: float = 0.3, use_lstm: bool = True):
+        super().__init__()
+        if pool not in ("attention", "mean"):
+            raise ValueError("pool must be 'attention' or 'mean'")
+        self.config = dict(in_channels=in_channels, tasks=dict(tasks), proj=proj, hidden=hidden, layers=layers,
+                           pool=pool, dropout=dropout, use_lstm=use_lstm)
+        self.proj = nn.Sequential(nn.Conv2d(in_channels, proj, 1, bias=False), nn.BatchNorm2d(proj),
+                                  nn.ReLU(inplace=True))
+        self.use_lstm = use_lstm
+        seq_dim = proj
+        if use_lstm:
+            self.lstm = nn.LSTM(proj, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+                                dropout=dropout if layers > 1 else 0.0)
+            seq_dim = 2 * hidden
+        self.pool = pool
+        if pool == "attention":
+            self.attn = nn.Sequential(nn.Linear(seq_dim, 128), nn.Tanh(), nn.Linear(128, 1))
+        self.global_proj = nn.Sequential(nn.Linear(in_channels, proj), nn.ReLU(inplace=True))
+        self.embed_dim = seq_dim + proj
+        self.norm = nn.LayerNorm(self.embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({t: nn.Linear(self.embed_dim, n) for t, n in tasks.items()})
+
+    def embed(self, fmap: torch.Tensor, return_attention: bool = False):
+        """Pooled representation ``[B, embed_dim]`` of feature maps ``[B, C, h, w]``."""
+        fmap = fmap.float()
+        g = self.global_proj(fmap.mean(dim=(2, 3)))
+        seq = self.proj(fmap).flatten(2).transpose(1, 2)  # [B, h*w, proj]
+        if self.use_lstm:
+            seq, _ = self.lstm(seq)
+        if self.pool == "attention":
+            w = torch.softmax(self.attn(seq).squeeze(-1), dim=1)  # [B, h*w]
+            pooled = torch.bmm(w.unsqueeze(1), seq).squeeze(1)
+        else:
+            w = None
+            pooled = seq.mean(dim=1)
+        z = self.norm(torch.cat([pooled, g], dim=1))
+        return (z, w) if return_attention else z
+
+    def forward(self, fmap: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.dropout(self.embed(fmap))
+        return {t: h(z) for t, h in self.heads.items()}
+
+
+class MultiTaskCRNN(nn.Module):
+    """Backbone + :class:`CRNNHead`: images in, logits per task out."""
+
+    def __init__(self, backbone: Backbone, head: CRNNHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.head(self.backbone(images))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head.embed(self.backbone(images))
+
+
+def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], *,
+                          class_weights: dict[str, torch.Tensor] | None = None, label_smoothing: float = 0.0,
+                          ordinal: dict[str, float] | None = None, task_weights: dict[str, float] | None = None
+                          ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum over tasks of the mean loss over the paintings that have that task's label (target >= 0).
+
+    A painting without a label for a task contributes nothing to that head, so no gradient reaches
+    the head from it. ``ordinal[task] = w`` adds ``w`` times the squared earth mover's distance
+    between the predicted and true class distributions, which penalises far-off classes of an
+    ordered task more than neighbouring ones.
+    """
+    total = None
+    parts: dict[str, float] = {}
+    for task, out in logits.items():
+        y = targets[task]
+        mask = y >= 0
+        if not bool(mask.any()):
+            continue
+        lo, yy = out[mask], y[mask]
+        w = class_weights.get(task) if class_weights else None
+        loss = nn.functional.cross_entropy(lo, yy, weight=w, label_smoothing=label_smoothing)
+        if ordinal and ordinal.get(task):
+            p = torch.softmax(lo, dim=1).cumsum(dim=1)
+            onehot = nn.functional.one_hot(yy, lo.shape[1]).float().cumsum(dim=1)
+            loss = loss + ordinal[task] * ((p - onehot) ** 2).sum(dim=1).mean()
+        loss = loss * (task_weights.get(task, 1.0) if task_weights else 1.0)
+        parts[task] = float(loss.detach())
+        total = loss if total is None else total + loss
+    if total is None:  # a batch with no labels at all: a zero that still has a graph
+        total = sum(o.sum() * 0.0 for o in logits.values())
+    return total, parts

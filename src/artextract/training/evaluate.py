@@ -1,0 +1,73 @@
+"""Evaluate a run on a catalogue split: metrics.json, confusion matrices, per-class tables."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..data.catalog import Catalog, CatalogError
+from .inference import Run
+from .metrics import per_class_table, plot_confusion, task_metrics
+
+
+def evaluation_ids(run: Run, cat: Catalog, split: str, log=print) -> list[str]:
+    ids = cat.df.loc[cat.df["split"] == split, "id"].tolist()
+    if ids:
+        return ids
+    split_file = run.path / "split.json"
+    same = Path(run.config.get("catalog", "")) == (cat.path.resolve() if cat.path else None)
+    if split == "val" and split_file.exists() and same:
+        held = json.loads(split_file.read_text())["val"]
+        log(f"the catalogue has no {split} rows: evaluating on the {len(held)} paintings this run held out")
+        return held
+    raise CatalogError(f"the catalogue has no {split!r} rows; choose --split from "
+                       f"{sorted(cat.df['split'].unique())}")
+
+
+def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | None = None, log=print,
+             progress: bool = True) -> dict:
+    ids = evaluation_ids(run, cat, split, log)
+    sub = cat.subset(cat.df["id"].isin(set(ids)))
+    sub.path = cat.path
+    got_ids, probs = run.predict_catalog(sub, progress=progress, log=log)
+    pos = {k: i for i, k in enumerate(cat.df["id"])}
+    rows = np.array([pos[k] for k in got_ids], dtype=np.int64)
+    out_dir = Path(out_dir) if out_dir else run.path / f"eval-{split}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {}
+    for t, spec in run.tasks.items():
+        if t not in cat.tasks:
+            log(f"task {t}: not in this catalogue; skipped")
+            continue
+        lookup = {c: i for i, c in enumerate(spec.classes)}
+        y = np.array([lookup.get(v, -2) if isinstance(v, str) else -1 for v in cat.df[t].to_numpy()[rows]])
+        unknown = int((y == -2).sum())
+        if unknown:
+            log(f"task {t}: {unknown} painting(s) have labels the run never saw; they are left out")
+            y[y == -2] = -1
+        m = task_metrics(probs[t], y, spec.ordered)
+        metrics[t] = m
+        if m["n"]:
+            plot_confusion(probs[t], y, spec.classes, f"{t} ({split}, n={m['n']}, acc {m['accuracy']:.3f})",
+                           out_dir / f"confusion_{t}.png")
+            table = per_class_table(probs[t], y, spec.classes)
+            with open(out_dir / f"per_class_{t}.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, ["class", "precision", "recall", "f1", "support"])
+                w.writeheader()
+                w.writerows(table)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    lines = [f"{'task':<12}{'n':>6}{'top-1':>8}{'top-5':>8}{'macro-F1':>10}{'bal.acc':>9}  ordered"]
+    for t, m in metrics.items():
+        if not m["n"]:
+            lines.append(f"{t:<12}{0:>6}  (no labelled paintings)")
+            continue
+        extra = f"  MAE {m['mae_classes']:.2f} classes, within-one {m['within_one']:.3f}" if "mae_classes" in m else ""
+        lines.append(f"{t:<12}{m['n']:>6}{m['accuracy']:>8.3f}{m['top5']:>8.3f}{m['macro_f1']:>10.3f}"
+                     f"{m['balanced_accuracy']:>9.3f}{extra}")
+    return "\n".join(lines)

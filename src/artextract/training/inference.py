@@ -1,0 +1,133 @@
+"""A trained run, loaded for prediction and embedding: ``Run.load(run_dir)``."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ..data.catalog import Catalog, CatalogError, TaskSpec
+from ..data.images import load_image, resize_center_crop
+from ..models.backbones import Backbone, create_backbone
+from ..models.crnn import CRNNHead
+from ..models.features import default_device, extract_features, images_to_tensor
+from .train import CONFIG, MODEL
+
+
+class Run:
+    def __init__(self, path: Path, config: dict, head: CRNNHead, state: dict[str, torch.Tensor]):
+        self.path = path
+        self.config = config
+        self.head = head.eval()
+        self._state = state
+        self._backbone: Backbone | None = None
+        self.device = default_device()
+        self.head.to(self.device)
+        self.tasks = {n: TaskSpec(n, t["classes"], t.get("ordered", False)) for n, t in config["tasks"].items()}
+        b = config["backbone"]
+        self.backbone_name: str = b["name"]
+        self.image_size: int = b["image_size"]
+        self.cache_size: int = config.get("cache_size", 256)
+        self.finetuned: bool = bool(b.get("finetuned"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Run":
+        path = Path(path)
+        if not (path / CONFIG).exists() or not (path / MODEL).exists():
+            raise CatalogError(f"{path} is not a trained run (no {CONFIG} / {MODEL}); train one with `artextract train`")
+        config = json.loads((path / CONFIG).read_text())
+        state = load_file(str(path / MODEL))
+        h = dict(config["head"])
+        head = CRNNHead(h.pop("in_channels"), h.pop("tasks"), **h)
+        head_state = {k.removeprefix("head."): v for k, v in state.items() if not k.startswith("backbone.")}
+        head.load_state_dict(head_state)
+        return cls(path, config, head, state)
+
+    # ------------------------------------------------------------------ backbone
+    @property
+    def backbone(self) -> Backbone:
+        if self._backbone is None:
+            b = self.config["backbone"]
+            torch.manual_seed(self.config["train"].get("seed", 0))
+            net = create_backbone(b["name"], pretrained=b["pretrained"], weights=b.get("weights"))
+            if self.finetuned:
+                net.load_state_dict({k.removeprefix("backbone."): v for k, v in self._state.items()
+                                     if k.startswith("backbone.")})
+                tag = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:8]
+                net.name = f"{b['name']}-finetuned-{tag}"
+            self._backbone = net.to(self.device).eval()
+        return self._backbone
+
+    def _feature_set(self, catalog: Catalog, progress: bool = True, log=print):
+        b = self.config["backbone"]
+        src = self.backbone if self.finetuned else b["name"]
+        return extract_features(catalog, src, pretrained=b["pretrained"], weights=b.get("weights"),
+                                image_size=self.image_size, cache_size=self.cache_size, progress=progress, log=log,
+                                seed=self.config["train"].get("seed", 0))
+
+    # ------------------------------------------------------------------ catalogue-wide
+    @torch.no_grad()
+    def _head_over(self, maps: np.ndarray, batch: int = 256):
+        for s in range(0, len(maps), batch):
+            fm = torch.from_numpy(maps[s:s + batch]).to(self.device).float()
+            z = self.head.embed(fm)
+            yield z, {t: torch.softmax(h(z), 1) for t, h in self.head.heads.items()}
+
+    def predict_catalog(self, catalog: Catalog, progress: bool = True, log=print) -> tuple[list[str], dict[str, np.ndarray]]:
+        fs = self._feature_set(catalog, progress, log)
+        ids = [k for k, ok in zip(catalog.ids, fs.available(catalog.ids)) if ok]
+        probs: dict[str, list] = {t: [] for t in self.tasks}
+        for _, p in self._head_over(fs.get_maps(ids)):
+            for t in self.tasks:
+                probs[t].append(p[t].cpu().numpy())
+        return ids, {t: np.concatenate(v) if v else np.zeros((0, len(self.tasks[t].classes)), np.float32)
+                     for t, v in probs.items()}
+
+    def embed_catalog(self, catalog: Catalog, progress: bool = True, log=print) -> tuple[list[str], np.ndarray]:
+        fs = self._feature_set(catalog, progress, log)
+        ids = [k for k, ok in zip(catalog.ids, fs.available(catalog.ids)) if ok]
+        zs = [z.cpu().numpy() for z, _ in self._head_over(fs.get_maps(ids))]
+        emb = np.concatenate(zs) if zs else np.zeros((0, self.head.embed_dim), np.float32)
+        return ids, _l2(emb)
+
+    # ------------------------------------------------------------------ single images
+    def _tensor(self, images: list[Image.Image | str | Path]) -> torch.Tensor:
+        arrs = []
+        for im in images:
+            if not isinstance(im, Image.Image):
+                im = load_image(im)
+            arrs.append(np.asarray(resize_center_crop(im.convert("RGB"), self.cache_size), dtype=np.uint8))
+        return images_to_tensor(np.stack(arrs), self.image_size).to(self.device)
+
+    @torch.no_grad()
+    def predict_proba_images(self, images: list) -> dict[str, np.ndarray]:
+        if not images:
+            return {t: np.zeros((0, len(s.classes))) for t, s in self.tasks.items()}
+        out = self.head(self.backbone(self._tensor(images)))
+        return {t: torch.softmax(o, 1).cpu().numpy() for t, o in out.items()}
+
+    def predict_images(self, images: list, top_k: int = 3) -> list[dict[str, list[tuple[str, float]]]]:
+        probs = self.predict_proba_images(images)
+        res = []
+        for i in range(len(images)):
+            item = {}
+            for t, p in probs.items():
+                order = np.argsort(-p[i])[:top_k]
+                item[t] = [(self.tasks[t].classes[j], float(p[i, j])) for j in order]
+            res.append(item)
+        return res
+
+    @torch.no_grad()
+    def embed_images(self, images: list) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.head.embed_dim), np.float32)
+        return _l2(self.head.embed(self.backbone(self._tensor(images))).cpu().numpy())
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

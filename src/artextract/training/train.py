@@ -1,0 +1,460 @@
+"""Masked multi-task training of the CRNN, a plain reproducible recipe.
+
+Stage 1 (default, fast on a CPU): the backbone is frozen; its feature maps are computed once from
+the prepared-image cache (centre crop and its mirror image) and stored; the recurrent head trains
+on them in seconds per epoch. Stage 2 (``finetune=True``, for a GPU): the whole network trains
+end to end on augmented crops from the cache, with mixed precision and channels_last on CUDA.
+
+Every epoch writes a checkpoint (safetensors weights + JSON config with the class lists + the
+optimiser state); ``resume=True`` continues after a kill -9, losing at most one epoch. Each
+epoch's randomness is seeded from (seed, epoch), so a resumed run matches an uninterrupted one.
+Under ``torchrun`` the same code trains with DistributedDataParallel (gloo on CPU, NCCL on GPU).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..data.cache import DEFAULT_SIZE, default_cache_dir, ensure_prepared
+from ..data.catalog import Catalog, CatalogError
+from ..data.tabular import stratified_split
+from ..models.backbones import create_backbone
+from ..models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
+from ..models.features import default_device, extract_features, images_to_tensor, normalize
+from .metrics import task_metrics
+
+CONFIG = "config.json"
+MODEL = "model.safetensors"      # best weights so far
+LAST = "last.safetensors"        # weights at the end of the last finished epoch
+STATE = "state.pt"               # optimiser, scheduler, epoch, history: what --resume needs
+
+
+@dataclass
+class TrainConfig:
+    catalog: str
+    out: str
+    tasks: list[str] | None = None
+    backbone: str = "mobilenet_v2"
+    pretrained: bool = True
+    weights: str | None = None
+    image_size: int | None = None
+    cache_size: int = DEFAULT_SIZE
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    proj: int = 128
+    hidden: int = 128
+    layers: int = 1
+    pool: str = "attention"
+    dropout: float = 0.3
+    use_lstm: bool = True
+    class_weighting: str = "sqrt"          # none | sqrt | balanced
+    label_smoothing: float = 0.1
+    ordinal_weight: float = 1.0            # extra EMD loss weight for ordered tasks (0 = off)
+    patience: int = 8
+    holdout_fraction: float = 0.15
+    seed: int = 0
+    require_all_labels: bool = False       # the original study's recipe: keep only fully labelled rows
+    flip_augment: bool = True
+    finetune: bool = False
+    finetune_epochs: int = 5
+    finetune_lr: float = 1e-4
+    finetune_batch_size: int = 32
+    num_workers: int = 2
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- distributed helpers
+def _dist_env() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+# ---------------------------------------------------------------------- data selection
+def select_rows(cat: Catalog, tasks: list[str], cfg: TrainConfig, log=print) -> tuple[list[str], list[str], str]:
+    """Training and validation ids, and a sentence saying how validation was chosen."""
+    df = cat.df
+    labelled = df[tasks].notna()
+    has_any = labelled.any(axis=1) if not cfg.require_all_labels else labelled.all(axis=1)
+    train_mask = (df["split"] == "train") & has_any
+    val_mask = (df["split"] == "val") & has_any
+    if val_mask.any():
+        how = f"the catalogue's val split ({int(val_mask.sum())} paintings)"
+        return df.loc[train_mask, "id"].tolist(), df.loc[val_mask, "id"].tolist(), how
+    sub = df.loc[train_mask]
+    strat_task = max(tasks, key=lambda t: sub[t].notna().sum())
+    split = stratified_split(sub[strat_task].reset_index(drop=True), cfg.holdout_fraction, cfg.seed)
+    ids = sub["id"].to_numpy()
+    how = (f"no validation rows in the catalogue: held out a seeded ({cfg.seed}), stratified "
+           f"({strat_task}) {cfg.holdout_fraction:.0%} of the training rows ({int((split == 'val').sum())} paintings)")
+    return ids[split == "train"].tolist(), ids[split == "val"].tolist(), how
+
+
+def targets_for(cat: Catalog, ids: list[str], tasks: list[str]) -> dict[str, torch.Tensor]:
+    pos = {k: i for i, k in enumerate(cat.df["id"])}
+    rows = np.array([pos[k] for k in ids], dtype=np.int64)
+    return {t: torch.from_numpy(cat.label_indices(t)[rows]) for t in tasks}
+
+
+def class_weights_for(y: dict[str, torch.Tensor], num_classes: dict[str, int], mode: str) -> dict[str, torch.Tensor] | None:
+    if mode == "none":
+        return None
+    out = {}
+    for t, yt in y.items():
+        counts = torch.bincount(yt[yt >= 0], minlength=num_classes[t]).float()
+        w = counts.sum() / (num_classes[t] * counts.clamp(min=1))
+        w = w.sqrt() if mode == "sqrt" else w
+        w[counts == 0] = 0.0
+        out[t] = w / w[counts > 0].mean()
+    return out
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict | None = None) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
+    os.replace(tmp, path)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _unwrap(m):
+    return m.module if hasattr(m, "module") else m
+
+
+def _evaluate_head(head: CRNNHead, maps: torch.Tensor, y: dict[str, torch.Tensor], ordered: dict[str, bool],
+                   device, batch: int = 256) -> tuple[dict, dict[str, np.ndarray]]:
+    head.eval()
+    probs: dict[str, list] = {t: [] for t in y}
+    with torch.no_grad():
+        for s in range(0, len(maps), batch):
+            out = head(maps[s:s + batch].to(device).float())
+            for t in y:
+                probs[t].append(torch.softmax(out[t].float(), 1).cpu().numpy())
+    P = {t: np.concatenate(v) if v else np.zeros((0, head.heads[t].out_features)) for t, v in probs.items()}
+    return {t: task_metrics(P[t], y[t].numpy(), ordered[t]) for t in y}, P
+
+
+def _score(metrics: dict) -> float:
+    vals = [m["macro_f1"] for m in metrics.values() if m.get("macro_f1") is not None]
+    return float(np.mean(vals)) if vals else 0.0
+
+
+# ---------------------------------------------------------------------- the recipe
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
+    rank, world = _dist_env()
+    is_main = rank == 0
+    say = log if is_main else (lambda *a, **k: None)
+    out = Path(cfg.out)
+    device = default_device()
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+
+    cat = Catalog.load(cfg.catalog)
+    tasks = cfg.tasks or list(cat.tasks)
+    for t in tasks:
+        spec = cat.task(t)
+        if cat.df[t].notna().sum() == 0:
+            raise CatalogError(f"task {t!r} has no labelled paintings in {cfg.catalog}")
+        if spec.num_classes < 2:
+            raise CatalogError(f"task {t!r} has fewer than two classes; nothing to learn")
+    cfg.tasks = tasks
+    state_path = out / STATE
+    if resume and not state_path.exists():
+        say(f"--resume: no checkpoint in {out} yet; starting from the beginning")
+        resume = False
+    if resume:
+        saved = json.loads((out / CONFIG).read_text())["train"]
+        for key in ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
+                    "use_lstm", "image_size", "cache_size"):
+            if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
+                say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
+                setattr(cfg, key, saved.get(key))
+    elif is_main and (out / MODEL).exists() and any(out.iterdir()):
+        raise CatalogError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+    train_ids, val_ids, val_how = select_rows(cat, tasks, cfg)
+    if not train_ids:
+        raise CatalogError("no training paintings with labels for " + ", ".join(tasks))
+    say(f"training on {len(train_ids)} paintings; validation: {val_how}")
+
+    # features: rank 0 computes what is missing, the others wait and then read the store
+    views = ["center", "flip"] if cfg.flip_augment else ["center"]
+    cache_dir = default_cache_dir(cat)
+    fsets = {}
+    for turn in ((0,) if world == 1 else (0, 1)):
+        if (turn == 0) == is_main:
+            for v in views:
+                fsets[v] = extract_features(cat, cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
+                                            image_size=cfg.image_size, view=v, cache_size=cfg.cache_size,
+                                            cache_dir=cache_dir, progress=cfg.progress and is_main, log=say,
+                                            seed=cfg.seed)
+        _barrier(world)
+    fs = fsets["center"]
+    cfg.image_size = fs.image_size
+    ok = fs.available(train_ids)
+    if not ok.all():
+        say(f"{int((~ok).sum())} training painting(s) have no image and are skipped")
+    train_ids = [k for k, o in zip(train_ids, ok) if o]
+    val_ids = [k for k, o in zip(val_ids, fs.available(val_ids)) if o]
+    X = {v: torch.from_numpy(fsets[v].get_maps(train_ids)) for v in views}
+    Xv = torch.from_numpy(fs.get_maps(val_ids)) if val_ids else None
+    y = targets_for(cat, train_ids, tasks)
+    yv = targets_for(cat, val_ids, tasks)
+    num_classes = {t: cat.task(t).num_classes for t in tasks}
+    ordered = {t: cat.task(t).ordered for t in tasks}
+    in_ch = X["center"].shape[1]
+
+    torch.manual_seed(cfg.seed)
+    head = CRNNHead(in_ch, num_classes, proj=cfg.proj, hidden=cfg.hidden, layers=cfg.layers, pool=cfg.pool,
+                    dropout=cfg.dropout, use_lstm=cfg.use_lstm).to(device)
+    cw = class_weights_for(y, num_classes, cfg.class_weighting)
+    cw = {t: w.to(device) for t, w in cw.items()} if cw else None
+    ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs, pct_start=0.15)
+
+    config = {
+        "format": "artextract-run/1",
+        "tasks": {t: cat.tasks[t].to_json() for t in tasks},
+        "backbone": {"name": cfg.backbone, "pretrained": cfg.pretrained, "weights": cfg.weights,
+                     "image_size": cfg.image_size, "source": None, "finetuned": False},
+        "head": head.config,
+        "cache_size": cfg.cache_size,
+        "catalog": str(Path(cfg.catalog).resolve()),
+        "validation": val_how,
+        "train": asdict(cfg),
+    }
+    start_epoch, best, bad, history = 0, -1.0, 0, []
+    if resume:
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st.get("stage") == "finetune":
+            start_epoch, best, history = cfg.epochs, st["best"], json.loads((out / CONFIG).read_text()).get("history", [])
+            say("resuming in the fine-tuning stage")
+        else:
+            head.load_state_dict(load_file(str(out / LAST)))
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            start_epoch, best, bad, history = st["epoch"] + 1, st["best"], st["bad_epochs"], st["history"]
+            if start_epoch >= cfg.epochs or bad >= cfg.patience:
+                start_epoch = cfg.epochs  # stage 1 is finished
+            say(f"resuming after epoch {st['epoch'] + 1} (best val macro-F1 {best:.4f})")
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG).write_text(json.dumps(config, indent=2))
+        (out / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
+    model = head
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(head, device_ids=[device.index] if device.type == "cuda" else None)
+
+    n = len(train_ids)
+    t0 = time.time()
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="train (frozen backbone)", unit="epoch",
+               disable=not (cfg.progress and is_main), file=sys.stderr, initial=start_epoch, total=cfg.epochs)
+    for epoch in bar:
+        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        torch.manual_seed(cfg.seed * 100003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        flip = torch.rand(n, generator=g) < 0.5
+        steps = math.ceil(n / cfg.batch_size)
+        model.train()
+        losses = []
+        for s in range(steps):
+            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size][rank::world]
+            if len(idx) == 0:
+                idx = perm[:1]
+            xb = X["center"][idx].float()
+            if cfg.flip_augment:
+                fl = flip[idx]
+                if fl.any():
+                    xb[fl] = X["flip"][idx[fl]].float()
+            xb = xb.to(device)
+            yb = {t: y[t][idx].to(device) for t in tasks}
+            loss, _ = masked_multitask_loss(model(xb), yb, class_weights=cw, label_smoothing=cfg.label_smoothing,
+                                            ordinal=ord_w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
+            opt.step()
+            losses.append(loss.item())
+        sched.step()
+        # every rank evaluates the same validation set the same way, so they agree on stopping
+        vm, _ = _evaluate_head(head, Xv, yv, ordered, device) if Xv is not None else ({}, None)
+        score = _score(vm) if vm else -float(np.mean(losses))
+        improved = score > best + 1e-6
+        best, bad = (score, 0) if improved else (best, bad + 1)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_macro_f1": score,
+                        "val": {t: {k: m[k] for k in ("accuracy", "macro_f1")} for t, m in vm.items()},
+                        "seconds": round(time.time() - t0, 2)})
+        if is_main:
+            meta = {"epoch": epoch + 1}
+            if improved:
+                _atomic_save_tensors(head.state_dict(), out / MODEL, meta)
+            _atomic_save_tensors(head.state_dict(), out / LAST, meta)
+            _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": bad, "history": history,
+                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                "stage": "frozen"}, state_path)
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_f1=f"{score:.3f}", best=f"{best:.3f}")
+        if bad >= cfg.patience:
+            say(f"early stop after epoch {epoch + 1}: no val macro-F1 gain in {cfg.patience} epochs")
+            break
+    bar.close()
+    _barrier(world)
+
+    if cfg.finetune:
+        _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, rank, world, resume, say)
+
+    if is_main:
+        config = json.loads((out / CONFIG).read_text())
+        config["history"] = history
+        if Xv is not None and not config["backbone"]["finetuned"]:
+            head.load_state_dict(load_file(str(out / MODEL)))
+            vm, _ = _evaluate_head(head, Xv, yv, ordered, device)
+            config["val_metrics"] = vm
+            say("validation (best epoch): " + "; ".join(
+                f"{t} acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}" for t, m in vm.items() if m["n"]))
+        (out / CONFIG).write_text(json.dumps(config, indent=2))
+        say(f"run saved in {out} ({time.time() - t0:.1f}s)")
+    _barrier(world)
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+    return out
+
+
+# ---------------------------------------------------------------------- stage 2
+class _CacheImages(torch.utils.data.Dataset):
+    """Augmented crops from the prepared-image cache (uint8 memmap), as float tensors."""
+
+    def __init__(self, cache_dir: Path, cache_size: int, ids: list[str], image_size: int, train: bool):
+        self.cache_dir, self.cache_size, self.ids = cache_dir, cache_size, ids
+        self.image_size, self.train = image_size, train
+        self.cache = None
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        from ..data.cache import PreparedCache
+        if self.cache is None:  # opened lazily in each worker
+            self.cache = PreparedCache(self.cache_dir, self.cache_size)
+        arr = self.cache.get(self.ids[i])
+        if self.train:
+            import torchvision.transforms.v2 as T
+            x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+            x = T.RandomResizedCrop(self.image_size, scale=(0.5, 1.0), antialias=True)(x)
+            if torch.rand(1) < 0.5:
+                x = x.flip(-1)
+            return normalize(x.float().div_(255.0)), i
+        return images_to_tensor(arr[None], self.image_size)[0], i
+
+
+def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, rank, world, resume, say):
+    """Unfreeze the backbone and train end to end from the best stage-1 head."""
+    is_main = rank == 0
+    torch.manual_seed(cfg.seed)
+    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights)
+    head.load_state_dict(load_file(str(out / MODEL)))
+    model = MultiTaskCRNN(backbone, head).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    ordered = {t: cat.task(t).ordered for t in tasks}
+    y_all = targets_for(cat, train_ids, tasks)
+    yv = targets_for(cat, val_ids, tasks)
+    num_classes = {t: cat.task(t).num_classes for t in tasks}
+    cw = class_weights_for(y_all, num_classes, cfg.class_weighting)
+    cw = {t: w.to(device) for t, w in cw.items()} if cw else None
+    ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
+    cache_dir = default_cache_dir(cat)
+    ensure_prepared(cat, cfg.cache_size, cache_dir, progress=False, log=say)
+    ds = _CacheImages(cache_dir, cfg.cache_size, train_ids, cfg.image_size, train=True)
+    sampler = torch.utils.data.distributed.DistributedSampler(ds, world, rank, seed=cfg.seed) if world > 1 else None
+    opt = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": cfg.finetune_lr},
+                             {"params": model.head.parameters(), "lr": cfg.finetune_lr * 5}],
+                            weight_decay=cfg.weight_decay)
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    start = 0
+    st_path = out / STATE
+    st = torch.load(st_path, map_location="cpu", weights_only=False) if resume and st_path.exists() else None
+    best = -1.0
+    if st and st.get("stage") == "finetune":
+        model.load_state_dict(load_file(str(out / LAST)))
+        opt.load_state_dict(st["optimizer"])
+        start, best = st["epoch"] + 1, st["best"]
+        say(f"resuming fine-tuning after epoch {start}")
+    elif st:
+        best = st["best"]
+    val_ds = _CacheImages(cache_dir, cfg.cache_size, val_ids, cfg.image_size, train=False)
+    for epoch in range(start, cfg.finetune_epochs):
+        torch.manual_seed(cfg.seed * 7919 + epoch)
+        if sampler:
+            sampler.set_epoch(epoch)
+        dl = torch.utils.data.DataLoader(ds, batch_size=max(1, cfg.finetune_batch_size // world), sampler=sampler,
+                                         shuffle=sampler is None, num_workers=cfg.num_workers, drop_last=len(ds) > cfg.finetune_batch_size)
+        ddp.train()
+        bar = tqdm(dl, desc=f"fine-tune {epoch + 1}/{cfg.finetune_epochs}", disable=not (cfg.progress and is_main),
+                   file=sys.stderr)
+        for xb, idx in bar:
+            xb = xb.to(device, non_blocking=True)
+            if device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = {t: y_all[t][idx].to(device) for t in tasks}
+            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                loss, _ = masked_multitask_loss(ddp(xb), yb, class_weights=cw, label_smoothing=cfg.label_smoothing,
+                                                ordinal=ord_w)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+        model.eval()
+        probs = {t: [] for t in tasks}
+        with torch.no_grad():
+            for xb, _ in torch.utils.data.DataLoader(val_ds, batch_size=64, num_workers=cfg.num_workers):
+                with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                    o = model(xb.to(device))
+                for t in tasks:
+                    probs[t].append(torch.softmax(o[t].float(), 1).cpu().numpy())
+        vm = {t: task_metrics(np.concatenate(probs[t]), yv[t].numpy(), ordered[t]) for t in tasks} if val_ids else {}
+        score = _score(vm)
+        say(f"fine-tune epoch {epoch + 1}: val macro-F1 {score:.4f} (best {best:.4f})")
+        if is_main:
+            sd = model.state_dict()
+            if score > best:
+                best = score
+                _atomic_save_tensors(sd, out / MODEL, {"epoch": epoch + 1, "stage": "finetune"})
+                c = json.loads((out / CONFIG).read_text())
+                c["backbone"]["finetuned"] = True
+                (out / CONFIG).write_text(json.dumps(c, indent=2))
+            _atomic_save_tensors(sd, out / LAST, {"epoch": epoch + 1})
+            _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": 0, "history": [],
+                                "optimizer": opt.state_dict(), "stage": "finetune"}, st_path)
+        _barrier(world)
