@@ -65,7 +65,7 @@ def ingest_csv(csv_path: str | Path, images: str | Path, *, id_col: str | None, 
         bad = ~out["split"].isin(["train", "val", "test"])
         if bad.any():
             raise CatalogError(f"split column {split_col!r} has values other than train/val/test: "
-                               f"{out.loc[bad, 'split'].unique()[:3].tolist()}")
+                               f"{out.loc[bad, 'split'].fillna('<missing>').unique()[:3].tolist()}")
     else:
         out["split"] = stratified_split(out[tasks[0]] if tasks else pd.Series([None] * len(out)),
                                         val_fraction, seed)

@@ -1,0 +1,126 @@
+"""Generic CSV importer: malformed rows, missing images, unknown split values, seeded split."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from artextract.cli import main
+from artextract.data.catalog import Catalog, CatalogError
+from artextract.data.tabular import ingest_csv, stratified_split
+
+
+@pytest.fixture
+def images(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(8):
+        Image.new("RGB", (8, 8), (i * 30, 0, 0)).save(root / f"{i}.jpg")
+    return root
+
+
+def _csv(tmp_path, text: str):
+    p = tmp_path / "paintings.csv"
+    p.write_text(text)
+    return p
+
+
+def test_clean_csv_with_split_column(tmp_path, images):
+    csv = _csv(tmp_path, "file,school,century,split,title\n0.jpg,Dutch,17th,train,A\n1.jpg,Italian,16th,val,B\n"
+                         "2.jpg,Dutch,,Test ,C\n")
+    cat, msgs = ingest_csv(csv, images, id_col=None, path_col="file", tasks=["school", "century"],
+                           split_col="split", ordered=["century"])
+    assert msgs == []
+    assert cat.df["id"].tolist() == ["0.jpg", "1.jpg", "2.jpg"]
+    assert cat.df["split"].tolist() == ["train", "val", "test"]  # case and spaces normalised
+    assert cat.task("school").classes == ["Dutch", "Italian"]
+    assert cat.task("century").classes == ["16th", "17th"] and cat.task("century").ordered
+    assert cat.df["century"].isna().tolist() == [False, False, True]  # blank label -> no label, row kept
+    assert cat.df["title"].tolist() == ["A", "B", "C"]  # other columns kept as metadata
+    assert cat.missing_images() == []
+
+
+def test_malformed_blank_duplicate_and_missing_rows_are_reported(tmp_path, images):
+    csv = _csv(tmp_path, "file,school,split\n"
+                         "0.jpg,Dutch,train\n"
+                         "1.jpg,Dutch,train,EXTRA,FIELDS\n"  # malformed: too many fields
+                         ",Dutch,train\n"  # no image path
+                         "0.jpg,Italian,val\n"  # duplicated id
+                         "9.jpg,Dutch,train\n"  # image not on disk
+                         "sub/8.jpg,Dutch,train\n"  # image not on disk either
+                         "2.jpg,Italian,val\n")
+    cat, msgs = ingest_csv(csv, images, id_col=None, path_col="file", tasks=["school"], split_col="split")
+    assert cat.df["id"].tolist() == ["0.jpg", "2.jpg"]
+    assert cat.df["school"].tolist() == ["Dutch", "Italian"]  # the first of a duplicated id wins
+    text = "\n".join(msgs)
+    assert "skipped 1 malformed row(s)" in text and "1.jpg,Dutch,train,EXTRA,FIELDS" in text
+    assert "skipped 1 row(s) without an image path" in text
+    assert "skipped 1 row(s) with a duplicated id" in text
+    assert "left out 2 row(s) whose image is not on disk" in text and "9.jpg" in text
+
+
+def test_classes_come_from_kept_rows_only(tmp_path, images):
+    csv = _csv(tmp_path, "file,school\n0.jpg,Dutch\n9.jpg,Flemish\n")
+    cat, _ = ingest_csv(csv, images, id_col=None, path_col="file", tasks=["school"])
+    assert cat.task("school").classes == ["Dutch"]
+
+
+@pytest.mark.parametrize("value", ["validation", "holdout", "TRAINING"])
+def test_unknown_split_value_is_a_clear_error(tmp_path, images, value):
+    csv = _csv(tmp_path, f"file,school,split\n0.jpg,Dutch,train\n1.jpg,Dutch,{value}\n")
+    with pytest.raises(CatalogError, match=rf"split column 'split' has values other than train/val/test: .*{value.lower()}"):
+        ingest_csv(csv, images, id_col=None, path_col="file", tasks=["school"], split_col="split")
+
+
+def test_blank_split_value_is_a_clear_error(tmp_path, images):
+    csv = _csv(tmp_path, "file,school,split\n0.jpg,Dutch,train\n1.jpg,Dutch,\n2.jpg,Dutch\n")
+    with pytest.raises(CatalogError, match="values other than train/val/test: .*missing"):
+        ingest_csv(csv, images, id_col=None, path_col="file", tasks=["school"], split_col="split")
+
+
+def test_unknown_column_is_a_clear_error(tmp_path, images):
+    csv = _csv(tmp_path, "file,school\n0.jpg,Dutch\n")
+    with pytest.raises(CatalogError, match="has no column 'century'; columns: file, school"):
+        ingest_csv(csv, images, id_col=None, path_col="file", tasks=["school", "century"])
+    with pytest.raises(CatalogError, match="has no column 'path'"):
+        ingest_csv(csv, images, id_col=None, path_col="path", tasks=["school"])
+
+
+def test_id_column_and_seeded_stratified_split(tmp_path, images):
+    rows = "\n".join(f"obj{i},{i}.jpg,{'Dutch' if i % 2 else 'Italian'}" for i in range(8))
+    csv = _csv(tmp_path, "objectid,file,school\n" + rows + "\n")
+    a, msgs = ingest_csv(csv, images, id_col="objectid", path_col="file", tasks=["school"], seed=3, val_fraction=0.25)
+    b, _ = ingest_csv(csv, images, id_col="objectid", path_col="file", tasks=["school"], seed=3, val_fraction=0.25)
+    assert a.df["id"].tolist() == [f"obj{i}" for i in range(8)]
+    assert a.df["split"].tolist() == b.df["split"].tolist()
+    assert a.df.groupby("school")["split"].apply(lambda s: (s == "val").sum()).tolist() == [1, 1]
+    assert any("seeded split (25% val, stratified on school)" in m for m in msgs)
+
+
+def test_stratified_split_keeps_singletons_in_train():
+    import pandas as pd
+
+    s = stratified_split(pd.Series(["a", "a", "a", "a", "b", None, None]), 0.5, seed=0)
+    assert s[4] == "train"  # a class with one member cannot be validated
+    assert (s[:4] == "val").sum() == 2
+    assert sorted(s[5:]) == ["train", "val"]  # missing labels form their own stratum
+
+
+def test_cli_ingest_csv(tmp_path, images, capsys):
+    csv = _csv(tmp_path, "file,school,century\n" + "".join(f"{i}.jpg,S{i % 2},C{i % 3}\n" for i in range(8))
+               + "7.jpg,S1\n99.jpg,S0,C0\n")
+    out = tmp_path / "mine.parquet"
+    assert main(["ingest", "csv", "--csv", str(csv), "--images", str(images), "--path-col", "file",
+                 "--tasks", "school,century", "--ordered", "century", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "left out 1 row(s) whose image is not on disk" in text and "wrote" in text
+    cat = Catalog.load(out)
+    assert len(cat) == 8 and cat.task("century").ordered and cat.image_root == images.resolve()
+    assert main(["catalog", "info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 8
+    # a bad split column is an error message and exit status 2, not a traceback
+    bad = _csv(tmp_path, "file,school,split\n0.jpg,S0,dev\n")
+    assert main(["ingest", "csv", "--csv", str(bad), "--images", str(images), "--path-col", "file",
+                 "--tasks", "school", "--split-col", "split", "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "values other than train/val/test" in capsys.readouterr().err
