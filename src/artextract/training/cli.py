@@ -17,7 +17,7 @@ def _cmd_train(args) -> int:
         catalog=args.catalog, out=args.out, tasks=args.tasks.split(",") if args.tasks else None,
         backbone=args.backbone, pretrained=args.pretrained != "none", weights=args.weights,
         image_size=args.image_size, cache_size=args.cache_size, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, pool=args.pool, use_lstm=not args.no_lstm, class_weighting=args.class_weighting,
+        lr=args.lr, proj=args.proj, hidden=args.hidden, pool=args.pool, use_lstm=not args.no_lstm, class_weighting=args.class_weighting,
         label_smoothing=args.label_smoothing, ordinal_weight=args.ordinal_weight, patience=args.patience,
         holdout_fraction=args.holdout_fraction, seed=args.seed, require_all_labels=args.require_all_labels,
         finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
@@ -125,6 +125,8 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--proj", type=int, default=128, help="channels the feature map is projected to")
+    p.add_argument("--hidden", type=int, default=128, help="LSTM hidden size per direction")
     p.add_argument("--pool", choices=["attention", "mean"], default="attention")
     p.add_argument("--no-lstm", action="store_true", help="ablation: pool the projected map without the LSTM")
     p.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default="sqrt")

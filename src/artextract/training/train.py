@@ -74,6 +74,7 @@ class TrainConfig:
     finetune_batch_size: int = 32
     num_workers: int = 2
     progress: bool = True
+    stop_after_epochs: int | None = None   # end this session early, as an interruption would (time-boxed jobs)
     extra: dict = field(default_factory=dict)
 
 
@@ -194,7 +195,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     if resume:
         saved = json.loads((out / CONFIG).read_text())["train"]
         for key in ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
-                    "use_lstm", "image_size", "cache_size"):
+                    "use_lstm", "image_size", "cache_size", "epochs", "lr", "batch_size", "flip_augment",
+                    "holdout_fraction", "require_all_labels"):
             if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
                 say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
                 setattr(cfg, key, saved.get(key))
@@ -326,6 +328,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         if bad >= cfg.patience:
             say(f"early stop after epoch {epoch + 1}: no val macro-F1 gain in {cfg.patience} epochs")
             break
+        if cfg.stop_after_epochs and epoch + 1 - start_epoch >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
+            say(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
+            bar.close()
+            _barrier(world)
+            if world > 1 and dist.is_initialized():
+                dist.destroy_process_group()
+            return out
     bar.close()
     _barrier(world)
 

@@ -1,0 +1,211 @@
+"""The multi-task CRNN: shapes, masking, checkpoint/resume, DDP, CLI end to end.
+
+Tiny images and the random-init ``tiny_cnn`` backbone (``--pretrained none``) keep this fast."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from artextract.cli import main
+from artextract.data.catalog import Catalog
+from artextract.models.backbones import WeightsUnavailable, create_backbone
+from artextract.models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
+from artextract.training.train import TrainConfig, train
+
+TINY = dict(backbone="tiny_cnn", pretrained=False, cache_size=64, image_size=64, progress=False)
+
+
+@pytest.fixture()
+def demo(tmp_path, demo_catalog):
+    """A private copy of the session's demo corpus (runs write caches next to the catalogue)."""
+    dst = tmp_path / "demo"
+    shutil.copytree(Path(demo_catalog.path).parent, dst, ignore=shutil.ignore_patterns("*.cache"))
+    return dst / "catalog.parquet"
+
+
+def test_shapes_and_embedding():
+    head = CRNNHead(64, {"style": 5, "genre": 3}, proj=16, hidden=8)
+    fmap = torch.randn(4, 64, 4, 4)
+    out = head(fmap)
+    assert out["style"].shape == (4, 5) and out["genre"].shape == (4, 3)
+    z, attn = head.embed(fmap, return_attention=True)
+    assert z.shape == (4, head.embed_dim) and attn.shape == (4, 16)
+    assert torch.allclose(attn.sum(1), torch.ones(4))
+    model = MultiTaskCRNN(create_backbone("tiny_cnn", pretrained=False), CRNNHead(64, {"t": 2}, proj=8, hidden=8))
+    assert model(torch.randn(2, 3, 64, 64))["t"].shape == (2, 2)
+
+
+def test_masked_loss_sends_no_gradient_to_a_head_without_labels():
+    torch.manual_seed(0)
+    head = CRNNHead(32, {"style": 4, "genre": 3}, proj=8, hidden=8, dropout=0.0)
+    fmap = torch.randn(3, 32, 3, 3)
+    targets = {"style": torch.tensor([1, 2, 0]), "genre": torch.tensor([-1, -1, -1])}
+    loss, parts = masked_multitask_loss(head(fmap), targets)
+    loss.backward()
+    assert "genre" not in parts
+    assert head.heads["genre"].weight.grad is None or head.heads["genre"].weight.grad.abs().sum() == 0
+    assert head.heads["style"].weight.grad.abs().sum() > 0
+    # a painting missing one label still trains the other head, and only its labelled rows count
+    head.zero_grad()
+    targets = {"style": torch.tensor([1, -1, -1]), "genre": torch.tensor([-1, 2, -1])}
+    out = head(fmap)
+    loss, parts = masked_multitask_loss(out, targets)
+    expect = (torch.nn.functional.cross_entropy(out["style"][:1], targets["style"][:1])
+              + torch.nn.functional.cross_entropy(out["genre"][1:2], targets["genre"][1:2]))
+    assert torch.allclose(loss, expect)
+
+
+def test_row_without_label_changes_nothing_in_that_head():
+    """Gradient of the genre head is identical with or without a painting that has no genre label."""
+    torch.manual_seed(0)
+    head = CRNNHead(16, {"style": 3, "genre": 3}, proj=8, hidden=8, dropout=0.0).eval()
+    f = torch.randn(2, 16, 2, 2)
+    grads = []
+    for rows in ([0], [0, 1]):
+        head.zero_grad()
+        t = {"style": torch.tensor([0, 1])[rows], "genre": torch.tensor([2, -1])[rows]}
+        masked_multitask_loss(head(f[rows]), t)[0].backward()
+        grads.append(head.heads["genre"].weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_ordinal_loss_prefers_near_misses():
+    logits_near = {"tf": torch.tensor([[0.0, 5.0, 0.0, 0.0, 0.0]])}
+    logits_far = {"tf": torch.tensor([[0.0, 0.0, 0.0, 0.0, 5.0]])}
+    y = {"tf": torch.tensor([0])}
+    near, _ = masked_multitask_loss(logits_near, y, ordinal={"tf": 1.0})
+    far, _ = masked_multitask_loss(logits_far, y, ordinal={"tf": 1.0})
+    assert far > near
+
+
+def test_pretrained_weights_that_cannot_be_had_are_an_error():
+    with pytest.raises(WeightsUnavailable, match="pretrained none"):
+        create_backbone("tiny_cnn", pretrained=True)
+
+
+def _cfg(cat_path, out, **kw):
+    base = dict(tasks=["style", "genre", "timeframe"], epochs=4, batch_size=32, patience=10, proj=16, hidden=16)
+    return TrainConfig(catalog=str(cat_path), out=str(out), **{**TINY, **base, **kw})
+
+
+def test_checkpoint_resume_matches_uninterrupted(demo, tmp_path):
+    full = train(_cfg(demo, tmp_path / "full"), log=lambda *a: None)
+    # an interrupted run: stop after 2 epochs (as if killed), then resume to 4
+    train(_cfg(demo, tmp_path / "part", stop_after_epochs=2), log=lambda *a: None)
+    st = torch.load(tmp_path / "part" / "state.pt", weights_only=False)
+    assert st["epoch"] == 1
+    train(_cfg(demo, tmp_path / "part"), resume=True, log=lambda *a: None)
+    a, b = load_file(str(full / "last.safetensors")), load_file(str(tmp_path / "part" / "last.safetensors"))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    cfg = json.loads((full / "config.json").read_text())
+    assert cfg["tasks"]["timeframe"]["ordered"] is True
+    assert cfg["tasks"]["style"]["classes"] == Catalog.load(demo).tasks["style"].classes
+
+
+def test_resume_after_kill_9(demo, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "artextract", "train", "--catalog", str(demo), "--out", str(out),
+            "--backbone", "tiny_cnn", "--pretrained", "none", "--cache-size", "64", "--image-size", "64",
+            "--epochs", "40", "--patience", "100", "--tasks", "style,genre", "--proj", "8", "--hidden", "8",
+            "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "state.pt").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "state.pt").exists(), "no checkpoint was written before the kill"
+    done = torch.load(out / "state.pt", weights_only=False)["epoch"] + 1
+    assert done < 40
+    r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming after epoch {done}" in r.stdout
+    hist = json.loads((out / "config.json").read_text())["history"]
+    assert [h["epoch"] for h in hist] == list(range(1, 41))
+
+
+def test_holdout_when_no_validation_rows(demo, tmp_path):
+    cat = Catalog.load(demo)
+    cat.df["split"] = "train"
+    cat.save(demo)
+    out = train(_cfg(demo, tmp_path / "r", epochs=2), log=lambda *a: None)
+    cfg = json.loads((out / "config.json").read_text())
+    assert "held out a seeded" in cfg["validation"]
+    split = json.loads((out / "split.json").read_text())
+    assert split["val"] and not set(split["val"]) & set(split["train"])
+
+
+def test_ddp_two_processes_gloo(demo, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", str(29500 + os.getpid() % 1000), "-m", "artextract", "train",
+                        "--catalog", str(demo), "--out", str(out), "--backbone", "tiny_cnn", "--pretrained", "none",
+                        "--cache-size", "64", "--image-size", "64", "--epochs", "3", "--tasks", "style,genre",
+                        "--no-progress"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "model.safetensors").exists()
+    hist = json.loads((out / "config.json").read_text())["history"]
+    assert len(hist) == 3
+
+
+def test_cli_train_evaluate_predict(demo, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--catalog", str(demo), "--out", str(run), "--backbone", "tiny_cnn", "--pretrained",
+                 "none", "--cache-size", "64", "--image-size", "64", "--epochs", "3", "--no-progress"]) == 0
+    assert main(["evaluate", "--run", str(run), "--catalog", str(demo), "--json"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((run / "eval-val" / "metrics.json").read_text())
+    assert json.loads(printed[printed.index("{"):]) == metrics
+    for t in ("artist", "genre", "style", "timeframe"):
+        assert set(metrics[t]) >= {"accuracy", "top5", "macro_f1", "balanced_accuracy", "n"}
+        assert metrics[t]["n"] > 0
+    assert "mae_classes" in metrics["timeframe"] and "within_one" in metrics["timeframe"]
+    assert (run / "eval-val" / "confusion_style.png").stat().st_size > 1000
+    # predict: a folder with one good image and one bad file; the bad one is reported, the good one predicted
+    d = tmp_path / "imgs"
+    d.mkdir()
+    cat = Catalog.load(demo)
+    shutil.copy(cat.image_root / cat.df["path"].iloc[0], d / "good.jpg")
+    (d / "bad.jpg").write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["predict", "--run", str(run), str(d), "--top-k", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res["results"]) == 1 and res["results"][0]["image"].endswith("good.jpg")
+    assert len(res["results"][0]["predictions"]["style"]) == 2
+    assert res["errors"][0]["image"].endswith("bad.jpg") and res["errors"][0]["error"]
+
+
+def test_refuses_to_overwrite_a_run(demo, tmp_path):
+    out = train(_cfg(demo, tmp_path / "r", epochs=1), log=lambda *a: None)
+    with pytest.raises(Exception, match="--resume"):
+        train(_cfg(demo, out, epochs=1), log=lambda *a: None)
+
+
+def test_run_predictions_match_between_catalog_and_single_images(demo, tmp_path):
+    from artextract.data.images import load_image
+    from artextract.training.inference import Run
+
+    out = train(_cfg(demo, tmp_path / "r", epochs=2), log=lambda *a: None)
+    run = Run.load(out)
+    cat = Catalog.load(demo)
+    sub = cat.subset(np.arange(len(cat)) < 4)
+    sub.path = cat.path
+    ids, probs = run.predict_catalog(sub, progress=False, log=lambda *a: None)
+    single = run.predict_proba_images([load_image(cat.image_root / p) for p in sub.df["path"]])
+    assert np.allclose(probs["style"], single["style"], atol=2e-2)
+    e_ids, emb = run.embed_catalog(sub, progress=False, log=lambda *a: None)
+    assert emb.shape[0] == 4 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
