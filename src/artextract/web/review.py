@@ -1,0 +1,201 @@
+"""The outlier table behind the review queue, and exporting the corrected labels.
+
+The queue is the rows of an ``artextract outliers`` CSV whose ``flagged`` column is true, ordered
+by ``rank``. Columns beyond the known ones (per-method scores, neighbour evidence ...) are kept and
+shown generically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ..data.catalog import Catalog
+from .db import ReviewStore
+
+REQUIRED = ("id", "task", "given_label", "suggested_label")
+KNOWN = ("id", "task", "given_label", "suggested_label", "suggested_prob", "score", "rank", "flagged")
+_TRUE = {"true", "1", "yes", "y", "t"}
+
+
+class OutliersError(ValueError):
+    """The outliers file is missing or malformed."""
+
+
+def _to_bool(v) -> bool:
+    if isinstance(v, bool):
+        return v
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return False
+    if isinstance(v, (int, float)):
+        return bool(v)
+    return str(v).strip().lower() in _TRUE
+
+
+def _clean(v):
+    """A JSON-friendly scalar (NaN -> None, numpy -> python)."""
+    if v is None:
+        return None
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        try:
+            v = v.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return v
+
+
+class OutlierTable:
+    """The rows of an outliers CSV, indexed for the painting pages and the review queue."""
+
+    def __init__(self, path: str | os.PathLike, catalog: Catalog):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise OutliersError(f"outliers file {self.path} does not exist; make one with `artextract outliers`")
+        try:
+            df = pd.read_csv(self.path, dtype={"id": str, "task": str, "given_label": str, "suggested_label": str},
+                             keep_default_na=True)
+        except Exception as exc:
+            raise OutliersError(f"{self.path} is not a readable CSV: {exc}") from exc
+        missing = [c for c in REQUIRED if c not in df.columns]
+        if missing:
+            raise OutliersError(f"{self.path} lacks the column(s) {', '.join(missing)}; "
+                                f"expected at least {', '.join(REQUIRED)} (the output of `artextract outliers`)")
+        df["flagged"] = df["flagged"].map(_to_bool) if "flagged" in df.columns else True
+        if "rank" not in df.columns:
+            df["rank"] = pd.NA
+        df["rank"] = pd.to_numeric(df["rank"], errors="coerce")
+        for c in ("score", "suggested_prob"):
+            if c in df.columns:
+                df[c] = pd.to_numeric(df[c], errors="coerce")
+        known_ids = set(catalog.df["id"])
+        self.unknown_ids = int((~df["id"].isin(known_ids)).sum())
+        self.unknown_tasks = sorted(set(df["task"].dropna()) - set(catalog.tasks))
+        df = df[df["id"].isin(known_ids) & df["task"].isin(list(catalog.tasks))].copy()
+        # order: rank ascending; rows without a rank after, by score descending
+        sort_cols, asc = ["rank"], [True]
+        if "score" in df.columns:
+            sort_cols.append("score")
+            asc.append(False)
+        df = df.sort_values(sort_cols, ascending=asc, na_position="last", kind="stable").reset_index(drop=True)
+        self.df = df
+        self.extra_columns = [c for c in df.columns if c not in KNOWN]
+        q = df[df["flagged"]].reset_index(drop=True)
+        self.queue = [self._row(r) for r in q.to_dict("records")]
+        self._by_id: dict[str, list[dict]] = {}
+        for r in df.to_dict("records"):
+            self._by_id.setdefault(r["id"], []).append(self._row(r))
+        self.flagged_ids = {r["id"] for r in self.queue}
+        self.tasks = sorted({r["task"] for r in self.queue})
+
+    def _row(self, r: dict) -> dict:
+        out = {k: _clean(r.get(k)) for k in KNOWN}
+        out["flagged"] = bool(r.get("flagged"))
+        out["extra"] = {c: _clean(r.get(c)) for c in self.extra_columns}
+        return out
+
+    def for_id(self, item_id: str) -> list[dict]:
+        return self._by_id.get(item_id, [])
+
+    def summary(self) -> dict:
+        return {"path": str(self.path), "rows": int(len(self.df)), "flagged": len(self.queue),
+                "tasks": self.tasks, "extra_columns": self.extra_columns,
+                "dropped_unknown_ids": self.unknown_ids, "dropped_unknown_tasks": self.unknown_tasks}
+
+
+_ID_SPLIT = re.compile(r"[;|,\s]+")
+
+
+def evidence_ids(value, known_ids) -> list[str] | None:
+    """If ``value`` lists catalogue ids (``a;b;c``, ``a|b``, a JSON list ...), return them."""
+    if value is None or isinstance(value, (int, float, bool)):
+        return None
+    s = str(value).strip()
+    if not s:
+        return None
+    items: list[str] | None = None
+    if s.startswith("["):
+        try:
+            parsed = json.loads(s)
+        except ValueError:
+            try:
+                parsed = json.loads(s.replace("'", '"'))
+            except ValueError:
+                parsed = None
+        if isinstance(parsed, list):
+            items = [str(x) for x in parsed]
+    if items is None:
+        if s in known_ids:
+            items = [s]
+        else:
+            items = [t for t in _ID_SPLIT.split(s) if t]
+    if items and all(t in known_ids for t in items):
+        return items
+    return None
+
+
+# ---------------------------------------------------------------------- export
+def corrected_catalog(catalog: Catalog, decisions: list[dict]) -> tuple[Catalog, dict]:
+    """A copy of ``catalog`` with the accepted and relabelled decisions applied."""
+    df = catalog.df.copy()
+    pos = {k: i for i, k in enumerate(df["id"])}
+    applied = kept = skipped = 0
+    problems: list[str] = []
+    for d in decisions:
+        i = pos.get(d["id"])
+        task = d["task"]
+        if i is None or task not in catalog.tasks:
+            skipped += 1
+            problems.append(f"{d['id']}/{task}: not in this catalogue")
+            continue
+        if d["action"] == "keep":
+            kept += 1
+            continue
+        label = d["label"]
+        if label not in catalog.tasks[task].classes:
+            skipped += 1
+            problems.append(f"{d['id']}/{task}: label {label!r} is not a class of {task}")
+            continue
+        df.iat[i, df.columns.get_loc(task)] = label
+        applied += 1
+    extra = dict(catalog.extra)
+    extra["reviewed"] = {"from": str(catalog.path) if catalog.path else None, "applied": applied, "kept": kept}
+    out = Catalog(df, catalog.tasks, catalog.image_root, catalog.source, extra)
+    return out, {"applied": applied, "kept": kept, "skipped": skipped, "problems": problems}
+
+
+DECISION_COLUMNS = ["id", "task", "action", "given_label", "final_label", "suggested_label", "decided_at"]
+
+
+def decisions_frame(decisions: list[dict]) -> pd.DataFrame:
+    rows = [{"id": d["id"], "task": d["task"], "action": d["action"], "given_label": d.get("given_label"),
+             "final_label": d.get("label"), "suggested_label": d.get("suggested_label"),
+             "decided_at": d.get("decided_at")} for d in decisions]
+    return pd.DataFrame(rows, columns=DECISION_COLUMNS)
+
+
+def export_reviews(catalog: Catalog, store: ReviewStore, out: str | os.PathLike, fmt: str | None = None) -> dict:
+    """Write the corrected catalogue (``.parquet``) or the decisions (``.csv``) to ``out``."""
+    out = Path(out)
+    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "catalog")
+    decisions = store.current()
+    if fmt == "csv":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        decisions_frame(decisions).to_csv(tmp, index=False)
+        os.replace(tmp, out)
+        return {"format": "csv", "path": str(out), "decisions": len(decisions)}
+    if fmt not in ("catalog", "parquet"):
+        raise ValueError(f"unknown export format {fmt!r}; use catalog or csv")
+    if catalog.path is not None and out.resolve() == Path(catalog.path).resolve():
+        raise ValueError("refusing to overwrite the input catalogue; choose another --out")
+    cat, summary = corrected_catalog(catalog, decisions)
+    cat.save(out)
+    return {"format": "catalog", "path": str(out), "decisions": len(decisions), **summary}

@@ -1,0 +1,151 @@
+"""A real browser (Debian's headless Chromium, driven by Playwright) against a live explorer.
+
+Open the gallery, open a painting, upload an image and see predictions and neighbours, record a
+review decision, kill and restart the server and see the decision kept. Screenshots go to
+``$ARTEXTRACT_SCREENSHOTS`` when set (the README's images in docs/img come from there), else to the
+test's temporary folder.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from artextract.data.catalog import Catalog
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def _skip_reason() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install playwright==1.65.2; .ci/run installs the test extras)"
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)"
+    return None
+
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")]
+
+
+def _shot(page, out: Path, name: str, full_page: bool = False) -> Path:
+    path = out / f"web-{name}.png"
+    page.evaluate("() => window.scrollTo(0, 0)")  # the sticky top bar stays at the top of a full-page shot
+    page.screenshot(path=str(path), full_page=full_page)
+    if os.environ.get("ARTEXTRACT_SCREENSHOTS"):  # small files for the README
+        from PIL import Image
+
+        im = Image.open(path).convert("RGB")
+        if im.width > 1100:
+            im = im.resize((1100, round(im.height * 1100 / im.width)), Image.Resampling.LANCZOS)
+        im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    return path
+
+
+def test_browser_end_to_end(server_factory, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=120_000)  # the first face search scans the index; CI machines can be slow
+
+    out = Path(os.environ.get("ARTEXTRACT_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    server = server_factory()
+    cat = Catalog.load(server.catalog)
+    upload_file = cat.image_paths()[11]
+    external = []
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.set_default_timeout(60_000)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: external.append(r.url) if not r.url.startswith(
+            (server.url, "data:", "blob:")) else None)
+
+        # gallery: thumbnails, a filter, then a painting
+        page.goto(server.url + "/")
+        tiles = page.locator("#gallery-grid .tile")
+        expect(tiles.first).to_be_visible()
+        assert tiles.count() == min(48, len(cat))
+        assert page.evaluate("() => document.querySelector('#gallery-grid img').naturalWidth") > 0
+        _shot(page, out, "gallery")
+        style = cat.df["style"].iloc[0]
+        page.select_option("select[data-task=style]", f"style:{style}")
+        page.wait_for_url(re.compile(r"label=style"))
+        assert page.locator("#gallery-grid .tile").count() == int((cat.df["style"] == style).sum())
+        page.goto(server.url + "/")
+        page.check("input[name=flagged]")
+        page.wait_for_url(re.compile(r"flagged=true"))
+        expect(page.locator("#gallery-grid .tile .chip.flag").first).to_be_visible()
+        assert page.locator("#gallery-grid .tile").count() == page.locator("#gallery-grid .chip.flag").count()
+        page.locator("#gallery-grid .tile").first.click()
+
+        # painting: image, labels, predictions, similar paintings (and a tab that loads on demand)
+        page.wait_for_url(re.compile(r"/painting/"))
+        expect(page.locator("#painting-image")).to_be_visible()
+        assert page.evaluate("() => document.getElementById('painting-image').naturalWidth") > 0
+        expect(page.locator("#predictions .pred-task").first).to_be_visible()
+        assert page.locator("#predictions .pred-task").count() == len(cat.tasks)
+        expect(page.locator("#similar-image .tile").first).to_be_visible()
+        expect(page.locator(".flag-card").first).to_be_visible()
+        page.click("button[data-tab=face]")
+        expect(page.locator("#similar-face.loaded")).to_be_visible()
+        expect(page.locator("#similar-image")).to_be_hidden()
+        page.click("button[data-tab=image]")
+        _shot(page, out, "painting", full_page=True)
+
+        # upload: choose a file (the page submits it) and see predictions and neighbours
+        page.click("nav >> text=Upload")
+        page.set_input_files("#upload-input", str(upload_file))
+        page.wait_for_selector("#upload-result", timeout=120_000)
+        expect(page.locator("#upload-result .pred-task").first).to_be_visible()
+        assert page.locator("#similar-image .tile").count() >= 3
+        _shot(page, out, "upload", full_page=True)
+        page.set_input_files("#upload-input", {"name": "notes.jpg", "mimeType": "image/jpeg",
+                                               "buffer": b"not really a picture"})
+        expect(page.locator("#upload-error")).to_contain_text("not an image")
+
+        # review: accept the first suggestion; the queue moves on
+        page.click("nav >> text=Review")
+        item = page.locator("#review-item")
+        first_id, first_task = item.get_attribute("data-id"), item.get_attribute("data-task")
+        suggested = page.locator("#suggested-label").inner_text()
+        _shot(page, out, "review")
+        page.click("#btn-accept")
+        page.wait_for_url(re.compile(r"after=0"))
+        assert page.locator("#review-item").get_attribute("data-id") != first_id or \
+            page.locator("#review-item").get_attribute("data-task") != first_task
+        page.keyboard.press("k")  # keep the second one with the keyboard shortcut
+        page.wait_for_url(re.compile(r"after=1"))
+        assert "2 of" in page.locator(".filters").inner_text()
+
+        # kill the server (no clean shutdown), start it again: the decisions are still there
+        server.kill()
+        server.start()
+        page.goto(server.url + "/review?pos=0")
+        expect(page.locator("#current-decision")).to_contain_text("accept")
+        expect(page.locator("#current-decision")).to_contain_text(suggested)
+        page.goto(server.url + "/review?pos=1")
+        expect(page.locator("#current-decision")).to_contain_text("keep")
+        page.goto(server.url + "/painting/" + first_id)
+        expect(page.locator("#labels")).to_contain_text("corrected")
+
+        # the download button gives the corrected catalogue
+        page.goto(server.url + "/review")
+        with page.expect_download() as dl:
+            page.click("#download-catalog")
+        path = tmp_path / "downloaded.parquet"
+        dl.value.save_as(path)
+        fixed = Catalog.load(path)
+        assert fixed.df.set_index("id").loc[first_id, first_task] == suggested.replace(" ", "_") or \
+            fixed.df.set_index("id").loc[first_id, first_task].replace("_", " ") == suggested
+        browser.close()
+
+    assert not errors, errors
+    assert not external, f"the pages requested other hosts: {external[:5]}"
+    assert (out / "web-painting.png").stat().st_size > 10_000
