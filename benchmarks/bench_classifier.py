@@ -1,0 +1,177 @@
+"""Classifier benchmark on the real WikiArt sample: four recipes side by side, in one run.
+
+  (a) the original study's recipe: one joint CRNN trained only on paintings with all three labels
+  (b) three separate single-task CRNNs
+  (c) a linear probe (logistic regression) on pooled backbone features, one per task
+  (d) ArtExtract: one masked multi-task CRNN trained on every painting with any label
+
+The sample (1,403 images, all ArtGAN-train) is split once, seeded and stratified by style, into a
+training part and a held-out test part (--test-fraction). Every recipe sees the same training
+paintings (each recipe's early stopping holds out its own validation share of them) and is scored
+on the same test paintings. Backbone features are computed once and shared; their time is shown
+separately.
+
+    .venv/bin/python benchmarks/bench_classifier.py            # about 10 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_classifier.py --finetune # adds (e): (d) + end-to-end fine-tuning
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "src"))
+
+from artextract.data.catalog import Catalog  # noqa: E402
+from artextract.data.tabular import stratified_split  # noqa: E402
+from artextract.data.wikiart import ingest_wikiart  # noqa: E402
+from artextract.models.features import extract_features  # noqa: E402
+from artextract.training.inference import Run  # noqa: E402
+from artextract.training.metrics import task_metrics  # noqa: E402
+from artextract.training.train import TrainConfig, train  # noqa: E402
+
+TASKS = ["artist", "genre", "style"]
+PAPER = {"joint, all-three-label rows": {"artist": 0.787, "genre": 0.557, "style": 0.362},
+         "three separate models": {"artist": 0.681, "genre": 0.609, "style": 0.403}}
+
+
+def quiet(*a, **k):
+    pass
+
+
+def build_catalog(work: Path, test_fraction: float, seed: int) -> Catalog:
+    path = work / "wikiart_sample.parquet"
+    if not path.exists():
+        cat, _ = ingest_wikiart(SHARED / "wikiart_labels", SHARED / "wikiart_sample")
+        split = stratified_split(cat.df["style"], test_fraction, seed)
+        cat.df["split"] = np.where(split == "val", "test", "train")
+        cat.save(path)
+    return Catalog.load(path)
+
+
+def test_targets(cat: Catalog, ids: list[str], task: str) -> np.ndarray:
+    pos = {k: i for i, k in enumerate(cat.df["id"])}
+    return cat.label_indices(task)[[pos[k] for k in ids]]
+
+
+def score_run(run_dir: Path, cat: Catalog, test_ids: list[str], tasks: list[str]) -> dict:
+    run = Run.load(run_dir)
+    sub = cat.subset(cat.df["id"].isin(set(test_ids)))
+    sub.path = cat.path
+    ids, probs = run.predict_catalog(sub, progress=False, log=quiet)
+    return {t: task_metrics(probs[t], test_targets(cat, ids, t)) for t in tasks}
+
+
+def crnn(cat: Catalog, out: Path, tasks: list[str], args, **kw) -> tuple[dict, float]:
+    if out.exists():
+        shutil.rmtree(out)
+    t0 = time.time()
+    cfg = TrainConfig(catalog=str(cat.path), out=str(out), tasks=tasks, backbone=args.backbone, seed=args.seed,
+                      epochs=args.epochs, progress=False, **kw)
+    train(cfg, log=quiet)
+    return score_run(out, cat, cat.df.loc[cat.df["split"] == "test", "id"].tolist(), tasks), time.time() - t0
+
+
+def linear_probe(cat: Catalog, args) -> tuple[dict, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.time()
+    fs = extract_features(cat, args.backbone, progress=False, log=quiet)
+    train_ids = cat.df.loc[cat.df["split"] == "train", "id"].tolist()
+    test_ids = cat.df.loc[cat.df["split"] == "test", "id"].tolist()
+    Xtr, Xte = fs.get_pooled(train_ids), fs.get_pooled(test_ids)
+    scaler = StandardScaler().fit(Xtr)
+    Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
+    res = {}
+    rng = np.random.default_rng(args.seed)
+    for t in TASKS:
+        y = test_targets(cat, train_ids, t)
+        m = y >= 0
+        # choose C on a held-out 15% of the training rows, as the CRNN recipes do
+        idx = np.flatnonzero(m)
+        val = rng.random(len(idx)) < 0.15
+        best_c, best_f1 = 0.1, -1
+        for c in (0.003, 0.01, 0.03, 0.1, 0.3):
+            clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+            clf.fit(Xtr[idx[~val]], y[idx[~val]])
+            p = np.zeros((val.sum(), cat.task(t).num_classes))
+            p[:, clf.classes_] = clf.predict_proba(Xtr[idx[val]])
+            f1 = task_metrics(p, y[idx[val]])["macro_f1"]
+            if f1 > best_f1:
+                best_c, best_f1 = c, f1
+        clf = LogisticRegression(C=best_c, max_iter=3000, class_weight="balanced").fit(Xtr[m], y[m])
+        p = np.zeros((len(test_ids), cat.task(t).num_classes))
+        p[:, clf.classes_] = clf.predict_proba(Xte)
+        res[t] = task_metrics(p, test_targets(cat, test_ids, t))
+    return res, time.time() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "out" / "classifier"))
+    ap.add_argument("--backbone", default="mobilenet_v2")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--test-fraction", type=float, default=0.25)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--finetune", action="store_true", help="also run (e): (d) plus end-to-end fine-tuning")
+    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    if not SHARED.is_dir():
+        print(f"skipped: {SHARED} not found (the shared WikiArt sample is only in the team's workspace)")
+        return 0
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t_all = time.time()
+    cat = build_catalog(work, args.test_fraction, args.seed)
+    test = cat.df[cat.df["split"] == "test"]
+    print(f"WikiArt sample: {len(cat)} paintings, {int((cat.df['split'] == 'train').sum())} train / {len(test)} test; "
+          f"test labels: " + ", ".join(f"{t} {int(test[t].notna().sum())}" for t in TASKS))
+    t0 = time.time()
+    for view in ("center", "flip"):
+        extract_features(cat, args.backbone, view=view, progress=False, log=quiet)
+    t_feat = time.time() - t0
+    print(f"backbone {args.backbone}: features (2 views) for the catalogue in {t_feat:.0f}s, shared by all recipes\n")
+
+    rows: dict[str, tuple[dict, float]] = {}
+    rows["(a) original recipe: joint, all-three-label rows only"] = crnn(
+        cat, work / "a_joint_all3", TASKS, args, require_all_labels=True, class_weighting="none", label_smoothing=0.0)
+    sep, sep_t = {}, 0.0
+    for t in TASKS:
+        r, dt = crnn(cat, work / f"b_single_{t}", [t], args)
+        sep[t], sep_t = r[t], sep_t + dt
+    rows["(b) three separate single-task CRNNs"] = (sep, sep_t)
+    rows["(c) linear probe on pooled features"] = linear_probe(cat, args)
+    rows["(d) ArtExtract: masked multi-task CRNN"] = crnn(cat, work / "d_multitask", TASKS, args)
+    if args.finetune:
+        rows["(e) (d) + end-to-end fine-tuning"] = crnn(cat, work / "e_finetune", TASKS, args, finetune=True,
+                                                        finetune_epochs=args.finetune_epochs)
+
+    head = f"{'recipe':<56}" + "".join(f"{t + ' acc':>11}{t + ' F1':>10}" for t in TASKS) + f"{'time':>8}"
+    print(head)
+    print("-" * len(head))
+    for name, (res, dt) in rows.items():
+        print(f"{name:<56}" + "".join(f"{res[t]['accuracy']:>11.3f}{res[t]['macro_f1']:>10.3f}" for t in TASKS)
+              + f"{dt:>7.0f}s")
+    for name, acc in PAPER.items():
+        print(f"{'original study (ResNet-50+LSTM, full WikiArt): ' + name:<56}"
+              + "".join(f"{acc[t]:>11.3f}{'':>10}" for t in TASKS) + f"{'':>8}")
+    n_test = {t: int(test[t].notna().sum()) for t in TASKS}
+    print(f"\ntest paintings per task: {n_test}; total wall time {time.time() - t_all:.0f}s "
+          f"(features {t_feat:.0f}s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: {"metrics": v[0], "seconds": v[1]} for k, v in rows.items()},
+                                              indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

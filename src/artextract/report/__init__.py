@@ -1,0 +1,1 @@
+"""HTML reports and the end-to-end demo."""
