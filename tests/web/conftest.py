@@ -74,7 +74,9 @@ def make_client(web_demo, web_outliers, tmp_path):
     def make(run=True, index=True, outliers=True, catalog=None, **cfg):
         catalog = catalog or web_demo
         cat = Catalog.load(catalog)
-        config = WebConfig(catalog=catalog, outliers=web_outliers if outliers else None,
+        if outliers is True:
+            outliers = web_outliers
+        config = WebConfig(catalog=catalog, outliers=outliers or None,
                            db=cfg.pop("db", tmp_path / "reviews.sqlite"),
                            thumb_cache=cfg.pop("thumb_cache", tmp_path / "thumbs"), **cfg)
         ex = Explorer(config, run=StubRun(cat) if run else None, index=StubIndex(cat) if index else None,

@@ -257,6 +257,23 @@ def test_outliers_and_queue(client, web_demo):
     assert 'id="review-item"' in page and q["items"][0]["id"] in page
 
 
+def test_several_outlier_files_make_one_queue(make_client, web_outliers, tmp_path):
+    df = pd.read_csv(web_outliers)
+    files = []
+    for task, part in df.groupby("task"):
+        part = part.copy()
+        part["rank"] = range(1, len(part) + 1)  # each file ranks its own rows
+        files.append(tmp_path / f"outliers_{task}.csv")
+        part.to_csv(files[-1], index=False)
+    assert len(files) == 2
+    c = make_client(outliers=files)
+    q = c.get("/api/review/queue").json()["items"]
+    assert len(q) == int(df["flagged"].sum())
+    assert [x["rank"] for x in q] == sorted(x["rank"] for x in q)
+    assert {x["task"] for x in q[:2]} == {"style", "genre"}  # the top of each file first
+    assert "outliers_genre.csv" in c.get("/api/health").json()["outliers"]["path"]
+
+
 def test_review_decisions_api(client, web_demo):
     q = client.get("/api/review/queue").json()["items"]
     first, second, third = q[0], q[1], q[2]

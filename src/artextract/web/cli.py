@@ -87,8 +87,9 @@ def register(sub) -> None:
     p.add_argument("--catalog", required=True)
     p.add_argument("--run", default=None, help="trained run folder (predictions), from `artextract train`")
     p.add_argument("--index", default=None, help="similarity index folder, from `artextract index`")
-    p.add_argument("--outliers", default=None, metavar="FILE.csv",
-                   help="outlier table from `artextract outliers` (the review queue)")
+    p.add_argument("--outliers", default=None, metavar="FILE.csv", nargs="+",
+                   help="outlier table(s) from `artextract outliers` (the review queue); several files "
+                   "(one per task, say) make one queue")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--db", default=None,

@@ -44,7 +44,7 @@ class WebConfig:
     catalog: str | os.PathLike
     run: str | os.PathLike | None = None
     index: str | os.PathLike | None = None
-    outliers: str | os.PathLike | None = None
+    outliers: str | os.PathLike | list | None = None  # one CSV or several
     db: str | os.PathLike | None = None
     thumb_cache: str | os.PathLike | None = None  # "" disables the disk cache
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES

@@ -55,19 +55,28 @@ def _clean(v):
 class OutlierTable:
     """The rows of an outliers CSV, indexed for the painting pages and the review queue."""
 
-    def __init__(self, path: str | os.PathLike, catalog: Catalog):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise OutliersError(f"outliers file {self.path} does not exist; make one with `artextract outliers`")
-        try:
-            df = pd.read_csv(self.path, dtype={"id": str, "task": str, "given_label": str, "suggested_label": str},
-                             keep_default_na=True)
-        except Exception as exc:
-            raise OutliersError(f"{self.path} is not a readable CSV: {exc}") from exc
-        missing = [c for c in REQUIRED if c not in df.columns]
-        if missing:
-            raise OutliersError(f"{self.path} lacks the column(s) {', '.join(missing)}; "
-                                f"expected at least {', '.join(REQUIRED)} (the output of `artextract outliers`)")
+    def __init__(self, path: str | os.PathLike | list, catalog: Catalog):
+        paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+        if not paths:
+            raise OutliersError("no outliers file given")
+        self.path = paths[0] if len(paths) == 1 else paths
+        self.paths = paths
+        frames = []
+        for p in paths:
+            if not p.is_file():
+                raise OutliersError(f"outliers file {p} does not exist; make one with `artextract outliers`")
+            try:
+                df = pd.read_csv(p, dtype={"id": str, "task": str, "given_label": str, "suggested_label": str},
+                                 keep_default_na=True)
+            except Exception as exc:
+                raise OutliersError(f"{p} is not a readable CSV: {exc}") from exc
+            missing = [c for c in REQUIRED if c not in df.columns]
+            if missing:
+                raise OutliersError(f"{p} lacks the column(s) {', '.join(missing)}; expected at least "
+                                    f"{', '.join(REQUIRED)} (the output of `artextract outliers`)")
+            frames.append(df)
+        # several files (one per task, say): one queue, the most suspicious of each file first
+        df = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
         df["flagged"] = df["flagged"].map(_to_bool) if "flagged" in df.columns else True
         if "rank" not in df.columns:
             df["rank"] = pd.NA
@@ -84,6 +93,11 @@ class OutlierTable:
         if "score" in df.columns:
             sort_cols.append("score")
             asc.append(False)
+        df = df.sort_values(sort_cols, ascending=asc, na_position="last", kind="stable")
+        # a decision is per (painting, task): the same pair listed twice is reviewed once, where it ranks best
+        flagged_first = df.sort_values("flagged", ascending=False, kind="stable")
+        keep = ~flagged_first.duplicated(["id", "task"], keep="first")
+        df = df.loc[keep[keep].index.sort_values()] if not keep.all() else df
         df = df.sort_values(sort_cols, ascending=asc, na_position="last", kind="stable").reset_index(drop=True)
         self.df = df
         self.extra_columns = [c for c in df.columns if c not in KNOWN]
@@ -105,7 +119,7 @@ class OutlierTable:
         return self._by_id.get(item_id, [])
 
     def summary(self) -> dict:
-        return {"path": str(self.path), "rows": int(len(self.df)), "flagged": len(self.queue),
+        return {"path": ", ".join(str(p) for p in self.paths), "rows": int(len(self.df)), "flagged": len(self.queue),
                 "tasks": self.tasks, "extra_columns": self.extra_columns,
                 "dropped_unknown_ids": self.unknown_ids, "dropped_unknown_tasks": self.unknown_tasks}
 
