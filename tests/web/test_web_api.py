@@ -361,3 +361,32 @@ def test_export_from_the_download_buttons(client, web_demo, tmp_path):
     assert fixed.df.set_index("id").loc[q[1]["id"], q[1]["task"]] == q[1]["given_label"]
     changed = (fixed.df[list(orig.tasks)].fillna("") != orig.df[list(orig.tasks)].fillna("")).to_numpy().sum()
     assert changed == 1
+
+
+def test_real_wikiart_sample(shared_data, tmp_path, make_client):
+    """The ArtGAN WikiArt sample: ids are paths with slashes and brackets; every link of the gallery works."""
+    import html
+    from urllib.parse import quote
+
+    from artextract.data.wikiart import ingest_wikiart
+
+    cat, _ = ingest_wikiart(shared_data / "wikiart_labels", shared_data / "wikiart_sample")
+    cat.save(tmp_path / "wikiart.parquet")
+    c = make_client(run=False, index=False, outliers=False, catalog=tmp_path / "wikiart.parquet")
+    odd = [i for i in cat.ids if re.search(r"[^A-Za-z0-9_./-]", i)][:10]
+    assert odd
+    for pid in odd:
+        page = c.get("/painting/" + quote(pid, safe="/"))
+        assert page.status_code == 200, pid
+        assert c.get("/thumb/" + quote(pid, safe="/")).headers["content-type"] == "image/jpeg"
+    gallery = c.get("/", params={"q": "pollock", "per_page": 200}).text
+    links = {html.unescape(m) for m in re.findall(r'href="(/painting/[^"]+)"', gallery)}
+    thumbs = {html.unescape(m) for m in re.findall(r'src="(/thumb/[^"]+)"', gallery)}
+    assert links and len(links) == len(thumbs)
+    for url in list(links)[:15] + list(thumbs)[:15]:
+        assert c.get(url).status_code == 200, url
+    title = re.search(r'<div class="title">([^<]+)</div>', gallery).group(1)
+    assert "·" in html.unescape(title)  # a readable title made from the WikiArt file name
+    style = cat.df["style"].dropna().iloc[0]
+    r = c.get("/api/paintings", params={"label": f"style:{style}", "per_page": 1}).json()
+    assert r["total"] == int((cat.df["style"] == style).sum())
