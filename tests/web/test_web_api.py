@@ -344,6 +344,9 @@ def test_export_from_the_download_buttons(client, web_demo, tmp_path):
     q = client.get("/api/review/queue").json()["items"]
     client.post("/api/reviews", json={"id": q[0]["id"], "task": q[0]["task"], "action": "accept"})
     client.post("/api/reviews", json={"id": q[1]["id"], "task": q[1]["task"], "action": "keep"})
+    listed = client.get("/api/paintings", params={"q": q[0]["id"]}).json()["items"][0]
+    assert listed["corrected"] == {q[0]["task"]: q[0]["suggested_label"]}
+    assert 'class="chip fixed"' in client.get("/", params={"q": q[0]["id"]}).text
     csv = client.get("/api/reviews/export", params={"format": "csv"})
     assert csv.status_code == 200 and "attachment" in csv.headers["content-disposition"]
     df = pd.read_csv(io.StringIO(csv.text))

@@ -353,8 +353,10 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
         pages = max(1, math.ceil(total / per_page))
         page_no = min(max(1, page_no), pages)
         chunk = ids[(page_no - 1) * per_page: page_no * per_page]
-        decisions = ex.reviews.current_map()
-        items = [ex.summary(i, decisions) for i in chunk]
+        by_id: dict[str, dict] = {}
+        for d in ex.reviews.current():
+            by_id.setdefault(d["id"], {})[d["task"]] = d
+        items = [ex.summary(i, by_id.get(i, {})) for i in chunk]
         return {"total": total, "page": page_no, "pages": pages, "per_page": per_page, "items": items,
                 "filters": {"q": q or "", "split": split or "", "labels": labels, "flagged": flagged}}
 

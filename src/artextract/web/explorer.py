@@ -177,14 +177,15 @@ class Explorer:
                 return v
         return title_from_id(str(row["id"]))
 
-    def summary(self, item_id: str, decisions: dict | None = None) -> dict:
+    def summary(self, item_id: str, decisions: dict[str, dict] | None = None) -> dict:
+        """Id, title, split and labels; ``decisions`` (task -> current decision of this painting)
+        adds the labels corrected in review."""
         r = self.row(item_id)
         labels = {t: (r[t] if isinstance(r[t], str) else None) for t in self.tasks}
         out = {"id": item_id, "title": self.title(r), "split": r["split"], "labels": labels,
                "flagged": bool(self.outliers is not None and item_id in self.outliers.flagged_ids)}
         if decisions is not None:
-            out["corrected"] = {t: d["label"] for (i, t), d in decisions.items()
-                                if i == item_id and d["action"] != "keep"}
+            out["corrected"] = {t: d["label"] for t, d in decisions.items() if d["action"] != "keep"}
         return out
 
     def filter(self, *, q: str | None = None, split: str | None = None,
