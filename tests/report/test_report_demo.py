@@ -1,0 +1,26 @@
+"""`artextract demo` end to end at a reduced size, and the report's sections."""
+from __future__ import annotations
+
+import re
+
+from artextract.cli import main
+from artextract.report.build import SECTIONS
+
+
+def test_demo_end_to_end_writes_a_full_report(tmp_path, capsys):
+    out = tmp_path / "demo-output"
+    assert main(["demo", "--out", str(out), "--n", "60", "--epochs", "3"]) == 0
+    printed = capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    for section in SECTIONS:
+        assert f'id="{section}"' in html, section
+    # metrics for every task, confusion matrices and the map are real pictures
+    for task in ("artist", "genre", "style", "timeframe"):
+        assert f"<td>{task}</td>" in html
+    assert len(re.findall(r'<img class="cm" src="data:image/png;base64,', html)) >= 5
+    assert "synthetic demo corpus" in html
+    assert (out / "run" / "eval-val" / "metrics.json").exists()
+    # the next commands are printed
+    assert "artextract serve --catalog" in printed and "artextract ingest wikiart" in printed
+    # a second run reuses what is done
+    assert main(["demo", "--out", str(out), "--n", "60", "--epochs", "3"]) == 0
