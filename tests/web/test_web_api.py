@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import jpeg_bytes
+from web_helpers import jpeg_bytes
 
 from artextract.data.catalog import Catalog
 

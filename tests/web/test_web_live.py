@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import jpeg_bytes
+from web_helpers import jpeg_bytes
 
 pytestmark = pytest.mark.slow
 
