@@ -393,3 +393,15 @@ def test_real_wikiart_sample(shared_data, tmp_path, make_client):
     style = cat.df["style"].dropna().iloc[0]
     r = c.get("/api/paintings", params={"label": f"style:{style}", "per_page": 1}).json()
     assert r["total"] == int((cat.df["style"] == style).sum())
+
+
+def test_evidence_columns_are_read_generically():
+    from artextract.web.review import evidence_ids
+
+    known = {"a", "b", "x,1", "c d"}
+    assert evidence_ids("a;b", known) == ["a", "b"]
+    assert evidence_ids("x,1|a", known) == ["x,1", "a"]  # ids that hold the separator of another format
+    assert evidence_ids('["a", "c d"]', known) == ["a", "c d"]
+    assert evidence_ids("['a', 'b']", known) == ["a", "b"]
+    assert evidence_ids("c d", known) == ["c d"]
+    assert evidence_ids("a;zz", known) is None and evidence_ids(0.5, known) is None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -124,9 +123,6 @@ class OutlierTable:
                 "dropped_unknown_ids": self.unknown_ids, "dropped_unknown_tasks": self.unknown_tasks}
 
 
-_ID_SPLIT = re.compile(r"[;|,\s]+")
-
-
 def evidence_ids(value, known_ids) -> list[str] | None:
     """If ``value`` lists catalogue ids (``a;b;c``, ``a|b``, a JSON list ...), return them."""
     if value is None or isinstance(value, (int, float, bool)):
@@ -145,13 +141,15 @@ def evidence_ids(value, known_ids) -> list[str] | None:
                 parsed = None
         if isinstance(parsed, list):
             items = [str(x) for x in parsed]
-    if items is None:
-        if s in known_ids:
-            items = [s]
-        else:
-            items = [t for t in _ID_SPLIT.split(s) if t]
-    if items and all(t in known_ids for t in items):
-        return items
+    if items is not None:
+        return items if items and all(t in known_ids for t in items) else None
+    if s in known_ids:
+        return [s]
+    # ids may themselves hold commas or spaces: try one separator at a time, the likeliest first
+    for sep in (";", "|", ",", " "):
+        items = [t.strip() for t in s.split(sep) if t.strip()]
+        if len(items) > 1 and all(t in known_ids for t in items):
+            return items
     return None
 
 
