@@ -405,3 +405,23 @@ def test_evidence_columns_are_read_generically():
     assert evidence_ids("['a', 'b']", known) == ["a", "b"]
     assert evidence_ids("c d", known) == ["c d"]
     assert evidence_ids("a;zz", known) is None and evidence_ids(0.5, known) is None
+
+
+def test_failures_are_reported_not_hidden(client):
+    ex = client.app.state.explorer
+
+    def broken_predict(images, top_k=3):
+        raise RuntimeError("the model fell over")
+
+    ex.run.predict_images = broken_predict
+    page = client.get("/painting/demo_0009")
+    assert page.status_code == 200 and "the model fell over" in page.text  # the rest of the page still works
+
+    def broken_filter(**kw):
+        raise RuntimeError("disk on fire")
+
+    ex.filter = broken_filter
+    c = type(client)(client.app, raise_server_exceptions=False)
+    page = c.get("/")
+    assert page.status_code == 500 and "disk on fire" in page.text and "Something went wrong" in page.text
+    assert c.get("/api/paintings").json()["detail"].endswith("disk on fire")

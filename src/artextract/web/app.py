@@ -339,6 +339,14 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
             return JSONResponse({"detail": str(exc)}, status_code=404)
         return render(request, "error.html", 404, title="Not found", message=str(exc))
 
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        msg = f"unexpected error: {type(exc).__name__}: {exc}"
+        if _wants_json(request):
+            return JSONResponse({"detail": msg}, status_code=500)
+        return render(request, "error.html", 500, title="Something went wrong", message=msg)
+
     def _get(item_id: str) -> None:
         if not ex.has(item_id):
             raise HTTPException(404, f"no painting with id {item_id!r} in the catalogue")

@@ -77,6 +77,18 @@
         }
       });
       input.addEventListener("change", submit);
+      // paste an image from the clipboard
+      document.addEventListener("paste", function (e) {
+        var items = (e.clipboardData && e.clipboardData.files) || [];
+        if (!items.length || !/^image\//.test(items[0].type)) return;
+        try {
+          var dt = new DataTransfer();
+          dt.items.add(items[0]);
+          input.files = dt.files;
+          e.preventDefault();
+          submit();
+        } catch (err) { /* old browsers: the file chooser still works */ }
+      });
       form.addEventListener("submit", function () { if (busy) busy.classList.add("on"); });
     }
 
