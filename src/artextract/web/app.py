@@ -536,7 +536,7 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
             else:
                 pos = undecided[0] if undecided else None
         if pos is not None and not (0 <= pos < len(queue)):
-            pos = None
+            pos = undecided[0] if undecided else None
         item = dict(queue[pos]) if pos is not None else None
         ctx: dict[str, Any] = {}
         if item is not None:
