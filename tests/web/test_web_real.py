@@ -96,3 +96,32 @@ def test_real_concurrent_uploads(real_parts, real_client):
         assert ids == want_ids
         for task in want_preds:
             assert [x["label"] for x in preds[task]] == [x["label"] for x in want_preds[task]]
+
+
+def test_real_outliers_csv(real_parts, tmp_path):
+    """The table written by `artextract outliers` loads as the review queue, whatever extra columns it has."""
+    import importlib.util
+
+    if importlib.util.find_spec("artextract.outliers.cli") is None:
+        pytest.skip("artextract.outliers (the `outliers` command) is not installed in this checkout")
+    from fastapi.testclient import TestClient
+
+    from artextract.cli import main
+
+    catalog, run_dir, index_dir, _ = real_parts
+    out = tmp_path / "outliers_style.csv"
+    assert main(["outliers", "--catalog", str(catalog), "--task", "style", "--run", str(run_dir),
+                 "--out", str(out)]) == 0
+    c = TestClient(create_app(WebConfig(catalog=catalog, run=run_dir, index=index_dir, outliers=out,
+                                        db=tmp_path / "r.sqlite", thumb_cache="")))
+    table = c.get("/api/outliers", params={"flagged": "false"}).json()
+    assert table["total"] > 0 and table["table"]["dropped_unknown_ids"] == 0
+    queue = c.get("/api/review/queue").json()["items"]
+    page = c.get("/review")
+    assert page.status_code == 200
+    if queue:
+        it = queue[0]
+        assert 'id="review-item"' in page.text
+        r = c.post("/api/reviews", json={"id": it["id"], "task": it["task"], "action": "accept"})
+        assert r.status_code == 200 and r.json()["label"] == it["suggested_label"]
+        assert c.get("/painting/" + it["id"]).status_code == 200
