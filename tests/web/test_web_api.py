@@ -249,12 +249,17 @@ def test_outliers_and_queue(client, web_demo):
     r = client.get("/api/outliers").json()
     assert r["total"] == len(planted)
     assert [x["rank"] for x in r["rows"]] == sorted(x["rank"] for x in r["rows"])
-    assert r["table"]["extra_columns"] == ["knn_score", "neighbour_ids", "method"]
+    assert r["table"]["extra_columns"] == ["score_knn", "neighbor_ids", "neighbor_labels", "neighbor_similarities",
+                                           "note"]
     assert client.get("/api/outliers", params={"flagged": "false"}).json()["total"] == len(planted) + 2
     q = client.get("/api/review/queue").json()
     assert q["total"] == len(planted) and q["items"][0]["decision"] is None
     page = client.get("/review").text
     assert 'id="review-item"' in page and q["items"][0]["id"] in page
+    # the neighbour evidence: thumbnails captioned with their labels and similarities
+    nb = q["items"][0]["extra"]["neighbor_ids"].split("|")
+    assert all(f'title="{i}"' in page for i in nb)
+    assert "0.90</span>" in page and "Neighbor labels" not in page
 
 
 def test_several_outlier_files_make_one_queue(make_client, web_outliers, tmp_path):

@@ -31,7 +31,7 @@ from ..data.images import ImageLoadError, load_image
 from .db import ACTIONS, ReviewStoreError
 from .explorer import SIMILARITY_MODES, Explorer, FeatureUnavailable, WebConfig
 from .images import ImageNotFound, data_url
-from .review import decisions_frame, evidence_ids, export_reviews
+from .review import decisions_frame, evidence_view, export_reviews
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -195,7 +195,7 @@ def _fmt(v) -> str:
         if float(v).is_integer() and abs(v) < 1e12:
             return str(int(v))
         return f"{v:.3f}"
-    return str(v)
+    return str(v).replace("|", " · ")
 
 
 def _pct(p) -> str:
@@ -458,11 +458,8 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
             similar = {sim: _similar_one(item_id=item_id, mode=sim)}
         flags = ex.outliers.for_id(item_id) if ex.outliers is not None else []
         decisions = {d["task"]: d for d in ex.reviews.current(item_id)}
-        known = set(ex.row_of)
-        evidence = {}
-        for i, f in enumerate(flags):
-            for c, v in f["extra"].items():
-                evidence[(i, c)] = evidence_ids(v, known)
+        known = ex.row_of
+        flag_views = [evidence_view(f["extra"], known) for f in flags]
         prev_id, next_id = ex.neighbours(item_id)
         queue_pos = {}
         if ex.outliers is not None:
@@ -470,7 +467,7 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
                 if r["id"] == item_id:
                     queue_pos[r["task"]] = i
         return render(request, "painting.html", nav="gallery", p=ex.summary(item_id), meta=ex.metadata(item_id),
-                    preds=preds, pred_error=pred_error, similar=similar, flags=flags, evidence=evidence,
+                    preds=preds, pred_error=pred_error, similar=similar, flags=flags, flag_views=flag_views,
                     decisions=decisions, prev_id=prev_id, next_id=next_id, queue_pos=queue_pos, sim_mode=sim,
                     sim_href=lambda m: f"{_pid_url(item_id)}?sim={m}#similar",
                     history=ex.reviews.history(item_id, limit=20))
@@ -542,8 +539,7 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
         if item is not None:
             item["painting"] = ex.summary(item["id"])
             item["decision"] = decided.get((item["id"], item["task"]))
-            known = set(ex.row_of)
-            item["evidence"] = {c: evidence_ids(v, known) for c, v in item["extra"].items()}
+            item["evidence_rows"] = evidence_view(item["extra"], ex.row_of)
             ctx["classes"] = ex.tasks[item["task"]].classes
             ctx["item_preds"], ctx["pred_error"] = _predictions(item["id"])
         done = len(queue) - len(undecided)

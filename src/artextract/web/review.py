@@ -211,3 +211,49 @@ def export_reviews(catalog: Catalog, store: ReviewStore, out: str | os.PathLike,
     cat, summary = corrected_catalog(catalog, decisions)
     cat.save(out)
     return {"format": "catalog", "path": str(out), "decisions": len(decisions), **summary}
+
+
+def _split_parts(value, n: int) -> list[str] | None:
+    if value is None or isinstance(value, (bool, int, float)):
+        return None
+    s = str(value).strip()
+    for sep in ("|", ";", ","):
+        parts = [p.strip() for p in s.split(sep)]
+        if len(parts) == n:
+            return parts
+    return None
+
+
+def evidence_view(extra: dict, known_ids) -> list[dict]:
+    """The extra columns of an outlier row, ready to show: ``{"name", "value"}`` for plain values,
+    ``{"name", "items": [{"id", "caption"}]}`` for a column that lists catalogue ids. Columns with
+    the same prefix and as many parts (``neighbor_labels``, ``neighbor_similarities`` beside
+    ``neighbor_ids``) become the captions of those ids instead of rows of their own."""
+    ids_of = {c: evidence_ids(v, known_ids) for c, v in extra.items()}
+    used: set[str] = set()
+    merged: dict[str, list[dict]] = {}
+    for c, ids in ids_of.items():
+        if not ids:
+            continue
+        prefix = c.rsplit("_", 1)[0] if "_" in c else c
+        captions: list[list[str]] = [[] for _ in ids]
+        for s, sv in extra.items():
+            if s == c or s in used or ids_of.get(s) or not s.startswith(prefix + "_"):
+                continue
+            parts = _split_parts(sv, len(ids))
+            if parts is None:
+                continue
+            used.add(s)
+            for i, part in enumerate(parts):
+                try:
+                    part = f"{float(part):.2f}"
+                except ValueError:
+                    part = part.replace("_", " ")
+                captions[i].append(part)
+        merged[c] = [{"id": i, "caption": " · ".join(cap)} for i, cap in zip(ids, captions)]
+    rows = []
+    for c, v in extra.items():
+        if c in used:
+            continue
+        rows.append({"name": c, "items": merged[c]} if c in merged else {"name": c, "value": v})
+    return rows
