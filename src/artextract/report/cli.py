@@ -71,7 +71,7 @@ def _cmd_demo(args) -> int:
     from .build import build_report
 
     serve = (f"artextract serve --catalog {cat} --run {run}"
-             + (f" --index {index}" if index.exists() else "") + (f" --outliers {outliers[0]}" if outliers else ""))
+             + (f" --index {index}" if index.exists() else "") + "".join(f" --outliers {f}" for f in outliers))
     nxt = [
         "# explore the demo in your browser",
         serve,
