@@ -1,0 +1,183 @@
+"""One call for similar paintings, used by the CLI and the web app.
+
+>>> index = EmbeddingIndex.load("wikiart.index")
+>>> res = find_similar(index, id="Impressionism/claude-monet_water-lilies-1919.jpg", k=5)
+>>> res = find_similar(index, image=uploaded_bytes, mode="face")
+
+The answer is a JSON-ready dict::
+
+    {"mode": "image" | "face" | "pose",
+     "query": {"id": ...} or {"image": "<path>" | "<bytes>" | "<PIL image>", "size": [w, h]},
+               plus "faces" (boxes, scores, landmarks) in face mode, "keypoints" ([33, 3]) in pose mode,
+     "results": [{"id", "score", "rank", "path", ...}],   best first, never the query painting itself;
+               face mode adds "box" (the matching face), "query_face", "same_person";
+               pose mode adds "keypoints" (x, y as fractions of the image size, visibility)
+     "message": None, or why there are no results ("no face detected in the query image", ...),
+     "coverage": in face/pose mode, how many indexed paintings have a face / a body}
+
+Errors raise :class:`SimilarityError` (unknown id, bad mode, neither or both of image and id) or
+``ImageLoadError`` (the query is not a readable image). Face and pose descriptors of the indexed
+paintings are computed on first use and kept beside the index (``log`` says so).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .embed import as_image
+from .index import EmbeddingIndex, SimilarityError
+
+MODES = ("image", "face", "pose")
+_log = logging.getLogger(__name__)
+
+
+def _describe_source(image) -> str:
+    if isinstance(image, (bytes, bytearray)):
+        return "<image bytes>"
+    if isinstance(image, Image.Image):
+        return "<PIL image>"
+    return str(image)
+
+
+def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, k: int = 10, mode: str = "image",
+                 catalog=None, progress: bool = False, log=None) -> dict:
+    """The ``k`` paintings of ``index`` most similar to ``image`` (a PIL image, a path or the bytes
+    of a file) or to the indexed painting ``id``, by whole-image embedding, faces or body pose.
+    ``catalog`` (a Catalog or its path) overrides where the indexed images are found."""
+    log = log or _log.info
+    if mode not in MODES:
+        raise SimilarityError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if (image is None) == (id is None):
+        raise SimilarityError("give either an image or the id of an indexed painting (not both)")
+    k = int(k)
+    if k < 1:
+        raise SimilarityError("k must be at least 1")
+    if id is not None:
+        id = str(id)
+        index.position(id)  # raises a clear error for an unknown id
+        query: dict = {"id": id}
+        img = None
+    else:
+        if isinstance(image, (str, os.PathLike)) and not Path(image).exists():
+            raise SimilarityError(f"query image {image} does not exist")
+        img = as_image(image)
+        query = {"image": _describe_source(image), "size": list(img.size)}
+    out = {"mode": mode, "query": query, "results": [], "message": None}
+    if mode == "image":
+        if img is None:
+            results = index.search_id(id, k)
+        else:
+            results = index.search(index.embed_images([img])[0], k)
+    elif mode == "face":
+        results = _face(index, out, img, id, k, catalog, progress, log)
+    else:
+        results = _pose(index, out, img, id, k, catalog, progress, log)
+    for r in results:
+        r["path"] = index.paths[index.position(r["id"])]
+    out["results"] = results
+    if not results and out["message"] is None:
+        out["message"] = "the index has no other painting to compare with"
+    return out
+
+
+def _face(index, out, img, item_id, k, catalog, progress, log) -> list[dict]:
+    from .face import face_index, face_model
+
+    fi = face_index(index, catalog, progress=progress, log=log)
+    out["coverage"] = {"with_face": fi.with_face, "without_face": len(index) - fi.with_face}
+    if img is None:
+        faces = fi.faces_of(item_id)
+        err = fi.error_of(item_id)
+        if err:
+            out["message"] = f"painting {item_id!r} could not be read for face detection: {err}"
+        elif not faces:
+            out["message"] = f"no face detected in painting {item_id!r}"
+    else:
+        faces = face_model().detect(img)
+        if not faces:
+            out["message"] = "no face detected in the query image"
+    out["query"]["faces"] = [{k_: v for k_, v in f.items() if k_ != "embedding"} for f in faces]
+    if not faces:
+        return []
+    if fi.with_face == 0:
+        out["message"] = "no indexed painting has a detected face"
+        return []
+    return fi.search(faces, k, exclude=item_id)
+
+
+def _pose(index, out, img, item_id, k, catalog, progress, log) -> list[dict]:
+    from .pose import pose_index, pose_model
+
+    pi = pose_index(index, catalog, progress=progress, log=log)
+    out["coverage"] = {"with_body": pi.with_body, "without_body": len(index) - pi.with_body}
+    if img is None:
+        kp, size = pi.keypoints_of(item_id)
+        err = pi.error_of(item_id)
+        if err:
+            out["message"] = f"painting {item_id!r} could not be read for pose detection: {err}"
+        elif kp is None:
+            out["message"] = f"no body detected in painting {item_id!r}"
+    else:
+        kp, size = pose_model().keypoints(img), list(img.size)
+        if kp is None:
+            out["message"] = "no body detected in the query image"
+    out["query"]["keypoints"] = None if kp is None else np.round(np.asarray(kp), 4).tolist()
+    if kp is None:
+        return []
+    if pi.with_body == 0:
+        out["message"] = "no indexed painting has a detected body"
+        return []
+    return pi.search(kp, size, k, exclude=item_id)
+
+
+def draw_result(res: dict, index: EmbeddingIndex, out_dir: str | os.PathLike, query_image=None,
+                max_side: int = 512) -> list[Path]:
+    """Write the query and each result with its face boxes or skeleton drawn on, for reports.
+    Returns the files written (``00_query.jpg``, ``01_<id>.jpg``, ...)."""
+    from ..data.images import load_image
+    from .face import draw_faces
+    from .pose import draw_pose
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mode = res["mode"]
+    written = []
+
+    def annotate(img: Image.Image, item: dict, is_query: bool) -> Image.Image:
+        if mode == "face":
+            faces = item.get("faces") if is_query else [{"box": item["box"]}] if "box" in item else []
+            return draw_faces(img, faces or [])
+        if mode == "pose":
+            return draw_pose(img, item.get("keypoints"))
+        return img
+
+    def save(img: Image.Image, name: str) -> None:
+        if max(img.size) > max_side:
+            s = max_side / max(img.size)
+            img = img.resize((round(img.width * s), round(img.height * s)), Image.Resampling.LANCZOS)
+        p = out_dir / name
+        img.save(p, quality=90)
+        written.append(p)
+
+    q = res["query"]
+    if "id" in q:
+        path = index.paths[index.position(q["id"])]
+        qimg = load_image(path) if path else None
+    else:
+        qimg = as_image(query_image) if query_image is not None else None
+    if qimg is not None:
+        save(annotate(qimg, q, True), "00_query.jpg")
+    for r in res["results"]:
+        if not r.get("path"):
+            continue
+        try:
+            img = load_image(r["path"])
+        except Exception:
+            continue
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in r["id"])[-80:]
+        save(annotate(img, r, False), f"{r['rank']:02d}_{safe}.jpg")
+    return written

@@ -1,0 +1,290 @@
+"""Sub-commands for similarity search: index, similar, evaluate-retrieval."""
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..cli import UserError, add_command
+
+
+def _err(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def _user_errors(fn):
+    """Turn the similarity package's expected failures into clean CLI errors."""
+    @functools.wraps(fn)
+    def wrapper(args):
+        from ..models.backbones import WeightsUnavailable
+        from .face import FaceModelsUnavailable
+        from .index import SimilarityError
+
+        try:
+            return fn(args)
+        except (SimilarityError, WeightsUnavailable, FaceModelsUnavailable) as exc:
+            raise UserError(str(exc)) from None
+    return wrapper
+
+
+# ---------------------------------------------------------------------- index
+@_user_errors
+def _cmd_index(args) -> int:
+    from ..data.catalog import Catalog
+    from .embed import BackboneEmbedder, RunEmbedder
+    from .index import index_catalog
+
+    cat = Catalog.load(args.catalog)
+    if args.run:
+        if not Path(args.run).is_dir():
+            raise UserError(f"run {args.run} does not exist (train one with `artextract train`)")
+        embedder = RunEmbedder(args.run)
+        try:
+            embedder.run  # load now: a bad run should fail before any work
+        except RuntimeError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        embedder = BackboneEmbedder(args.backbone, pretrained=args.pretrained != "none", weights=args.weights,
+                                    image_size=args.image_size, center=not args.no_center)
+    t0 = time.time()
+    index, summary = index_catalog(cat, embedder, args.out, index_type=args.index_type, rebuild=args.rebuild,
+                                   progress=not args.quiet, log=_err, nlist=args.nlist, nprobe=args.nprobe,
+                                   hnsw_m=args.hnsw_m, ef_search=args.ef_search)
+    verb = "built" if summary["created"] else "updated"
+    print(f"{verb} {args.out}: {summary['added']:,} painting(s) added, {summary['already']:,} already indexed, "
+          f"{len(summary['skipped']):,} skipped ({time.time() - t0:.1f}s)")
+    print(index.describe())
+    if len(summary["skipped"]):
+        print(summary["skipped"].summary())
+    if args.faces:
+        from .face import face_index
+        fi = face_index(index, progress=not args.quiet, log=_err)
+        print(f"faces: {fi.with_face:,} of {len(index):,} paintings have at least one detected face")
+    if args.poses:
+        from .pose import pose_index
+        pi = pose_index(index, progress=not args.quiet, log=_err)
+        print(f"poses: {pi.with_body:,} of {len(index):,} paintings have a detected body")
+    return 0
+
+
+# ---------------------------------------------------------------------- similar
+def _labels(index, catalog_arg) -> dict[str, dict]:
+    """id -> {task: label} from the catalogue (--catalog, else the one the index was built from)."""
+    from ..data.catalog import Catalog, CatalogError
+
+    src = catalog_arg or (index.catalogs[0] if index.catalogs else None)
+    if not src:
+        return {}
+    try:
+        cat = Catalog.load(src)
+    except CatalogError:
+        return {}
+    tasks = [t for t in ("style", "artist", "genre") if t in cat.tasks]
+    df = cat.df.set_index("id")[tasks]
+    return {k: {t: v for t, v in row.items() if isinstance(v, str)} for k, row in df.iterrows()}
+
+
+def _print_result(res: dict, labels: dict) -> None:
+    q = res["query"]
+    qd = q.get("id") or q.get("image")
+    extra = ""
+    if res["mode"] == "face":
+        extra = f"  ({len(q.get('faces', []))} face(s) in the query)"
+    print(f"{res['mode']} search for {qd}{extra}")
+    cov = res.get("coverage")
+    if cov:
+        print("indexed paintings: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in cov.items()))
+    if res["message"]:
+        print(res["message"])
+    if not res["results"]:
+        return
+    print(f"{'rank':>4}  {'score':>6}  {'id':<60} labels")
+    for r in res["results"]:
+        lab = ", ".join(labels.get(r["id"], {}).values())
+        flag = "  (same person?)" if r.get("same_person") else ""
+        print(f"{r['rank']:>4}  {r['score']:>6.3f}  {r['id']:<60} {lab}{flag}")
+
+
+def _rows_all(index, args, catalog_arg):
+    """(query_id, rank, neighbor_id, score) rows for every indexed painting, and a note on the left-out."""
+    left_out: list[str] = []
+    if args.mode == "image":
+        for qp, scores, pos in index.search_all(args.k):
+            for q, srow, prow in zip(qp, scores, pos):
+                for r, (s, p) in enumerate(((s, p) for s, p in zip(srow, prow) if p >= 0), 1):
+                    yield index.ids[q], r, index.ids[p], float(s)
+    elif args.mode == "face":
+        from .face import face_index
+        fi = face_index(index, catalog_arg, progress=not args.quiet, log=_err)
+        for k_ in index.ids:
+            faces = fi.faces_of(k_)
+            if not faces:
+                left_out.append(k_)
+                continue
+            for r in fi.search(faces, args.k, exclude=k_):
+                yield k_, r["rank"], r["id"], r["score"]
+    else:
+        from .pose import pose_index
+        pi = pose_index(index, catalog_arg, progress=not args.quiet, log=_err)
+        for k_ in index.ids:
+            kp, size = pi.keypoints_of(k_)
+            if kp is None:
+                left_out.append(k_)
+                continue
+            for r in pi.search(kp, size, args.k, exclude=k_):
+                yield k_, r["rank"], r["id"], r["score"]
+    if left_out:
+        what = "face" if args.mode == "face" else "body"
+        _err(f"{len(left_out):,} of {len(index):,} paintings have no detected {what} and have no rows"
+             f" (e.g. {', '.join(left_out[:3])})")
+
+
+@_user_errors
+def _cmd_similar(args) -> int:
+    from .api import draw_result, find_similar
+    from .index import EmbeddingIndex
+
+    index = EmbeddingIndex.load(args.index)
+    if args.nprobe or args.ef_search:
+        index.set_search_params(nprobe=args.nprobe, ef_search=args.ef_search)
+    if args.json and args.out:
+        raise UserError("give --json or --out FILE.csv, not both")
+    catalog_arg = args.catalog
+    if args.all and (args.image is not None or args.id is not None):
+        raise UserError("give one of IMAGE, --id ID or --all")
+    if args.all:
+        rows = _rows_all(index, args, catalog_arg)
+        if args.json:
+            grouped: dict[str, list] = {}
+            for q, r, n, s in rows:
+                grouped.setdefault(q, []).append({"id": n, "score": round(s, 6), "rank": r})
+            json.dump([{"query_id": q, "results": v} for q, v in grouped.items()], sys.stdout)
+            print()
+            return 0
+        f = open(args.out, "w", newline="") if args.out else sys.stdout
+        try:
+            w = csv.writer(f)
+            w.writerow(["query_id", "rank", "neighbor_id", "score"])
+            n = 0
+            for q, r, nb, s in rows:
+                w.writerow([q, r, nb, f"{s:.6f}"])
+                n += 1
+        finally:
+            if args.out:
+                f.close()
+        if args.out:
+            _err(f"wrote {n:,} rows to {args.out}")
+        return 0
+    if (args.image is None) == (args.id is None):
+        raise UserError("give one of IMAGE, --id ID or --all")
+    res = find_similar(index, image=args.image, id=args.id, k=args.k, mode=args.mode, catalog=catalog_arg,
+                       progress=not args.quiet, log=_err)
+    if args.draw:
+        files = draw_result(res, index, args.draw, query_image=args.image)
+        _err(f"drew {len(files)} image(s) into {args.draw}")
+    if args.json:
+        print(json.dumps(res, indent=2))
+    elif args.out:
+        qid = res["query"].get("id") or res["query"].get("image")
+        with open(args.out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["query_id", "rank", "neighbor_id", "score"])
+            for r in res["results"]:
+                w.writerow([qid, r["rank"], r["id"], f"{r['score']:.6f}"])
+        _err(f"wrote {len(res['results'])} rows to {args.out}" + (f"; {res['message']}" if res["message"] else ""))
+    else:
+        _print_result(res, _labels(index, catalog_arg))
+    return 0
+
+
+# ---------------------------------------------------------------------- evaluate-retrieval
+@_user_errors
+def _cmd_evaluate(args) -> int:
+    from ..data.catalog import Catalog
+    from .evaluate import evaluate_index, format_evaluation
+    from .index import EmbeddingIndex
+
+    index = EmbeddingIndex.load(args.index)
+    if args.nprobe or args.ef_search:
+        index.set_search_params(nprobe=args.nprobe, ef_search=args.ef_search)
+    cat = Catalog.load(args.catalog)
+    res = evaluate_index(index, cat, args.relevance, k=args.k)
+    print(json.dumps(res, indent=2) if args.json else format_evaluation(res))
+    return 0
+
+
+def register(sub) -> None:
+    from .index import INDEX_TYPES
+
+    p = add_command(
+        sub, "index", "embed a catalogue's paintings into a similarity index (FAISS)",
+        "artextract index --catalog wikiart.parquet --backbone mobilenet_v2 --out wikiart.index",
+        description="Embed every painting of a catalogue (an ImageNet backbone's pooled features, or a trained "
+        "run's multi-task embedding) as an L2-normalised vector and store them with their ids in a FAISS index "
+        "directory. Run it again on a grown catalogue to add only the new paintings.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--backbone", default="mobilenet_v2",
+                     help="backbone whose pooled features are the embedding (default mobilenet_v2)")
+    src.add_argument("--run", default=None, help="trained run directory whose embedding to use instead")
+    p.add_argument("--catalog", required=True)
+    p.add_argument("--out", required=True, help="index directory (created, or updated if it exists)")
+    p.add_argument("--index-type", choices=INDEX_TYPES, default="flat",
+                   help="flat: exact (default); ivf / hnsw: approximate, for large collections")
+    p.add_argument("--pretrained", choices=("imagenet", "none"), default="imagenet",
+                   help="backbone weights (none: a seeded random init, for tests)")
+    p.add_argument("--weights", default=None, help="backbone weights file instead of the packaged ones")
+    p.add_argument("--image-size", type=int, default=None, help="backbone input size (default: its own)")
+    p.add_argument("--no-center", action="store_true",
+                   help="do not centre backbone features on the collection mean before normalising")
+    p.add_argument("--nlist", type=int, default=None, help="IVF cells (default about sqrt(N))")
+    p.add_argument("--nprobe", type=int, default=None, help="IVF cells probed per query (default nlist/8, at least 32)")
+    p.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per node (default 32)")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth (default by size: 128 up to 30k vectors, "
+                   "256 up to 300k, then 512)")
+    p.add_argument("--rebuild", action="store_true", help="replace an existing index instead of adding to it")
+    p.add_argument("--faces", action="store_true", help="also detect faces now (otherwise on first face search)")
+    p.add_argument("--poses", action="store_true", help="also find body poses now (otherwise on first pose search)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_index)
+
+    p = add_command(
+        sub, "similar", "find the paintings most similar to an image or an indexed painting",
+        "artextract similar --index wikiart.index --id 'Baroque/rembrandt_self-portrait-1659.jpg' -k 5 --mode face",
+        description="The k nearest paintings with their scores (cosine similarity), never the query painting "
+        "itself. --mode face compares detected faces (YuNet + SFace), --mode pose compares body poses "
+        "(mediapipe, 33 keypoints); their descriptors are computed on first use and kept in the index.")
+    p.add_argument("--index", required=True)
+    p.add_argument("image", nargs="?", default=None, help="query image file")
+    p.add_argument("--id", default=None, help="query by the id of an indexed painting")
+    p.add_argument("--all", action="store_true",
+                   help="neighbours of every indexed painting as CSV query_id,rank,neighbor_id,score")
+    p.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("--mode", choices=("image", "face", "pose"), default="image")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out", default=None, help="write the result as CSV to this file")
+    p.add_argument("--draw", default=None, metavar="DIR",
+                   help="write the query and the results with face boxes / skeletons drawn on into DIR")
+    p.add_argument("--catalog", default=None,
+                   help="catalogue for labels and image paths (default: the one the index was built from)")
+    p.add_argument("--nprobe", type=int, default=None, help="IVF: cells probed (more = better recall, slower)")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW: search breadth (more = better recall)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_similar)
+
+    p = add_command(
+        sub, "evaluate-retrieval", "precision@k, recall@k and mAP@k of an index, relevance = same label",
+        "artextract evaluate-retrieval --index wikiart.index --catalog wikiart.parquet --relevance style -k 10",
+        description="Every painting labelled for the task queries the index for its k nearest labelled "
+        "paintings; a neighbour is relevant when it has the same label. Prints P@k, R@k, mAP@k and P@k "
+        "per class.")
+    p.add_argument("--index", required=True)
+    p.add_argument("--catalog", required=True)
+    p.add_argument("--relevance", required=True, help="label task: style, artist, genre, timeframe, ...")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--nprobe", type=int, default=None, help="IVF: cells probed")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW: search breadth")
+    p.set_defaults(func=_cmd_evaluate)
