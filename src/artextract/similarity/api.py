@@ -178,6 +178,7 @@ def draw_result(res: dict, index: EmbeddingIndex, out_dir: str | os.PathLike, qu
             img = load_image(r["path"])
         except Exception:
             continue
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in r["id"])[-80:]
+        stem = r["id"].rsplit(".", 1)[0] if "." in r["id"][-5:] else r["id"]
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[-80:]
         save(annotate(img, r, False), f"{r['rank']:02d}_{safe}.jpg")
     return written

@@ -6,7 +6,8 @@ between 448 and 640 px before detection: WikiArt's small images hide small faces
 224 px portrait finds about 10 % more), large ones only cost time.
 
 Two paintings are as similar as their most similar pair of faces (cosine of SFace vectors; SFace
-calls two faces the same person from about 0.36). Descriptors of the indexed paintings live in
+calls two faces the same person from about 0.36; that threshold was set on photographs, so on
+paintings the ``same_person`` flag of a result is only a hint). Descriptors of the indexed paintings live in
 ``INDEX/faces/`` and are computed the first time face search needs them.
 """
 from __future__ import annotations
