@@ -252,7 +252,7 @@ def register(sub) -> None:
 
     p = add_command(
         sub, "similar", "find the paintings most similar to an image or an indexed painting",
-        "artextract similar --index wikiart.index --id 'Baroque/rembrandt_self-portrait-1659.jpg' -k 5 --mode face",
+        "artextract similar --index wikiart.index --id 'Baroque/rembrandt_self-portrait-as-a-young-man.jpg' -k 5 --mode face",
         description="The k nearest paintings with their scores (cosine similarity), never the query painting "
         "itself. --mode face compares detected faces (YuNet + SFace), --mode pose compares body poses "
         "(mediapipe, 33 keypoints); their descriptors are computed on first use and kept in the index.")
