@@ -1,0 +1,65 @@
+"""Near duplicates: a re-encoded copy across splits (a leak) and an exact copy within a split."""
+import shutil
+
+import pandas as pd
+from PIL import Image
+
+from artextract.cli import main
+from artextract.data.catalog import Catalog
+from artextract.outliers.duplicates import COLUMNS, find_duplicates, hamming_pairs, relation
+
+
+def corpus_with_copies(root, tmp_path):
+    cat = Catalog.load(root / "catalog.parquet")
+    img = tmp_path / "imgs"
+    shutil.copytree(root / "images", img / "images")
+    df = cat.df.copy()
+    a = df.loc[df["split"] == "train"].iloc[3]
+    b = df.loc[df["split"] == "train"].iloc[10]
+    # a: re-encoded smaller and at low quality, put in validation -> a train/val leak
+    im = Image.open(img / a["path"]).convert("RGB")
+    im.resize((58, 58)).save(img / "images" / "leak_copy.jpg", quality=55)
+    shutil.copy(img / b["path"], img / "images" / "train_copy.jpg")
+    extra = pd.DataFrame([{**a.to_dict(), "id": "leak_copy", "path": "images/leak_copy.jpg", "split": "val"},
+                          {**b.to_dict(), "id": "train_copy", "path": "images/train_copy.jpg", "split": "train"}])
+    c2 = Catalog(pd.concat([df, extra], ignore_index=True), cat.tasks, img, cat.source)
+    c2.save(tmp_path / "dup.parquet")
+    return c2, a["id"], b["id"]
+
+
+def test_copies_are_found_within_and_across_splits(demo_outliers, tmp_path):
+    root, _, _ = demo_outliers
+    cat, a, b = corpus_with_copies(root, tmp_path)
+    df = find_duplicates(cat, progress=False, log=lambda *_: None)
+    assert list(df.columns) == COLUMNS
+    pairs = {frozenset((r.id_a, r.id_b)): r for r in df.itertuples()}
+    leak = pairs[frozenset((a, "leak_copy"))]
+    assert leak.relation == "leak train/val" and leak.phash_distance <= 6 and "hash" in leak.found_by
+    assert df.iloc[0]["relation"] == "leak train/val"  # leaks come first
+    same = pairs[frozenset((b, "train_copy"))]
+    assert same.relation == "within train" and same.phash_distance == 0 and same.dhash_distance == 0
+    assert "hash" in same.found_by and "embedding" in same.found_by
+    assert len(df) <= 6  # the synthetic paintings themselves are not duplicates of one another
+
+
+def test_cli_duplicates_hashes_only(demo_outliers, tmp_path, capsys):
+    root, _, _ = demo_outliers
+    cat, a, _ = corpus_with_copies(root, tmp_path)
+    out = tmp_path / "pairs.csv"
+    assert main(["duplicates", "--catalog", str(tmp_path / "dup.parquet"), "--backbone", "none", "--out", str(out),
+                 "--quiet"]) == 0
+    df = pd.read_csv(out)
+    assert {a, "leak_copy"} in [{r.id_a, r.id_b} for r in df.itertuples()]
+    assert df["cosine"].isna().all()
+    assert "leak train/val" in capsys.readouterr().out
+
+
+def test_hamming_pairs_and_relation():
+    import numpy as np
+
+    codes = np.zeros((3, 8), np.uint8)
+    codes[1, 0] = 0b111  # 3 bits from row 0
+    codes[2] = 255       # 64 bits from row 0
+    a, b, d = hamming_pairs(codes, 3)
+    assert list(zip(a, b, d)) == [(0, 1, 3)]
+    assert relation("train", "train") == "within train" and relation("val", "train") == "leak train/val"

@@ -1,0 +1,164 @@
+"""Label-issue detection on the demo corpus: planted errors, degenerate inputs, the CSV, the report
+and the command line."""
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from artextract.cli import main
+from artextract.data.catalog import Catalog, CatalogError
+from artextract.outliers.detect import COLUMNS, UncheckableTask, find_label_issues
+
+
+def planted(root, task):
+    pl = pd.read_csv(root / "planted_errors.csv")
+    return set(pl.loc[pl["task"] == task, "id"])
+
+
+def with_column(cat, task, values):
+    df = cat.df.copy()
+    df[task] = values
+    return Catalog(df, cat.tasks, cat.image_root, cat.source, dict(cat.extra))
+
+
+def test_planted_style_errors_rank_at_the_top(demo_outliers):
+    root, cat, feats = demo_outliers
+    df = find_label_issues(cat, "style", feats)
+    bad = planted(root, "style")
+    ranks = df.loc[df["id"].isin(bad), "rank"]
+    assert len(ranks) == len(bad) > 0
+    assert ranks.max() <= 0.05 * len(df), sorted(ranks)  # every planted error in the top 5 %
+    assert df.loc[df["id"].isin(bad), "flagged"].mean() >= 0.75
+    assert df["flagged"].sum() <= 3 * len(bad)
+    # the suggestion for a planted error is its true label
+    pl = pd.read_csv(root / "planted_errors.csv").query("task == 'style'").set_index("id")
+    hits = df[df["id"].isin(bad)].set_index("id")
+    assert (hits["suggested_label"] == pl.loc[hits.index, "true_label"]).mean() >= 0.75
+
+
+def test_planted_genre_errors_rank_above_chance(demo_outliers):
+    # genre on the demo is composition at 64 px, which ImageNet features carry only weakly
+    root, cat, feats = demo_outliers
+    df = find_label_issues(cat, "genre", feats)
+    ranks = df.loc[df["id"].isin(planted(root, "genre")), "rank"]
+    assert ranks.mean() < 0.5 * len(df)
+
+
+def test_output_columns_and_rows(demo_outliers, tmp_path):
+    _, cat, feats = demo_outliers
+    labels = cat.df["style"].tolist()
+    for i in range(0, 120, 10):
+        labels[i] = None  # paintings without a style label are skipped
+    c2 = with_column(cat, "style", labels)
+    df = find_label_issues(c2, "style", feats)
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 108 and df["id"].is_unique
+    assert not set(df["id"]) & set(cat.df["id"][::10])
+    assert sorted(df["rank"]) == list(range(1, 109)) and df["rank"].is_monotonic_increasing
+    assert df["score"].is_monotonic_decreasing
+    assert (df["task"] == "style").all()
+    assert df["suggested_prob"].between(0, 1).all()
+    nb = df["neighbor_ids"].str.split("|")
+    assert (nb.str.len() == 5).all()
+    assert all(r["id"] not in n for n, (_, r) in zip(nb, df.iterrows()))
+    assert (df["neighbor_labels"].str.split("|").str.len() == 5).all()
+    path = tmp_path / "x.csv"
+    df.to_csv(path, index=False)
+    assert list(pd.read_csv(path).columns) == COLUMNS
+
+
+def test_array_features_and_each_method(demo_outliers):
+    _, cat, feats = demo_outliers
+    for method in ("zscore", "mahalanobis", "knn", "cleanlab", "novelty"):
+        df = find_label_issues(cat, "style", feats.X, ids=feats.ids, method=method)
+        assert df.attrs["method"] == method
+        assert df["flagged"].equals(df[f"flag_{method}"])
+    with pytest.raises(CatalogError, match="unknown method"):
+        find_label_issues(cat, "style", feats, method="magic")
+
+
+def test_degenerate_tasks_say_why(demo_outliers):
+    _, cat, feats = demo_outliers
+    with pytest.raises(CatalogError, match="unknown task 'colour'"):
+        find_label_issues(cat, "colour", feats)
+    one = with_column(cat, "style", ["Brushwork"] * 120)
+    with pytest.raises(UncheckableTask, match="same label 'Brushwork'"):
+        find_label_issues(one, "style", feats)
+    none = with_column(cat, "style", [None] * 120)
+    with pytest.raises(UncheckableTask, match="no painting .* has a style label"):
+        find_label_issues(none, "style", feats)
+    few = with_column(cat, "style", ["Brushwork", "Hatching", "Brushwork"] + [None] * 117)
+    with pytest.raises(UncheckableTask, match="only 3"):
+        find_label_issues(few, "style", feats)
+
+
+def test_classes_of_one_or_two_members(demo_outliers):
+    _, cat, feats = demo_outliers
+    labels = cat.df["style"].tolist()
+    labels[5] = "Geometric" if labels[5] != "Geometric" else "Hatching"
+    solo = labels[5]
+    for i, lab in enumerate(labels):  # make `solo` a class of one and Color_Field a class of two
+        if i != 5 and lab == solo:
+            labels[i] = "Brushwork"
+    cf = [i for i, lab in enumerate(labels) if lab == "Color_Field"]
+    for i in cf[2:]:
+        labels[i] = "Pointillism"
+    df = find_label_issues(with_column(cat, "style", labels), "style", feats)
+    assert len(df) == 120 and df["score"].notna().all()
+    row = df.set_index("id").loc[cat.df["id"][5]]
+    assert "only 1 labelled painting" in row["note"]
+    assert np.isnan(row["score_zscore"])
+    assert (df["given_label"] == "Color_Field").sum() == 2
+
+
+def test_report_is_self_contained(demo_outliers, tmp_path):
+    from artextract.outliers.report import write_report
+
+    root, cat, feats = demo_outliers
+    df = find_label_issues(cat, "style", feats)
+    page = write_report(cat, df, tmp_path / "rep")
+    text = page.read_text()
+    for pid in df.loc[df["flagged"], "id"]:
+        assert pid in text
+    assert "http://" not in text and "https://" not in text
+    thumbs = list((tmp_path / "rep" / "thumbs").glob("*.jpg"))
+    assert len(thumbs) >= df["flagged"].sum() * 2
+    assert text.count("<img") >= 6 * df["flagged"].sum()
+
+
+def test_cli_outliers(demo_outliers, tmp_path, capsys):
+    root, _, _ = demo_outliers
+    out = tmp_path / "issues.csv"
+    rc = main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style", "--out", str(out),
+               "--report", str(tmp_path / "rep"), "--quiet"])
+    assert rc == 0
+    df = pd.read_csv(out)
+    assert list(df.columns) == COLUMNS and len(df) == 120
+    assert (tmp_path / "rep" / "index.html").exists()
+    assert set(df.head(4)["id"]) == planted(root, "style")
+    rc = main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "colour", "--out", str(out)])
+    assert rc == 2 and "unknown task 'colour'" in capsys.readouterr().err
+
+
+def test_cli_help_has_examples(capsys):
+    for cmd in ("outliers", "duplicates"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        assert f"example:\n  artextract {cmd}" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("artextract.training.inference") is None,
+                    reason="artextract.training.inference (trained runs) is not available")
+def test_run_embedding_path(demo_outliers, tmp_path):
+    from artextract.training.train import TrainConfig, train
+
+    root, cat, _ = demo_outliers
+    run = train(TrainConfig(catalog=str(root / "catalog.parquet"), out=str(tmp_path / "run"), tasks=["style", "genre"],
+                            backbone="tiny_cnn", pretrained=False, cache_size=64, image_size=64, epochs=2,
+                            batch_size=32, proj=16, hidden=16, progress=False), log=lambda *a: None)
+    out = tmp_path / "issues.csv"
+    assert main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style,genre", "--run", str(run),
+                 "--out", str(out), "--quiet"]) == 0
+    df = pd.read_csv(out)
+    assert list(df.columns) == COLUMNS and len(df) == 240 and set(df["task"]) == {"style", "genre"}
