@@ -50,14 +50,15 @@ class BackboneInfo:
     builder: Callable[..., "Backbone"]
     offline: bool
     description: str
+    default_size: int = 224
 
 
 _REGISTRY: dict[str, BackboneInfo] = {}
 
 
-def register(name: str, offline: bool, description: str):
+def register(name: str, offline: bool, description: str, default_size: int = 224):
     def deco(fn):
-        _REGISTRY[name] = BackboneInfo(name, fn, offline, description)
+        _REGISTRY[name] = BackboneInfo(name, fn, offline, description, default_size)
         return fn
     return deco
 
@@ -199,7 +200,8 @@ def _lite0(pretrained: bool = True, weights: str | None = None, image_size: int 
     return _efficientnet_lite(0, 224, pretrained, weights, image_size)
 
 
-@register("efficientnet_lite2", offline=True, description="EfficientNet-Lite2, ImageNet (offline package), 1280ch, 260px")
+@register("efficientnet_lite2", offline=True, description="EfficientNet-Lite2, ImageNet (offline package), 1280ch, 260px",
+          default_size=260)
 def _lite2(pretrained: bool = True, weights: str | None = None, image_size: int | None = None) -> Backbone:
     return _efficientnet_lite(2, 260, pretrained, weights, image_size)
 
@@ -259,7 +261,8 @@ class _TinyCNN(nn.Sequential):
         super().__init__(*layers)
 
 
-@register("tiny_cnn", offline=True, description="4-layer CNN, random init only (tests, smoke runs), 64ch")
+@register("tiny_cnn", offline=True, description="4-layer CNN, random init only (tests, smoke runs), 64ch",
+          default_size=64)
 def _tiny(pretrained: bool = False, weights: str | None = None) -> Backbone:
     if pretrained and not weights:
         raise WeightsUnavailable("tiny_cnn has no pretrained weights; use --pretrained none")
@@ -267,6 +270,12 @@ def _tiny(pretrained: bool = False, weights: str | None = None) -> Backbone:
     if weights:
         net.load_state_dict(_load_state(weights))
     return Backbone(net, 64, 64, "tiny_cnn", pretrained=str(weights) if weights else None)
+
+
+def default_size(name: str) -> int | None:
+    """A registered backbone's input size, known without building it (None for timm models)."""
+    info = _REGISTRY.get(name)
+    return info.default_size if info else None
 
 
 def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weights: str | None = None,

@@ -24,7 +24,7 @@ from ..data.cache import DEFAULT_SIZE, PreparedCache, default_cache_dir, ensure_
 from ..data.catalog import Catalog
 from ..data.images import SkipReport
 from ..data.store import SlotStore
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone, default_size
 
 VIEWS = ("center", "flip")
 
@@ -102,7 +102,8 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log)
     name = backbone if isinstance(backbone, str) else backbone.name
     net: Backbone | None = backbone if isinstance(backbone, Backbone) else None
-    size = image_size or (net.default_size if net else None)
+    # the input size is known without loading weights, so a fully cached store costs no model load
+    size = image_size or (net.default_size if net else default_size(name))
     if size is None:
         torch.manual_seed(seed)  # deterministic random init for --pretrained none
         net = create_backbone(name, pretrained=pretrained, weights=weights)
