@@ -151,16 +151,8 @@ class ReviewStore:
     # ------------------------------------------------------------------ reading
     def current(self, item_id: str | None = None, task: str | None = None) -> list[dict]:
         """Current decisions (optionally for one painting and/or task), oldest first."""
-        sql, args = "SELECT id, task, action, label, given_label, suggested_label, decided_at, seq FROM decisions", []
-        where = []
-        if item_id is not None:
-            where.append("id = ?")
-            args.append(item_id)
-        if task is not None:
-            where.append("task = ?")
-            args.append(task)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, args = _filter(item_id, task)
+        sql = "SELECT id, task, action, label, given_label, suggested_label, decided_at, seq FROM decisions" + where
         sql += " ORDER BY seq"
         with self._connect() as con:
             return [dict(r) for r in con.execute(sql, args)]
@@ -174,17 +166,9 @@ class ReviewStore:
 
     def history(self, item_id: str | None = None, task: str | None = None, limit: int = 1000) -> list[dict]:
         """Logged decisions, newest first."""
+        where, args = _filter(item_id, task)
         sql = ("SELECT seq, id, task, action, label, given_label, suggested_label, decided_at, source"
-               " FROM decision_log")
-        where, args = [], []
-        if item_id is not None:
-            where.append("id = ?")
-            args.append(item_id)
-        if task is not None:
-            where.append("task = ?")
-            args.append(task)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+               " FROM decision_log" + where)
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(int(limit))
         with self._connect() as con:
@@ -201,3 +185,13 @@ class ReviewStore:
     def integrity_ok(self) -> bool:
         with self._connect() as con:
             return con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _filter(item_id: str | None, task: str | None) -> tuple[str, list]:
+    """A WHERE clause (with a leading space, or empty) and its parameters for an optional id and task."""
+    conds, args = [], []
+    for col, val in (("id", item_id), ("task", task)):
+        if val is not None:
+            conds.append(f"{col} = ?")
+            args.append(val)
+    return (" WHERE " + " AND ".join(conds) if conds else ""), args
