@@ -66,6 +66,27 @@ def test_masked_loss_sends_no_gradient_to_a_head_without_labels():
     assert torch.allclose(loss, expect)
 
 
+def test_linear_path_is_a_classifier_of_its_own_and_masked_too():
+    torch.manual_seed(0)
+    head = CRNNHead(32, {"style": 4, "genre": 3}, proj=8, hidden=8, linear_path=True).eval()
+    fmap = torch.randn(5, 32, 3, 3)
+    z, paths = head.path_logits(fmap)
+    assert len(paths) == 2 and paths[1]["style"].shape == (5, 4)
+    # the model's logits are the mean of the two paths' logits; embed_and_logits agrees with forward
+    mean = (paths[0]["genre"] + paths[1]["genre"]) / 2
+    assert torch.allclose(head(fmap)["genre"], mean, atol=1e-6)
+    z2, logits = head.embed_and_logits(fmap)
+    assert torch.allclose(z, z2) and torch.allclose(logits["style"], head(fmap)["style"], atol=1e-6)
+    # training trains each path on its own loss; a task without labels reaches neither path's head
+    head.train()
+    targets = {"style": torch.tensor([1, 2, 0, 3, 1]), "genre": torch.full((5,), -1)}
+    loss = sum(masked_multitask_loss(p, targets)[0] for p in head(fmap, paths=True))
+    loss.backward()
+    for heads in (head.heads, head.linear_heads):
+        assert heads["genre"].weight.grad is None or heads["genre"].weight.grad.abs().sum() == 0
+        assert heads["style"].weight.grad.abs().sum() > 0
+
+
 def test_row_without_label_changes_nothing_in_that_head():
     """Gradient of the genre head is identical with or without a painting that has no genre label."""
     torch.manual_seed(0)

@@ -19,12 +19,14 @@ from .backbones import Backbone
 
 class CRNNHead(nn.Module):
     def __init__(self, in_channels: int, tasks: dict[str, int], *, proj: int = 256, hidden: int = 256,
-                 layers: int = 1, pool: str = "attention", dropout: float = 0.3, use_lstm: bool = True):
+                 layers: int = 1, pool: str = "attention", dropout: float = 0.3, use_lstm: bool = True,
+                 linear_path: bool = False, linear_dropout: float = 0.5):
         super().__init__()
         if pool not in ("attention", "mean"):
             raise ValueError("pool must be 'attention' or 'mean'")
         self.config = dict(in_channels=in_channels, tasks=dict(tasks), proj=proj, hidden=hidden, layers=layers,
-                           pool=pool, dropout=dropout, use_lstm=use_lstm)
+                           pool=pool, dropout=dropout, use_lstm=use_lstm, linear_path=linear_path,
+                           linear_dropout=linear_dropout)
         self.proj = nn.Sequential(nn.Conv2d(in_channels, proj, 1, bias=False), nn.BatchNorm2d(proj),
                                   nn.ReLU(inplace=True))
         self.use_lstm = use_lstm
@@ -41,6 +43,13 @@ class CRNNHead(nn.Module):
         self.norm = nn.LayerNorm(self.embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({t: nn.Linear(self.embed_dim, n) for t, n in tasks.items()})
+        self.linear_path = linear_path
+        if linear_path:
+            # what a linear probe sees: the standardised global average of the map, one linear map per task,
+            # added to the recurrent heads' logits
+            self.global_norm = nn.BatchNorm1d(in_channels, affine=False)
+            self.linear_dropout = nn.Dropout(linear_dropout)
+            self.linear_heads = nn.ModuleDict({t: nn.Linear(in_channels, n) for t, n in tasks.items()})
 
     def embed(self, fmap: torch.Tensor, return_attention: bool = False):
         """Pooled representation ``[B, embed_dim]`` of feature maps ``[B, C, h, w]``."""
@@ -58,9 +67,26 @@ class CRNNHead(nn.Module):
         z = self.norm(torch.cat([pooled, g], dim=1))
         return (z, w) if return_attention else z
 
-    def forward(self, fmap: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.dropout(self.embed(fmap))
-        return {t: h(z) for t, h in self.heads.items()}
+    def path_logits(self, fmap: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        """The pooled representation and each path's logits per task: [recurrent] or [recurrent, linear]."""
+        z = self.embed(fmap)
+        zd = self.dropout(z)
+        paths = [{t: h(zd) for t, h in self.heads.items()}]
+        if self.linear_path:
+            g = self.linear_dropout(self.global_norm(fmap.float().mean(dim=(2, 3))))
+            paths.append({t: h(g) for t, h in self.linear_heads.items()})
+        return z, paths
+
+    def embed_and_logits(self, fmap: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The pooled representation and the logits per task (the paths' mean), in one pass."""
+        z, paths = self.path_logits(fmap)
+        if len(paths) == 1:
+            return z, paths[0]
+        return z, {t: sum(p[t] for p in paths) / len(paths) for t in paths[0]}
+
+    def forward(self, fmap: torch.Tensor, paths: bool = False):
+        """Logits per task; with ``paths=True`` the list of each path's logits (what training uses)."""
+        return self.path_logits(fmap)[1] if paths else self.embed_and_logits(fmap)[1]
 
 
 class MultiTaskCRNN(nn.Module):

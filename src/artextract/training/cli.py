@@ -21,7 +21,7 @@ def _cmd_train(args) -> int:
         label_smoothing=args.label_smoothing, ordinal_weight=args.ordinal_weight, patience=args.patience,
         holdout_fraction=args.holdout_fraction, seed=args.seed, require_all_labels=args.require_all_labels,
         finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        progress=not args.no_progress,
+        linear_path=not args.no_linear_path, ema=args.ema, mixup=args.mixup, progress=not args.no_progress,
     )
     try:
         train(cfg, resume=args.resume)
@@ -122,18 +122,27 @@ def register(sub) -> None:
     p.add_argument("--weights", default=None, help="backbone weights file (.pth or .safetensors)")
     p.add_argument("--image-size", type=int, default=None, help="backbone input size (default: the backbone's)")
     p.add_argument("--cache-size", type=int, default=256, help="prepared-image cache size (default 256)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--proj", type=int, default=128, help="channels the feature map is projected to")
-    p.add_argument("--hidden", type=int, default=128, help="LSTM hidden size per direction")
+    from .config import TrainConfig
+
+    d = TrainConfig("", "")  # one source of truth for the defaults
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--proj", type=int, default=d.proj, help="channels the feature map is projected to")
+    p.add_argument("--hidden", type=int, default=d.hidden, help="LSTM hidden size per direction")
     p.add_argument("--pool", choices=["attention", "mean"], default="attention")
     p.add_argument("--no-lstm", action="store_true", help="ablation: pool the projected map without the LSTM")
-    p.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default="sqrt")
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--ordinal-weight", type=float, default=1.0, help="EMD loss weight for ordered tasks (0: off)")
-    p.add_argument("--patience", type=int, default=8, help="early stopping on val macro-F1")
-    p.add_argument("--holdout-fraction", type=float, default=0.15,
+    p.add_argument("--no-linear-path", action="store_true",
+                   help="ablation: only the recurrent path (by default a linear path on the standardised global "
+                   "feature is trained beside it as a classifier of its own, and their logits are averaged)")
+    p.add_argument("--ema", type=float, default=d.ema, help="EMA decay per step of the kept weights (0: off)")
+    p.add_argument("--mixup", type=float, default=d.mixup, help="feature-map mixup alpha (0: off)")
+    p.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default=d.class_weighting)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--ordinal-weight", type=float, default=d.ordinal_weight,
+                   help="EMD loss weight for ordered tasks (0: off)")
+    p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val macro-F1")
+    p.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction,
                    help="validation share held out of train when the catalogue has no val rows")
     p.add_argument("--require-all-labels", action="store_true",
                    help="the original study's recipe: train only on paintings that have every task's label")

@@ -74,8 +74,8 @@ class Run:
     def _head_over(self, maps: np.ndarray, batch: int = 256):
         for s in range(0, len(maps), batch):
             fm = torch.from_numpy(maps[s:s + batch]).to(self.device).float()
-            z = self.head.embed(fm)
-            yield z, {t: torch.softmax(h(z), 1) for t, h in self.head.heads.items()}
+            z, logits = self.head.embed_and_logits(fm)
+            yield z, {t: torch.softmax(o, 1) for t, o in logits.items()}
 
     def predict_catalog(self, catalog: Catalog, progress: bool = True, log=print) -> tuple[list[str], dict[str, np.ndarray]]:
         fs = self._feature_set(catalog, progress, log)

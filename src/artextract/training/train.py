@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,56 +26,19 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..data.cache import DEFAULT_SIZE, default_cache_dir, ensure_prepared
+from ..data.cache import default_cache_dir, ensure_prepared
 from ..data.catalog import Catalog, CatalogError
 from ..data.tabular import stratified_split
 from ..models.backbones import create_backbone
 from ..models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
 from ..models.features import default_device, extract_features, images_to_tensor, normalize
+from .config import TrainConfig
 from .metrics import task_metrics
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"      # best weights so far
 LAST = "last.safetensors"        # weights at the end of the last finished epoch
 STATE = "state.pt"               # optimiser, scheduler, epoch, history: what --resume needs
-
-
-@dataclass
-class TrainConfig:
-    catalog: str
-    out: str
-    tasks: list[str] | None = None
-    backbone: str = "mobilenet_v2"
-    pretrained: bool = True
-    weights: str | None = None
-    image_size: int | None = None
-    cache_size: int = DEFAULT_SIZE
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    proj: int = 128
-    hidden: int = 128
-    layers: int = 1
-    pool: str = "attention"
-    dropout: float = 0.3
-    use_lstm: bool = True
-    class_weighting: str = "sqrt"          # none | sqrt | balanced
-    label_smoothing: float = 0.1
-    ordinal_weight: float = 1.0            # extra EMD loss weight for ordered tasks (0 = off)
-    patience: int = 8
-    holdout_fraction: float = 0.15
-    seed: int = 0
-    require_all_labels: bool = False       # the original study's recipe: keep only fully labelled rows
-    flip_augment: bool = True
-    finetune: bool = False
-    finetune_epochs: int = 5
-    finetune_lr: float = 1e-4
-    finetune_batch_size: int = 32
-    num_workers: int = 2
-    progress: bool = True
-    stop_after_epochs: int | None = None   # end this session early, as an interruption would (time-boxed jobs)
-    extra: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- distributed helpers
@@ -237,7 +200,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
 
     torch.manual_seed(cfg.seed)
     head = CRNNHead(in_ch, num_classes, proj=cfg.proj, hidden=cfg.hidden, layers=cfg.layers, pool=cfg.pool,
-                    dropout=cfg.dropout, use_lstm=cfg.use_lstm).to(device)
+                    dropout=cfg.dropout, use_lstm=cfg.use_lstm, linear_path=cfg.linear_path,
+                    linear_dropout=cfg.linear_dropout).to(device)
     cw = class_weights_for(y, num_classes, cfg.class_weighting)
     cw = {t: w.to(device) for t, w in cw.items()} if cw else None
     ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
@@ -255,6 +219,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         "validation": val_how,
         "train": asdict(cfg),
     }
+    # the weights that are evaluated and saved: the EMA of the trained ones, or the trained ones themselves
+    ema = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        ema = AveragedModel(head, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    kept = ema.module if ema is not None else head
     start_epoch, best, bad, history = 0, -1.0, 0, []
     if resume:
         st = torch.load(state_path, map_location="cpu", weights_only=False)
@@ -265,6 +235,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
             head.load_state_dict(load_file(str(out / LAST)))
             opt.load_state_dict(st["optimizer"])
             sched.load_state_dict(st["scheduler"])
+            if ema is not None and st.get("ema") is not None:
+                ema.load_state_dict(st["ema"])
             start_epoch, best, bad, history = st["epoch"] + 1, st["best"], st["bad_epochs"], st["history"]
             if start_epoch >= cfg.epochs or bad >= cfg.patience:
                 start_epoch = cfg.epochs  # stage 1 is finished
@@ -300,16 +272,31 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
                     xb[fl] = X["flip"][idx[fl]].float()
             xb = xb.to(device)
             yb = {t: y[t][idx].to(device) for t in tasks}
-            loss, _ = masked_multitask_loss(model(xb), yb, class_weights=cw, label_smoothing=cfg.label_smoothing,
-                                            ordinal=ord_w)
+            kw = dict(class_weights=cw, label_smoothing=cfg.label_smoothing, ordinal=ord_w)
+            lam, pair = 1.0, None
+            if cfg.mixup > 0:
+                # mixup of feature maps: each mixed painting trains each head on both paintings' labels, weighted
+                lam = float(np.random.default_rng(cfg.seed * 7 + epoch * 1000 + s).beta(cfg.mixup, cfg.mixup))
+                pair = torch.randperm(len(xb), generator=g).to(device)
+                xb = lam * xb + (1 - lam) * xb[pair]
+            loss = 0.0
+            # each path (recurrent, and the linear one if any) is trained as a full classifier of its own
+            for logits in model(xb, paths=True):
+                la, _ = masked_multitask_loss(logits, yb, **kw)
+                loss = loss + lam * la
+                if pair is not None:
+                    lb, _ = masked_multitask_loss(logits, {t: v[pair] for t, v in yb.items()}, **kw)
+                    loss = loss + (1 - lam) * lb
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(head)
             losses.append(loss.item())
         sched.step()
         # every rank evaluates the same validation set the same way, so they agree on stopping
-        vm, _ = _evaluate_head(head, Xv, yv, ordered, device) if Xv is not None else ({}, None)
+        vm, _ = _evaluate_head(kept, Xv, yv, ordered, device) if Xv is not None else ({}, None)
         score = _score(vm) if vm else -float(np.mean(losses))
         improved = score > best + 1e-6
         best, bad = (score, 0) if improved else (best, bad + 1)
@@ -319,10 +306,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         if is_main:
             meta = {"epoch": epoch + 1}
             if improved:
-                _atomic_save_tensors(head.state_dict(), out / MODEL, meta)
+                _atomic_save_tensors(kept.state_dict(), out / MODEL, meta)
             _atomic_save_tensors(head.state_dict(), out / LAST, meta)
             _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": bad, "history": history,
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                "ema": ema.state_dict() if ema is not None else None,
                                 "stage": "frozen"}, state_path)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_f1=f"{score:.3f}", best=f"{best:.3f}")
         if bad >= cfg.patience:
