@@ -124,64 +124,6 @@ def measure(datasets: dict[str, torch.utils.data.Dataset], batch: int, workers: 
     return rates
 
 
-# ---------------------------------------------------------------------- datasets
-class RawJPEGs(torch.utils.data.Dataset):
-    def __init__(self, paths: list[str], crop: int, draft: int | None = None):
-        self.paths, self.draft = paths, draft
-        self.tf = T.Compose([
-            T.RandomResizedCrop(crop, scale=(0.5, 1.0), antialias=True),
-            T.RandomHorizontalFlip(),
-            T.PILToTensor(),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(MEAN, STD),
-        ])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        return self.tf(load_image(self.paths[i], draft_size=self.draft))
-
-
-class CachedImages(torch.utils.data.Dataset):
-    """Crops from the prepared-image cache; the memmap is opened lazily in each worker."""
-
-    def __init__(self, cache_root: Path, size: int, ids: list[str], crop: int):
-        self.cache_root, self.size, self.ids = cache_root, size, ids
-        self.cache: PreparedCache | None = None
-        self.crop = T.RandomResizedCrop(crop, scale=(0.5, 1.0), antialias=True)
-        self.norm = T.Normalize(MEAN, STD)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        if self.cache is None:
-            self.cache = PreparedCache(self.cache_root, self.size)
-        x = torch.from_numpy(np.ascontiguousarray(self.cache.get(self.ids[i]))).permute(2, 0, 1)
-        x = self.crop(x)
-        if torch.rand(1) < 0.5:
-            x = x.flip(-1)
-        return self.norm(x.float().div_(255.0))
-
-
-def images_per_second(ds, batch: int, workers: int, epochs: int) -> tuple[float, float]:
-    """(images/s over the timed epochs, seconds of the warm-up epoch)."""
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
-                                     persistent_workers=workers > 0, drop_last=False)
-    t0 = time.perf_counter()
-    for x in dl:  # warm-up epoch: worker start, page cache
-        assert x.dtype == torch.float32 and x.shape[1] == 3 and x.shape[2] == x.shape[3], x.shape
-    warm = time.perf_counter() - t0
-    n, t0 = 0, time.perf_counter()
-    for _ in range(epochs):
-        for x in dl:
-            n += x.shape[0]
-    rate = n / (time.perf_counter() - t0)
-    del dl
-    return rate, warm
-
-
 # ---------------------------------------------------------------------- data
 def sample_catalog(labels: Path, sample: Path, n: int | None, out: Path) -> Catalog:
     cat, rep = ingest_wikiart(labels, sample)

@@ -78,7 +78,7 @@ class _Thumbs:
 
 def _img(src: str | None, alt: str) -> str:
     if src is None:
-        return f'<div class="none" style="width:100px;height:100px">no image</div>'
+        return '<div class="none" style="width:100px;height:100px">no image</div>'
     return f'<img src="{html.escape(src)}" alt="{html.escape(alt)}" loading="lazy">'
 
 
