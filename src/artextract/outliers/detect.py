@@ -89,15 +89,16 @@ def backbone_features(catalog: Catalog, backbone: str = "mobilenet_v2", *, flip:
 def run_features(catalog: Catalog, run_dir: str, *, progress: bool = True) -> Features:
     """The embedding of a trained multi-task run (``artextract.training.inference.Run``).
 
-    Only the embedding is used: the run's own predicted probabilities are not out-of-fold for the
-    paintings it was trained on, so the K-fold methods here are applied to the embedding instead."""
+    Only the pooled representation is used, without the class posteriors that the similarity index
+    adds: the run's own predicted probabilities are not out-of-fold for the paintings it was trained
+    on, so the K-fold methods here are applied to the representation instead."""
     try:
         from ..training.inference import Run  # type: ignore[import-not-found]
     except ImportError as exc:
         raise CatalogError(f"--run needs artextract.training.inference, which is not available ({exc}); "
                            "use --backbone instead") from None
     run = Run.load(run_dir)
-    ids, emb = run.embed_catalog(catalog, progress=progress)
+    ids, emb = run.embed_catalog(catalog, progress=progress, posteriors=False)
     return Features(list(ids), np.asarray(emb, np.float32), [], source=f"run {run_dir}")
 
 

@@ -181,7 +181,8 @@ class RunEmbedder(Embedder):
         return self._run
 
     def describe(self) -> str:
-        return f"trained run {self.run_dir} (pooled recurrent features, L2-normalised)"
+        return (f"trained run {self.run_dir} (pooled features + square-rooted class posteriors of every task, "
+                "L2-normalised)")
 
     def to_meta(self) -> dict:
         return {"kind": self.kind, "run": self.run_dir}

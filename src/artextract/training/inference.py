@@ -87,12 +87,33 @@ class Run:
         return ids, {t: np.concatenate(v) if v else np.zeros((0, len(self.tasks[t].classes)), np.float32)
                      for t, v in probs.items()}
 
-    def embed_catalog(self, catalog: Catalog, progress: bool = True, log=print) -> tuple[list[str], np.ndarray]:
+    def embed_dim(self, posteriors: bool = True) -> int:
+        return self.head.embed_dim + (sum(len(s.classes) for s in self.tasks.values()) if posteriors else 0)
+
+    def _embedding(self, z: torch.Tensor, probs: dict[str, torch.Tensor], posteriors: bool) -> np.ndarray:
+        """The pooled representation, L2-normalised; with ``posteriors`` it is concatenated with the
+        square roots of every task's class probabilities (each task's block has unit norm, the blocks
+        together the same weight as the pooled part), so that the inner product of two paintings adds
+        the Bhattacharyya similarity of their predicted style, artist, genre... to the feature
+        similarity. On the WikiArt sample this retrieves same-style and same-artist paintings better
+        than either part alone (README, similarity benchmark)."""
+        zn = _l2(z.cpu().numpy())
+        if not posteriors:
+            return zn
+        post = np.concatenate([np.sqrt(np.clip(probs[t].cpu().numpy(), 0, None)) for t in self.tasks], axis=1)
+        post = post / np.sqrt(len(self.tasks))
+        return _l2(np.concatenate([zn, post], axis=1))
+
+    def embed_catalog(self, catalog: Catalog, progress: bool = True, log=print,
+                      posteriors: bool = True) -> tuple[list[str], np.ndarray]:
+        """L2-normalised embeddings of the catalogue's paintings (see :meth:`_embedding`). Outlier
+        detection asks for ``posteriors=False``: the posteriors of a painting the run trained on
+        echo its given label, right or wrong."""
         fs = self._feature_set(catalog, progress, log)
         ids = [k for k, ok in zip(catalog.ids, fs.available(catalog.ids)) if ok]
-        zs = [z.cpu().numpy() for z, _ in self._head_over(fs.get_maps(ids))]
-        emb = np.concatenate(zs) if zs else np.zeros((0, self.head.embed_dim), np.float32)
-        return ids, _l2(emb)
+        zs = [self._embedding(z, p, posteriors) for z, p in self._head_over(fs.get_maps(ids))]
+        emb = np.concatenate(zs) if zs else np.zeros((0, self.embed_dim(posteriors)), np.float32)
+        return ids, emb
 
     # ------------------------------------------------------------------ single images
     def _tensor(self, images: list[Image.Image | str | Path]) -> torch.Tensor:
@@ -122,10 +143,11 @@ class Run:
         return res
 
     @torch.no_grad()
-    def embed_images(self, images: list) -> np.ndarray:
+    def embed_images(self, images: list, posteriors: bool = True) -> np.ndarray:
         if not images:
-            return np.zeros((0, self.head.embed_dim), np.float32)
-        return _l2(self.head.embed(self.backbone(self._tensor(images))).cpu().numpy())
+            return np.zeros((0, self.embed_dim(posteriors)), np.float32)
+        z, logits = self.head.embed_and_logits(self.backbone(self._tensor(images)))
+        return self._embedding(z, {t: torch.softmax(o, 1) for t, o in logits.items()}, posteriors)
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
