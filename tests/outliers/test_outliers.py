@@ -162,3 +162,33 @@ def test_run_embedding_path(demo_outliers, tmp_path):
                  "--out", str(out), "--quiet"]) == 0
     df = pd.read_csv(out)
     assert list(df.columns) == COLUMNS and len(df) == 240 and set(df["task"]) == {"style", "genre"}
+
+
+def test_other_fields_are_evidence(demo_outliers):
+    """Features that say nothing (noise), but style follows the artist: only the context finds the flips."""
+    from sklearn.metrics import roc_auc_score
+
+    _, cat, feats = demo_outliers
+    rng = np.random.default_rng(0)
+    art = cat.df["artist"].to_numpy()
+    has = pd.notna(art)
+    assert has.sum() >= 60
+    art_cls, style_cls = cat.task("artist").classes, cat.task("style").classes
+    truth = np.array([style_cls[art_cls.index(a) % len(style_cls)] if pd.notna(a) else None for a in art], object)
+    noisy = truth.copy()
+    flip = rng.choice(np.flatnonzero(has), 10, replace=False)
+    for i in flip:
+        noisy[i] = style_cls[(style_cls.index(truth[i]) + 1) % len(style_cls)]
+    c = with_column(cat, "style", noisy)
+    X = rng.normal(size=(len(c.ids), 32)).astype(np.float32)
+    wrong = set(np.array(c.ids)[flip])
+    auc = {}
+    for ctx in ("auto", None):
+        df = find_label_issues(c, "style", X, method="cleanlab", context=ctx)
+        auc[ctx] = roc_auc_score(df["id"].isin(wrong), df["score"])
+        assert df.attrs["context"] == (["artist", "genre", "timeframe"] if ctx else [])
+    assert auc["auto"] > 0.9 > 0.75 > auc[None]
+    with pytest.raises(CatalogError, match="unknown task"):
+        find_label_issues(c, "style", X, context=["painter"])
+    # naming the checked task itself is harmless: it is never its own evidence
+    assert find_label_issues(c, "style", X, context="style,artist").attrs["context"] == ["artist"]

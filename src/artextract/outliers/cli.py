@@ -31,14 +31,16 @@ def _features(args, cat):
 def _cmd_outliers(args) -> int:
     import pandas as pd
 
-    from .detect import UncheckableTask, find_label_issues, labelled_rows, summarize
+    from .detect import UncheckableTask, context_tasks, find_label_issues, labelled_rows, summarize
 
     cat = _load(args.catalog)
     tasks = list(cat.tasks) if args.task == "all" else [t.strip() for t in args.task.split(",") if t.strip()]
     if not tasks:
         raise UserError("--task needs a task name (or 'all')")
+    context = None if args.context == "none" else args.context
     for t in tasks:
         cat.task(t)  # unknown task: a clear CatalogError before any work
+        context_tasks(cat, t, context)  # likewise an unknown --context field
     checkable, skipped = [], []
     for t in tasks:
         try:
@@ -57,7 +59,9 @@ def _cmd_outliers(args) -> int:
     frames = []
     for t in checkable:
         df = find_label_issues(cat, t, feats, method=args.method, k=args.k, folds=args.folds, seed=args.seed,
-                               C=args.C)
+                               C=args.C, context=context)
+        if df.attrs.get("context"):
+            print(f"{t}: the other fields {', '.join(df.attrs['context'])} are used as evidence too (--context none: image only)")
         print(summarize(df))
         frames.append(df)
         if args.report:
@@ -120,6 +124,9 @@ def register(sub) -> None:
                    help="which score sets rank and flagged (every method's score is in the CSV anyway)")
     p.add_argument("--k", type=int, default=None,
                    help="neighbours for k-NN disagreement (default: paintings/25, between 10 and 50)")
+    p.add_argument("--context", default="auto",
+                   help="other catalogue fields whose given labels the out-of-fold classifier also reads, "
+                   "comma-separated; 'auto' (default): every other task; 'none': the image alone")
     p.add_argument("--folds", type=int, default=5, help="folds for out-of-fold probabilities (default 5)")
     p.add_argument("--C", type=float, default=1e-3, help="inverse L2 strength of the out-of-fold logistic regression")
     p.add_argument("--seed", type=int, default=0)

@@ -132,13 +132,19 @@ def find_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
                       folds: int = 5, seed: int = 0, C: float = 1e-3, repeats: int = 1,
                       weights: dict[str, float] | None = None, n_evidence: int = 5,
                       backbone: str = "mobilenet_v2", extra_views: list[np.ndarray] | None = None,
-                      progress: bool = False, log=print) -> pd.DataFrame:
+                      context: Sequence[str] | str | None = "auto", progress: bool = False, log=print
+                      ) -> pd.DataFrame:
     """Score every painting that has a ``task`` label for how likely the label is wrong.
 
     ``features``: a :class:`Features`, or an array ``[n, d]`` whose rows are ``ids`` (default: the
     catalogue's ids in order), or None to use cached ``backbone`` features. ``method`` chooses which
     score drives ``score``/``rank``/``flagged`` (all methods' scores are always in the table).
     ``k``: neighbours for k-NN disagreement (default :func:`methods.default_k`).
+    ``context``: other catalogue fields whose given labels the out-of-fold classifier also reads
+    (one-hot, beside the image features), because a catalogue's fields vouch for each other: a
+    painting by Monet labelled Baroque is suspect whatever the pixels say. ``"auto"`` (default) =
+    every other task of the catalogue; ``None`` or ``[]`` = the image alone. The neighbour and
+    class-centre methods stay in image space.
 
     ``suggested_label``/``suggested_prob`` come from the weighted mean of the three label models'
     probabilities (out-of-fold classifier, neighbour votes, class-centre posteriors). With the
@@ -180,8 +186,10 @@ def find_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     names = [classes[c] for c in present]
     k = int(k or M.default_k(len(y)))
     graph = M.knn_graph(X, max(k, n_evidence))
+    ctx_tasks = context_tasks(catalog, task, context)
+    ctx = context_columns(catalog, ctx_tasks, rows)
     scores, flags, probs = _score_all(X, y, K, k=k, folds=folds, seed=seed, C=C, repeats=repeats,
-                                      views=views, graph=graph)
+                                      views=views, graph=graph, context=ctx)
     # combined probabilities -> suggested label
     w = M.DEFAULT_WEIGHTS if weights is None else weights
     wsum = sum(w.get(m, 0.0) for m in probs) or 1.0
@@ -231,12 +239,43 @@ def find_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
         "note": notes,
     })
     df.attrs.update({"task": task, "method": method, "features": features.source, "n_flagged": int(flagged.sum()),
-                     "classes": names, "k": k})
+                     "classes": names, "k": k, "context": ctx_tasks})
     return df[COLUMNS].sort_values("rank").reset_index(drop=True)
 
 
+def context_tasks(catalog: Catalog, task: str, context: Sequence[str] | str | None) -> list[str]:
+    """The other fields used as evidence: ``"auto"`` = every other task with labels in two or more
+    classes; a list (or comma-separated string) names them (the checked task itself is left out)."""
+    if context is None:
+        return []
+    if isinstance(context, str):
+        if context != "auto":
+            context = [c for c in context.split(",") if c]
+        else:
+            return [t for t in catalog.tasks if t != task and catalog.df[t].nunique(dropna=True) >= 2]
+    for t in context:
+        catalog.task(t)  # CatalogError for an unknown task
+    return [t for t in context if t != task]  # a task is never its own evidence
+
+
+def context_columns(catalog: Catalog, tasks: Sequence[str], rows: np.ndarray) -> np.ndarray | None:
+    """One-hot columns of the given labels of ``tasks`` for catalogue rows ``rows`` (all zeros where a
+    painting has no label for a task), or None without tasks."""
+    if not tasks:
+        return None
+    blocks = []
+    for t in tasks:
+        yt = catalog.label_indices(t)[rows]
+        O = np.zeros((len(rows), len(catalog.task(t).classes)), np.float32)
+        has = yt >= 0
+        O[np.flatnonzero(has), yt[has]] = 1.0
+        blocks.append(O)
+    return np.hstack(blocks)
+
+
 def _score_all(X: np.ndarray, y: np.ndarray, K: int, *, k: int, folds: int, seed: int, C: float,
-               repeats: int, views: list[np.ndarray], graph: tuple[np.ndarray, np.ndarray]):
+               repeats: int, views: list[np.ndarray], graph: tuple[np.ndarray, np.ndarray],
+               context: np.ndarray | None = None):
     scores: dict[str, np.ndarray] = {}
     flags: dict[str, np.ndarray] = {}
     probs: dict[str, np.ndarray] = {}
@@ -252,7 +291,12 @@ def _score_all(X: np.ndarray, y: np.ndarray, K: int, *, k: int, folds: int, seed
     scores["knn"], probs["knn"] = kn.scores, kn.probs
     flags["knn"] = M.confident_learning_scores(y, kn.probs).issues
     # 4. confident learning on out-of-fold probabilities
-    P = M.out_of_fold_probs(X, y, n_classes=K, folds=folds, seed=seed, C=C, repeats=repeats, extra_views=views)
+    #    (the image features, plus the other catalogue fields' labels as context)
+    if context is not None:
+        Xc, views_c = np.hstack([X, context]), [np.hstack([v, context]) for v in views]
+    else:
+        Xc, views_c = X, views
+    P = M.out_of_fold_probs(Xc, y, n_classes=K, folds=folds, seed=seed, C=C, repeats=repeats, extra_views=views_c)
     cl = M.confident_learning_scores(y, P)
     scores["cleanlab"], flags["cleanlab"], probs["cleanlab"] = cl.scores, cl.issues, P
     # 5. fits no class: far from every class centre
