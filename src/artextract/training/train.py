@@ -431,7 +431,7 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         model.eval()
         probs = {t: [] for t in tasks}
         with torch.no_grad():
