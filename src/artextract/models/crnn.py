@@ -4,7 +4,9 @@ The backbone's last spatial feature map ``[B, C, h, w]`` is projected to ``d`` c
 as a sequence of ``h*w`` positions (raster order, like the original study's ResNet-50 + LSTM) by a
 bidirectional LSTM. The LSTM outputs are pooled (attention or mean) and concatenated with the
 projected global average of the map (a skip path that keeps what a linear probe would see), then
-one linear head per task gives the logits.
+one linear head per task gives the logits. With ``linear_path=True`` (the training default) a
+second path reads the standardised global average with its own linear head per task; each path is
+trained on its own loss and the model's logits are the mean of the two.
 
 :class:`CRNNHead` works on feature maps, so the fast CPU recipe trains it on maps computed once;
 :class:`MultiTaskCRNN` puts a backbone in front for fine-tuning and for images.
@@ -45,8 +47,8 @@ class CRNNHead(nn.Module):
         self.heads = nn.ModuleDict({t: nn.Linear(self.embed_dim, n) for t, n in tasks.items()})
         self.linear_path = linear_path
         if linear_path:
-            # what a linear probe sees: the standardised global average of the map, one linear map per task,
-            # added to the recurrent heads' logits
+            # what a linear probe sees: the standardised global average of the map, one linear map per task;
+            # trained as a classifier of its own, its logits are averaged with the recurrent path's
             self.global_norm = nn.BatchNorm1d(in_channels, affine=False)
             self.linear_dropout = nn.Dropout(linear_dropout)
             self.linear_heads = nn.ModuleDict({t: nn.Linear(in_channels, n) for t, n in tasks.items()})

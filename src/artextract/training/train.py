@@ -158,8 +158,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     if resume:
         saved = json.loads((out / CONFIG).read_text())["train"]
         for key in ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
-                    "use_lstm", "image_size", "cache_size", "epochs", "lr", "batch_size", "flip_augment",
-                    "holdout_fraction", "require_all_labels"):
+                    "use_lstm", "linear_path", "linear_dropout", "ema", "mixup", "image_size", "cache_size",
+                    "epochs", "lr", "batch_size", "flip_augment", "holdout_fraction", "require_all_labels"):
             if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
                 say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
                 setattr(cfg, key, saved.get(key))
