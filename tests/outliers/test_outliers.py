@@ -192,3 +192,16 @@ def test_other_fields_are_evidence(demo_outliers):
         find_label_issues(c, "style", X, context=["painter"])
     # naming the checked task itself is harmless: it is never its own evidence
     assert find_label_issues(c, "style", X, context="style,artist").attrs["context"] == ["artist"]
+
+
+def test_cli_unknown_context_field_is_a_clear_error_before_any_work(demo_outliers, tmp_path, capsys):
+    root, _, _ = demo_outliers
+    out = tmp_path / "issues.csv"
+    rc = main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style", "--context", "painter",
+               "--out", str(out), "--quiet"])
+    assert rc == 2 and "unknown task 'painter'" in capsys.readouterr().err
+    assert not out.exists()
+    rc = main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style", "--context", "none",
+               "--out", str(out), "--quiet"])
+    assert rc == 0 and "used as evidence" not in capsys.readouterr().out
+    assert set(pd.read_csv(out).head(4)["id"]) == planted(root, "style")
