@@ -89,7 +89,7 @@ def crnn(cat: Catalog, out: Path, tasks: list[str], args, **kw) -> tuple[dict, f
     return score_run(out, cat, cat.df.loc[cat.df["split"] == "test", "id"].tolist(), tasks), time.time() - t0
 
 
-def linear_probe(cat: Catalog, args) -> tuple[dict, float]:
+def linear_probe(cat: Catalog, args, style_stats: bool = False) -> tuple[dict, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -98,6 +98,8 @@ def linear_probe(cat: Catalog, args) -> tuple[dict, float]:
     train_ids = cat.df.loc[cat.df["split"] == "train", "id"].tolist()
     test_ids = cat.df.loc[cat.df["split"] == "test", "id"].tolist()
     Xtr, Xte = fs.get_pooled(train_ids), fs.get_pooled(test_ids)
+    if style_stats:
+        Xtr, Xte = np.hstack([Xtr, fs.get_stats(train_ids)]), np.hstack([Xte, fs.get_stats(test_ids)])
     scaler = StandardScaler().fit(Xtr)
     Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
     res = {}
@@ -185,13 +187,14 @@ def one_split(work: Path, args, split_seed: int, t_all: float) -> dict:
     rows: dict[str, tuple[dict, float]] = {}
     rows["(a) original recipe: joint, all-three-label rows only"] = crnn(
         cat, work / "a_joint_all3", TASKS, args, require_all_labels=True, class_weighting="none", label_smoothing=0.0,
-        linear_path=False, ema=0.0)
+        linear_path=False, ema=0.0, refit=False)
     sep, sep_t = {}, 0.0
     for t in TASKS:
         r, dt = crnn(cat, work / f"b_single_{t}", [t], args)
         sep[t], sep_t = r[t], sep_t + dt
     rows["(b) three separate single-task CRNNs"] = (sep, sep_t)
     rows["(c) linear probe on pooled features"] = linear_probe(cat, args)
+    rows["(c+) linear probe, pooled features + style statistics"] = linear_probe(cat, args, style_stats=True)
     rows["(d) ArtExtract: masked multi-task CRNN"] = crnn(cat, work / "d_multitask", TASKS, args)
     if args.finetune:
         rows["(e) (d) + end-to-end fine-tuning"] = crnn(cat, work / "e_finetune", TASKS, args, finetune=True,

@@ -205,3 +205,35 @@ def test_cli_unknown_context_field_is_a_clear_error_before_any_work(demo_outlier
                "--out", str(out), "--quiet"])
     assert rc == 0 and "used as evidence" not in capsys.readouterr().out
     assert set(pd.read_csv(out).head(4)["id"]) == planted(root, "style")
+
+
+def test_style_statistics_reach_the_out_of_fold_classifier(demo_outliers):
+    """Pooled features that say nothing (noise), style statistics that follow the label: only a
+    classifier that reads them finds the flips; k-NN stays in the space of the pooled features."""
+    from sklearn.metrics import roc_auc_score
+
+    from artextract.outliers.detect import Features
+
+    _, cat, _ = demo_outliers
+    rng = np.random.default_rng(1)
+    y = cat.label_indices("style")
+    has = np.flatnonzero(y >= 0)
+    flip = rng.choice(has, 12, replace=False)
+    noisy = cat.df["style"].to_numpy().copy()
+    classes = cat.task("style").classes
+    for i in flip:
+        noisy[i] = classes[(y[i] + 1) % len(classes)]
+    c = with_column(cat, "style", noisy)
+    X = rng.normal(size=(len(c.ids), 32)).astype(np.float32)
+    # like real statistics: many columns that each carry a little of the (true) style
+    onehot = np.tile(np.eye(len(classes))[np.maximum(y, 0)], 16)
+    style = (onehot + rng.normal(size=onehot.shape)).astype(np.float32)
+    wrong = set(np.array(c.ids)[flip])
+    auc = {}
+    for name, f in (("with", Features(c.ids, X, style=style)), ("without", Features(c.ids, X))):
+        df = find_label_issues(c, "style", f, method="cleanlab", context=None)
+        auc[name] = roc_auc_score(df["id"].isin(wrong), df["score"])
+    assert auc["with"] > 0.9 > 0.75 > auc["without"]
+    # one style matrix per extra view, or a clear error
+    with pytest.raises(ValueError, match="per extra view"):
+        find_label_issues(c, "style", Features(c.ids, X, [X], style=style), context=None)

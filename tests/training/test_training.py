@@ -158,15 +158,58 @@ def test_resume_after_kill_9(demo, tmp_path):
     assert [h["epoch"] for h in hist] == list(range(1, 41))
 
 
-def test_holdout_when_no_validation_rows(demo, tmp_path):
+def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path):
     cat = Catalog.load(demo)
     cat.df["split"] = "train"
     cat.save(demo)
-    out = train(_cfg(demo, tmp_path / "r", epochs=2), log=lambda *a: None)
+    out = train(_cfg(demo, tmp_path / "r", epochs=3), log=lambda *a: None)
     cfg = json.loads((out / "config.json").read_text())
     assert "held out a seeded" in cfg["validation"]
     split = json.loads((out / "split.json").read_text())
     assert split["val"] and not set(split["val"]) & set(split["train"])
+    # the held-out rows chose the epoch count; the saved model then trained on all rows for that many epochs
+    best = max(cfg["history"], key=lambda h: h["val_macro_f1"])["epoch"]
+    assert cfg["refit"] == {"epochs": best, "paintings": len(split["train"]) + len(split["val"])}
+    assert set(cfg["val_metrics"]) == {"style", "genre", "timeframe"}
+    no_refit = train(_cfg(demo, tmp_path / "n", epochs=3, refit=False), log=lambda *a: None)
+    assert "refit" not in json.loads((no_refit / "config.json").read_text())
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(no_refit / "model.safetensors"))
+    assert any(not torch.allclose(a[k], b[k]) for k in a)
+    # a catalogue with its own val split is never refit on it (evaluate --split val must stay honest)
+    own_val = train(_cfg(_with_val(demo), tmp_path / "v", epochs=2), log=lambda *a: None)
+    assert "refit" not in json.loads((own_val / "config.json").read_text())
+
+
+def _with_val(demo: Path) -> Path:
+    cat = Catalog.load(demo)
+    cat.df["split"] = np.where(np.arange(len(cat)) % 5 == 0, "val", "train")
+    path = demo.with_name("with_val.parquet")
+    cat.save(path)
+    return path
+
+
+def test_style_statistics_are_channel_mean_and_spread_of_the_taps():
+    torch.manual_seed(0)
+    net = create_backbone("tiny_cnn", pretrained=False).eval()
+    x = torch.randn(2, 3, 64, 64)
+    seen = []
+    hooks = [net.body.get_submodule(t).register_forward_hook(lambda m, i, o: seen.append(o.clone()))
+             for t in net.taps]
+    with torch.no_grad():
+        fmap, stats = net.forward_with_stats(x)
+        assert torch.allclose(fmap, net(x))
+    for h in hooks:
+        h.remove()
+    taps = seen[:len(net.taps)]  # the call to forward_with_stats, not the plain one after it
+    want = torch.cat([torch.cat([o.mean((2, 3)), o.std((2, 3), correction=0)], 1) for o in taps], 1)
+    assert stats.shape == (2, (32 + 32 + 64) * 2) and torch.allclose(stats, want, atol=1e-5)
+    # the head that reads them refuses to run without them
+    head = CRNNHead(64, {"style": 3}, proj=8, hidden=8, linear_path=True, stats_dim=stats.shape[1]).eval()
+    assert head(fmap, stats)["style"].shape == (2, 3)
+    with pytest.raises(ValueError, match="style statistics"):
+        head(fmap)
+    with pytest.raises(ValueError, match="linear_path"):
+        CRNNHead(64, {"style": 3}, stats_dim=4)
 
 
 def test_ddp_two_processes_gloo(demo, tmp_path):

@@ -51,14 +51,17 @@ class BackboneInfo:
     offline: bool
     description: str
     default_size: int = 224
+    taps: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, BackboneInfo] = {}
 
 
-def register(name: str, offline: bool, description: str, default_size: int = 224):
+def register(name: str, offline: bool, description: str, default_size: int = 224, taps: tuple[str, ...] = ()):
+    """``taps``: names of the body's submodules (ends of the earlier stages) whose outputs give the
+    style statistics, see :meth:`Backbone.forward_with_stats`."""
     def deco(fn):
-        _REGISTRY[name] = BackboneInfo(name, fn, offline, description, default_size)
+        _REGISTRY[name] = BackboneInfo(name, fn, offline, description, default_size, tuple(taps))
         return fn
     return deco
 
@@ -68,7 +71,14 @@ def list_backbones() -> list[BackboneInfo]:
 
 
 class Backbone(nn.Module):
-    """Wraps a feature extractor; ``forward`` returns the last spatial feature map."""
+    """Wraps a feature extractor; ``forward`` returns the last spatial feature map.
+
+    ``forward_with_stats`` also returns the *style statistics*: the per-channel mean and standard
+    deviation of the outputs of a few earlier stages (``taps``, named in the registry). Mid-level
+    channel statistics describe brushwork, texture and palette, what style and artist turn on (the
+    idea of Gatys et al.'s Gram matrices, reduced to their diagonal); the last map alone is tuned
+    to ImageNet objects.
+    """
 
     def __init__(self, body: nn.Module, out_channels: int, default_size: int, name: str,
                  forward_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
@@ -80,9 +90,35 @@ class Backbone(nn.Module):
         self.name = name
         self.pretrained = pretrained
         self._forward_fn = forward_fn
+        self._captured: list[torch.Tensor] | None = None
+        info = _REGISTRY.get(name)
+        self.taps: tuple[str, ...] = info.taps if info else ()
+        for tap in self.taps:
+            body.get_submodule(tap).register_forward_hook(self._capture)
+
+    def _capture(self, module, inputs, output) -> None:
+        if self._captured is not None:
+            self._captured.append(output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward_fn(self.body, x) if self._forward_fn else self.body(x)
+
+    def forward_with_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last feature map ``[B, C, h, w]`` and the style statistics ``[B, D]`` (``D = 0``
+        for a backbone without taps): ``[mean, std]`` over positions of every tap's channels."""
+        self._captured = []
+        try:
+            fmap = self.forward(x)
+            outs = self._captured
+        finally:
+            self._captured = None
+        if not outs:
+            return fmap, fmap.new_zeros((fmap.shape[0], 0), dtype=torch.float32)
+        parts = []
+        for o in outs:
+            std, mean = torch.std_mean(o.float(), dim=(2, 3), correction=0)
+            parts += [mean, std]
+        return fmap, torch.cat(parts, dim=1)
 
 
 # ---------------------------------------------------------------------- weight files
@@ -149,7 +185,8 @@ def _package_file(package: str, *parts: str) -> Path | None:
 MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
 
 
-@register("mobilenet_v2", offline=True, description="torchvision MobileNetV2, ImageNet (offline package), 1280ch")
+@register("mobilenet_v2", offline=True, description="torchvision MobileNetV2, ImageNet (offline package), 1280ch",
+          taps=("3", "6", "10", "13", "16"))
 def _mobilenet_v2(pretrained: bool = True, weights: str | None = None) -> Backbone:
     from torchvision.models import mobilenet_v2
     net = mobilenet_v2()
@@ -195,13 +232,14 @@ def _efficientnet_lite(variant: int, default_size: int, pretrained: bool, weight
                     forward_fn=lambda body, x: body.extract_features(x), pretrained=source)
 
 
-@register("efficientnet_lite0", offline=True, description="EfficientNet-Lite0, ImageNet (offline package), 1280ch")
+@register("efficientnet_lite0", offline=True, description="EfficientNet-Lite0, ImageNet (offline package), 1280ch",
+          taps=("_blocks.2", "_blocks.4", "_blocks.7", "_blocks.10", "_blocks.14"))
 def _lite0(pretrained: bool = True, weights: str | None = None, image_size: int | None = None) -> Backbone:
     return _efficientnet_lite(0, 224, pretrained, weights, image_size)
 
 
 @register("efficientnet_lite2", offline=True, description="EfficientNet-Lite2, ImageNet (offline package), 1280ch, 260px",
-          default_size=260)
+          default_size=260, taps=("_blocks.3", "_blocks.6", "_blocks.10", "_blocks.14", "_blocks.19"))
 def _lite2(pretrained: bool = True, weights: str | None = None, image_size: int | None = None) -> Backbone:
     return _efficientnet_lite(2, 260, pretrained, weights, image_size)
 
@@ -209,7 +247,8 @@ def _lite2(pretrained: bool = True, weights: str | None = None, image_size: int 
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
 
 
-@register("resnet50", offline=False, description="torchvision ResNet-50 (the original study's), 2048ch")
+@register("resnet50", offline=False, description="torchvision ResNet-50 (the original study's), 2048ch",
+          taps=("4", "5", "6"))
 def _resnet50(pretrained: bool = True, weights: str | None = None, url: str | None = None) -> Backbone:
     from torchvision.models import resnet50
     net = resnet50()
@@ -262,7 +301,7 @@ class _TinyCNN(nn.Sequential):
 
 
 @register("tiny_cnn", offline=True, description="4-layer CNN, random init only (tests, smoke runs), 64ch",
-          default_size=64)
+          default_size=64, taps=("2", "5", "8"))
 def _tiny(pretrained: bool = False, weights: str | None = None) -> Backbone:
     if pretrained and not weights:
         raise WeightsUnavailable("tiny_cnn has no pretrained weights; use --pretrained none")
@@ -270,6 +309,12 @@ def _tiny(pretrained: bool = False, weights: str | None = None) -> Backbone:
     if weights:
         net.load_state_dict(_load_state(weights))
     return Backbone(net, 64, 64, "tiny_cnn", pretrained=str(weights) if weights else None)
+
+
+def default_taps(name: str) -> tuple[str, ...]:
+    """A registered backbone's style-statistics taps, known without building it (none for timm models)."""
+    info = _REGISTRY.get(name)
+    return info.taps if info else ()
 
 
 def default_size(name: str) -> int | None:

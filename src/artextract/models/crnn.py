@@ -6,7 +6,9 @@ bidirectional LSTM. The LSTM outputs are pooled (attention or mean) and concaten
 projected global average of the map (a skip path that keeps what a linear probe would see), then
 one linear head per task gives the logits. With ``linear_path=True`` (the training default) a
 second path reads the standardised global average with its own linear head per task; each path is
-trained on its own loss and the model's logits are the mean of the two.
+trained on its own loss and the model's logits are the mean of the two. With ``stats_dim > 0`` the
+linear path also reads the backbone's style statistics (mean and spread of earlier stages' channels,
+see :meth:`~artextract.models.backbones.Backbone.forward_with_stats`), which the last map lacks.
 
 :class:`CRNNHead` works on feature maps, so the fast CPU recipe trains it on maps computed once;
 :class:`MultiTaskCRNN` puts a backbone in front for fine-tuning and for images.
@@ -22,13 +24,13 @@ from .backbones import Backbone
 class CRNNHead(nn.Module):
     def __init__(self, in_channels: int, tasks: dict[str, int], *, proj: int = 256, hidden: int = 256,
                  layers: int = 1, pool: str = "attention", dropout: float = 0.3, use_lstm: bool = True,
-                 linear_path: bool = False, linear_dropout: float = 0.5):
+                 linear_path: bool = False, linear_dropout: float = 0.5, stats_dim: int = 0):
         super().__init__()
         if pool not in ("attention", "mean"):
             raise ValueError("pool must be 'attention' or 'mean'")
         self.config = dict(in_channels=in_channels, tasks=dict(tasks), proj=proj, hidden=hidden, layers=layers,
                            pool=pool, dropout=dropout, use_lstm=use_lstm, linear_path=linear_path,
-                           linear_dropout=linear_dropout)
+                           linear_dropout=linear_dropout, stats_dim=stats_dim)
         self.proj = nn.Sequential(nn.Conv2d(in_channels, proj, 1, bias=False), nn.BatchNorm2d(proj),
                                   nn.ReLU(inplace=True))
         self.use_lstm = use_lstm
@@ -46,12 +48,15 @@ class CRNNHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({t: nn.Linear(self.embed_dim, n) for t, n in tasks.items()})
         self.linear_path = linear_path
+        self.stats_dim = stats_dim
+        if stats_dim and not linear_path:
+            raise ValueError("style statistics are read by the linear path; stats_dim needs linear_path=True")
         if linear_path:
             # what a linear probe sees: the standardised global average of the map, one linear map per task;
             # trained as a classifier of its own, its logits are averaged with the recurrent path's
-            self.global_norm = nn.BatchNorm1d(in_channels, affine=False)
+            self.global_norm = nn.BatchNorm1d(in_channels + stats_dim, affine=False)
             self.linear_dropout = nn.Dropout(linear_dropout)
-            self.linear_heads = nn.ModuleDict({t: nn.Linear(in_channels, n) for t, n in tasks.items()})
+            self.linear_heads = nn.ModuleDict({t: nn.Linear(in_channels + stats_dim, n) for t, n in tasks.items()})
 
     def embed(self, fmap: torch.Tensor, return_attention: bool = False):
         """Pooled representation ``[B, embed_dim]`` of feature maps ``[B, C, h, w]``."""
@@ -69,26 +74,34 @@ class CRNNHead(nn.Module):
         z = self.norm(torch.cat([pooled, g], dim=1))
         return (z, w) if return_attention else z
 
-    def path_logits(self, fmap: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    def path_logits(self, fmap: torch.Tensor, stats: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         """The pooled representation and each path's logits per task: [recurrent] or [recurrent, linear]."""
         z = self.embed(fmap)
         zd = self.dropout(z)
         paths = [{t: h(zd) for t, h in self.heads.items()}]
         if self.linear_path:
-            g = self.linear_dropout(self.global_norm(fmap.float().mean(dim=(2, 3))))
+            g = fmap.float().mean(dim=(2, 3))
+            if self.stats_dim:
+                if stats is None or stats.shape[-1] != self.stats_dim:
+                    raise ValueError(f"this head reads {self.stats_dim} style statistics per painting; got "
+                                     f"{None if stats is None else stats.shape[-1]}")
+                g = torch.cat([g, stats.float()], dim=1)
+            g = self.linear_dropout(self.global_norm(g))
             paths.append({t: h(g) for t, h in self.linear_heads.items()})
         return z, paths
 
-    def embed_and_logits(self, fmap: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def embed_and_logits(self, fmap: torch.Tensor, stats: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The pooled representation and the logits per task (the paths' mean), in one pass."""
-        z, paths = self.path_logits(fmap)
+        z, paths = self.path_logits(fmap, stats)
         if len(paths) == 1:
             return z, paths[0]
         return z, {t: sum(p[t] for p in paths) / len(paths) for t in paths[0]}
 
-    def forward(self, fmap: torch.Tensor, paths: bool = False):
+    def forward(self, fmap: torch.Tensor, stats: torch.Tensor | None = None, paths: bool = False):
         """Logits per task; with ``paths=True`` the list of each path's logits (what training uses)."""
-        return self.path_logits(fmap)[1] if paths else self.embed_and_logits(fmap)[1]
+        return self.path_logits(fmap, stats)[1] if paths else self.embed_and_logits(fmap, stats)[1]
 
 
 class MultiTaskCRNN(nn.Module):
@@ -99,8 +112,17 @@ class MultiTaskCRNN(nn.Module):
         self.backbone = backbone
         self.head = head
 
+    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The backbone's map and, when the head reads them, its style statistics."""
+        if self.head.stats_dim:
+            return self.backbone.forward_with_stats(images)
+        return self.backbone(images), None
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.head(self.backbone(images))
+        return self.head(*self.features(images))
+
+    def embed_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.head.embed_and_logits(*self.features(images))
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.head.embed(self.backbone(images))

@@ -2,7 +2,8 @@
 
 Training with a frozen backbone, outlier detection and similarity search all read these instead of
 running the CNN again. A feature store is a :class:`~artextract.data.store.SlotStore` (crash-safe,
-incremental) of float16 maps ``[C, h, w]`` plus one of float32 pooled vectors ``[C]``, under
+incremental) of float16 maps ``[C, h, w]``, one of float32 pooled vectors ``[C]`` and, for backbones
+with taps, one of float32 style statistics ``[D]`` (see :meth:`Backbone.forward_with_stats`), under
 ``<cache>/features/<backbone>-<size>-<view>/``.
 
 Views: ``center`` (the centre crop) and ``flip`` (its mirror image); training with a frozen
@@ -24,7 +25,7 @@ from ..data.cache import DEFAULT_SIZE, PreparedCache, default_cache_dir, ensure_
 from ..data.catalog import Catalog
 from ..data.images import SkipReport
 from ..data.store import SlotStore
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone, default_size
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone, default_size, default_taps
 
 VIEWS = ("center", "flip")
 
@@ -67,6 +68,7 @@ class FeatureSet:
     image_size: int
     view: str
     skipped: SkipReport
+    stats: SlotStore | None = None
 
     def available(self, ids: list[str]) -> np.ndarray:
         return self.pooled.slots(ids) >= 0
@@ -76,6 +78,16 @@ class FeatureSet:
 
     def get_pooled(self, ids: list[str]) -> np.ndarray:
         return self.pooled.gather(ids).astype(np.float32)
+
+    @property
+    def stats_dim(self) -> int:
+        return self.stats.item_shape[0] if self.stats is not None else 0
+
+    def get_stats(self, ids: list[str]) -> np.ndarray:
+        """Style statistics ``[N, D]`` (``D = 0`` for a backbone without taps)."""
+        if self.stats is None:
+            return np.zeros((len(ids), 0), np.float32)
+        return self.stats.gather(ids).astype(np.float32)
 
 
 def _store_name(backbone: str, image_size: int, view: str, weights: str | None, pretrained: bool,
@@ -116,30 +128,41 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     sdir = root / "features" / _store_name(name, size, view, weights, pretrained, seed)
     meta = {"backbone": name, "image_size": size, "view": view, "pretrained": bool(pretrained),
             "weights": str(weights) if weights else None}
+    taps = net.taps if net is not None else default_taps(name)
     todo_ids = None
-    maps = pooled = None
+    maps = pooled = stats = None
     if (sdir / "maps" / "index.json").exists():
         import json
         info = json.loads((sdir / "maps" / "index.json").read_text())
         maps = SlotStore(sdir / "maps", info["item_shape"], np.float16, meta)
         pooled = SlotStore(sdir / "pooled", info["item_shape"][:1], np.float32, meta)
-        todo_ids = pooled.todo(ids)
+        todo = set(pooled.todo(ids))
+        if taps and (sdir / "stats" / "index.json").exists():
+            sinfo = json.loads((sdir / "stats" / "index.json").read_text())
+            stats = SlotStore(sdir / "stats", sinfo["item_shape"], np.float32, meta)
+            todo |= set(stats.todo(ids))
+        elif taps:  # a store from before style statistics: compute them (maps are recomputed alongside)
+            todo = set(ids)
+        todo_ids = [k for k in ids if k in todo]
         if not todo_ids:
-            return FeatureSet(maps, pooled, name, size, view, skipped)
+            return FeatureSet(maps, pooled, name, size, view, skipped, stats)
     if net is None:
         torch.manual_seed(seed)
         net = create_backbone(name, pretrained=pretrained, weights=weights)
     device = device or default_device()
     net = net.to(device).eval()
-    if maps is None:
-        probe = net(images_to_tensor(cache.images[cache.slots(ids[:1])], size).to(device))
-        shape = tuple(probe.shape[1:])
-        maps = SlotStore(sdir / "maps", shape, np.float16, meta)
-        pooled = SlotStore(sdir / "pooled", shape[:1], np.float32, meta)
-        todo_ids = pooled.todo(ids)
+    if maps is None or (net.taps and stats is None):
+        fm0, st0 = net.forward_with_stats(images_to_tensor(cache.images[cache.slots(ids[:1])], size).to(device))
+        shape = tuple(fm0.shape[1:])
+        if maps is None:
+            maps = SlotStore(sdir / "maps", shape, np.float16, meta)
+            pooled = SlotStore(sdir / "pooled", shape[:1], np.float32, meta)
+        stats = SlotStore(sdir / "stats", (st0.shape[1],), np.float32, meta) if st0.shape[1] else None
+        todo_ids = todo_ids if todo_ids is not None else pooled.todo(ids)
     log(f"computing {name} features ({view}, {size}px) for {len(todo_ids)} painting(s) -> {sdir}")
-    maps.reserve(todo_ids)
-    pooled.reserve(todo_ids)
+    stores = [s for s in (maps, pooled, stats) if s is not None]
+    for st in stores:
+        st.reserve(todo_ids)
     bar = tqdm(total=len(todo_ids), desc=f"features {name}", unit="img", disable=not progress, file=sys.stderr)
     try:
         for start in range(0, len(todo_ids), batch_size):
@@ -147,22 +170,25 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
             x = images_to_tensor(cache.images[cache.slots(chunk)], size, view).to(device)
             if device.type == "cuda":
                 with torch.autocast("cuda", dtype=torch.float16):
-                    fm = net(x.contiguous(memory_format=torch.channels_last)).float()
+                    fm, sv = net.forward_with_stats(x.contiguous(memory_format=torch.channels_last))
+                fm = fm.float()
             else:
-                fm = net(x)
+                fm, sv = net.forward_with_stats(x)
             pv = fm.mean(dim=(2, 3))
-            fm_np, pv_np = fm.cpu().numpy().astype(np.float16), pv.cpu().numpy()
+            fm_np, pv_np, sv_np = fm.cpu().numpy().astype(np.float16), pv.cpu().numpy(), sv.float().cpu().numpy()
             for j, k in enumerate(chunk):
                 maps.put(k, fm_np[j])
                 pooled.put(k, pv_np[j])
-            maps.flush()   # maps first: pooled marks the painting as done
-            pooled.flush()
+                if stats is not None:
+                    stats.put(k, sv_np[j])
+            for st in stores:  # maps first; the pooled and stats stores mark the painting as done
+                st.flush()
             bar.update(len(chunk))
     finally:
-        maps.flush()
-        pooled.flush()
+        for st in stores:
+            st.flush()
         bar.close()
-    return FeatureSet(maps, pooled, name, size, view, skipped)
+    return FeatureSet(maps, pooled, name, size, view, skipped, stats)
 
 
 def open_cache(catalog: Catalog, size: int = DEFAULT_SIZE) -> PreparedCache:

@@ -47,12 +47,18 @@ class UncheckableTask(CatalogError):
 
 @dataclass
 class Features:
-    """A feature matrix for some catalogue ids, optionally with extra views of the same rows."""
+    """A feature matrix for some catalogue ids, optionally with extra views of the same rows.
+
+    ``style`` (optional, same rows; ``style_views`` for the extra views): the backbone's style
+    statistics (mean and spread of earlier stages' channels). Only the out-of-fold classifier reads
+    them, beside ``X``; the neighbour and class-centre methods stay in the space of ``X``."""
 
     ids: list[str]
     X: np.ndarray
     extra_views: list[np.ndarray] = field(default_factory=list)
     source: str = "features"
+    style: np.ndarray | None = None
+    style_views: list[np.ndarray] = field(default_factory=list)
 
 
 def parse_backbones(spec: str) -> list[str]:
@@ -63,12 +69,14 @@ def parse_backbones(spec: str) -> list[str]:
 
 
 def backbone_features(catalog: Catalog, backbone: str = "mobilenet_v2", *, flip: bool = False,
-                      pretrained: bool = True, progress: bool = True, log=print, **kwargs) -> Features:
+                      pretrained: bool = True, style_stats: bool = True, progress: bool = True, log=print,
+                      **kwargs) -> Features:
     """Pooled backbone features of every painting whose image could be read, from the feature
     cache (computed where missing). ``backbone`` may join several names with ``+``
     (``mobilenet_v2+efficientnet_lite2``): each one's vectors are L2-normalised and concatenated.
     ``flip`` adds the mirrored image's features as an extra view (training rows and test-time
-    averaging in the out-of-fold classifier)."""
+    averaging in the out-of-fold classifier). ``style_stats``: also return the backbones' style
+    statistics, for the out-of-fold classifier."""
     from ..models.features import extract_features
 
     names = parse_backbones(backbone)
@@ -83,7 +91,12 @@ def backbone_features(catalog: Catalog, backbone: str = "mobilenet_v2", *, flip:
     ids = [k for k, good in zip(ids, ok) if good]
     mats = [np.hstack([M.l2_normalize(sets[(n, v)].get_pooled(ids)) for n in names]) if ids
             else np.zeros((0, 1), np.float32) for v in views]
-    return Features(ids, mats[0], mats[1:], source="+".join(names) + (" (+flip)" if flip else ""))
+    style = None
+    if style_stats and ids and any(sets[(n, "center")].stats_dim for n in names):
+        style = [np.hstack([sets[(n, v)].get_stats(ids) for n in names]) for v in views]
+    return Features(ids, mats[0], mats[1:], source="+".join(names) + (" (+flip)" if flip else "")
+                    + (" + style statistics" if style else ""),
+                    style=style[0] if style else None, style_views=style[1:] if style else [])
 
 
 def run_features(catalog: Catalog, run_dir: str, *, progress: bool = True) -> Features:
@@ -180,6 +193,8 @@ def find_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     rows = frow[keep]
     X = features.X[keep]
     views = [v[keep] for v in features.extra_views]
+    style = features.style[keep] if features.style is not None else None
+    style_views = [v[keep] for v in features.style_views] if style is not None else []
     # renumber the classes that occur, 0..K-1
     present, y = np.unique(y_all[rows], return_inverse=True)
     K = len(present)
@@ -189,7 +204,7 @@ def find_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     ctx_tasks = context_tasks(catalog, task, context)
     ctx = context_columns(catalog, ctx_tasks, rows)
     scores, flags, probs = _score_all(X, y, K, k=k, folds=folds, seed=seed, C=C, repeats=repeats,
-                                      views=views, graph=graph, context=ctx)
+                                      views=views, graph=graph, context=ctx, style=style, style_views=style_views)
     # combined probabilities -> suggested label
     w = M.DEFAULT_WEIGHTS if weights is None else weights
     wsum = sum(w.get(m, 0.0) for m in probs) or 1.0
@@ -275,7 +290,8 @@ def context_columns(catalog: Catalog, tasks: Sequence[str], rows: np.ndarray) ->
 
 def _score_all(X: np.ndarray, y: np.ndarray, K: int, *, k: int, folds: int, seed: int, C: float,
                repeats: int, views: list[np.ndarray], graph: tuple[np.ndarray, np.ndarray],
-               context: np.ndarray | None = None):
+               context: np.ndarray | None = None, style: np.ndarray | None = None,
+               style_views: list[np.ndarray] | None = None):
     scores: dict[str, np.ndarray] = {}
     flags: dict[str, np.ndarray] = {}
     probs: dict[str, np.ndarray] = {}
@@ -291,11 +307,15 @@ def _score_all(X: np.ndarray, y: np.ndarray, K: int, *, k: int, folds: int, seed
     scores["knn"], probs["knn"] = kn.scores, kn.probs
     flags["knn"] = M.confident_learning_scores(y, kn.probs).issues
     # 4. confident learning on out-of-fold probabilities
-    #    (the image features, plus the other catalogue fields' labels as context)
+    #    (the image features and their style statistics, plus the other catalogue fields' labels as context)
+    Xc, views_c = X, list(views)
+    if style is not None:
+        sv = list(style_views or [])
+        if len(sv) != len(views_c):
+            raise ValueError("style statistics need one matrix per extra view")
+        Xc, views_c = np.hstack([Xc, style]), [np.hstack([v, s]) for v, s in zip(views_c, sv)]
     if context is not None:
-        Xc, views_c = np.hstack([X, context]), [np.hstack([v, context]) for v in views]
-    else:
-        Xc, views_c = X, views
+        Xc, views_c = np.hstack([Xc, context]), [np.hstack([v, context]) for v in views_c]
     P = M.out_of_fold_probs(Xc, y, n_classes=K, folds=folds, seed=seed, C=C, repeats=repeats, extra_views=views_c)
     cl = M.confident_learning_scores(y, P)
     scores["cleanlab"], flags["cleanlab"], probs["cleanlab"] = cl.scores, cl.issues, P

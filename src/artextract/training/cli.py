@@ -21,7 +21,7 @@ def _cmd_train(args) -> int:
         label_smoothing=args.label_smoothing, ordinal_weight=args.ordinal_weight, patience=args.patience,
         holdout_fraction=args.holdout_fraction, seed=args.seed, require_all_labels=args.require_all_labels,
         finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        linear_path=not args.no_linear_path, ema=args.ema, mixup=args.mixup, progress=not args.no_progress,
+        linear_path=not args.no_linear_path, style_stats=not args.no_style_stats, ema=args.ema, mixup=args.mixup, progress=not args.no_progress,
     )
     try:
         train(cfg, resume=args.resume)
@@ -135,6 +135,9 @@ def register(sub) -> None:
     p.add_argument("--no-linear-path", action="store_true",
                    help="ablation: only the recurrent path (by default a linear path on the standardised global "
                    "feature is trained beside it as a classifier of its own, and their logits are averaged)")
+    p.add_argument("--no-style-stats", action="store_true",
+                   help="ablation: the linear path reads the last map's average only (by default it also reads "
+                   "the mean and spread of earlier stages' channels, texture and palette cues)")
     p.add_argument("--ema", type=float, default=d.ema, help="EMA decay per step of the kept weights (0: off)")
     p.add_argument("--mixup", type=float, default=d.mixup, help="feature-map mixup alpha (0: off)")
     p.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default=d.class_weighting)

@@ -28,6 +28,7 @@ class TrainConfig:
     use_lstm: bool = True
     linear_path: bool = True               # a probe-like linear path beside the recurrent one (logits averaged)
     linear_dropout: float = 0.5
+    style_stats: bool = True                # the linear path also reads mid-level channel statistics (if the backbone has taps)
     mixup: float = 0.0                      # feature-map mixup alpha (0 = off)
     ema: float = 0.98                       # keep an exponential moving average of the weights (decay per step)
     class_weighting: str = "sqrt"          # none | sqrt | balanced
@@ -35,6 +36,7 @@ class TrainConfig:
     ordinal_weight: float = 1.0            # extra EMD loss weight for ordered tasks (0 = off)
     patience: int = 15
     holdout_fraction: float = 0.15
+    refit: bool = True                      # after early stopping on a held-out part, train again on every row
     seed: int = 0
     require_all_labels: bool = False       # the original study's recipe: keep only fully labelled rows
     flip_augment: bool = True

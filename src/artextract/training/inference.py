@@ -71,17 +71,24 @@ class Run:
 
     # ------------------------------------------------------------------ catalogue-wide
     @torch.no_grad()
-    def _head_over(self, maps: np.ndarray, batch: int = 256):
-        for s in range(0, len(maps), batch):
-            fm = torch.from_numpy(maps[s:s + batch]).to(self.device).float()
-            z, logits = self.head.embed_and_logits(fm)
+    def _head_over(self, fs, ids: list[str], batch: int = 256):
+        """(pooled representation, probabilities per task) for the stored features of ``ids``, in batches."""
+        for s in range(0, len(ids), batch):
+            chunk = ids[s:s + batch]
+            fm = torch.from_numpy(fs.get_maps(chunk)).to(self.device).float()
+            st = torch.from_numpy(fs.get_stats(chunk)).to(self.device) if self.head.stats_dim else None
+            z, logits = self.head.embed_and_logits(fm, st)
             yield z, {t: torch.softmax(o, 1) for t, o in logits.items()}
+
+    def _images_over(self, images: list):
+        fm, st = self.backbone.forward_with_stats(self._tensor(images))
+        return self.head.embed_and_logits(fm, st if self.head.stats_dim else None)
 
     def predict_catalog(self, catalog: Catalog, progress: bool = True, log=print) -> tuple[list[str], dict[str, np.ndarray]]:
         fs = self._feature_set(catalog, progress, log)
         ids = [k for k, ok in zip(catalog.ids, fs.available(catalog.ids)) if ok]
         probs: dict[str, list] = {t: [] for t in self.tasks}
-        for _, p in self._head_over(fs.get_maps(ids)):
+        for _, p in self._head_over(fs, ids):
             for t in self.tasks:
                 probs[t].append(p[t].cpu().numpy())
         return ids, {t: np.concatenate(v) if v else np.zeros((0, len(self.tasks[t].classes)), np.float32)
@@ -111,7 +118,7 @@ class Run:
         echo its given label, right or wrong."""
         fs = self._feature_set(catalog, progress, log)
         ids = [k for k, ok in zip(catalog.ids, fs.available(catalog.ids)) if ok]
-        zs = [self._embedding(z, p, posteriors) for z, p in self._head_over(fs.get_maps(ids))]
+        zs = [self._embedding(z, p, posteriors) for z, p in self._head_over(fs, ids)]
         emb = np.concatenate(zs) if zs else np.zeros((0, self.embed_dim(posteriors)), np.float32)
         return ids, emb
 
@@ -128,7 +135,7 @@ class Run:
     def predict_proba_images(self, images: list) -> dict[str, np.ndarray]:
         if not images:
             return {t: np.zeros((0, len(s.classes))) for t, s in self.tasks.items()}
-        out = self.head(self.backbone(self._tensor(images)))
+        _, out = self._images_over(images)
         return {t: torch.softmax(o, 1).cpu().numpy() for t, o in out.items()}
 
     def predict_images(self, images: list, top_k: int = 3) -> list[dict[str, list[tuple[str, float]]]]:
@@ -146,7 +153,7 @@ class Run:
     def embed_images(self, images: list, posteriors: bool = True) -> np.ndarray:
         if not images:
             return np.zeros((0, self.embed_dim(posteriors)), np.float32)
-        z, logits = self.head.embed_and_logits(self.backbone(self._tensor(images)))
+        z, logits = self._images_over(images)
         return self._embedding(z, {t: torch.softmax(o, 1) for t, o in logits.items()}, posteriors)
 
 

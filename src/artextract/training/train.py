@@ -113,13 +113,14 @@ def _unwrap(m):
     return m.module if hasattr(m, "module") else m
 
 
-def _evaluate_head(head: CRNNHead, maps: torch.Tensor, y: dict[str, torch.Tensor], ordered: dict[str, bool],
-                   device, batch: int = 256) -> tuple[dict, dict[str, np.ndarray]]:
+def _evaluate_head(head: CRNNHead, maps: torch.Tensor, stats: torch.Tensor | None, y: dict[str, torch.Tensor],
+                   ordered: dict[str, bool], device, batch: int = 256) -> tuple[dict, dict[str, np.ndarray]]:
     head.eval()
     probs: dict[str, list] = {t: [] for t in y}
     with torch.no_grad():
         for s in range(0, len(maps), batch):
-            out = head(maps[s:s + batch].to(device).float())
+            sb = stats[s:s + batch].to(device) if stats is not None else None
+            out = head(maps[s:s + batch].to(device).float(), sb)
             for t in y:
                 probs[t].append(torch.softmax(out[t].float(), 1).cpu().numpy())
     P = {t: np.concatenate(v) if v else np.zeros((0, head.heads[t].out_features)) for t, v in probs.items()}
@@ -158,7 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     if resume:
         saved = json.loads((out / CONFIG).read_text())["train"]
         for key in ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
-                    "use_lstm", "linear_path", "linear_dropout", "ema", "mixup", "image_size", "cache_size",
+                    "use_lstm", "linear_path", "linear_dropout", "style_stats", "ema", "mixup", "image_size", "cache_size",
                     "epochs", "lr", "batch_size", "flip_augment", "holdout_fraction", "require_all_labels"):
             if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
                 say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
@@ -192,21 +193,35 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     val_ids = [k for k, o in zip(val_ids, fs.available(val_ids)) if o]
     X = {v: torch.from_numpy(fsets[v].get_maps(train_ids)) for v in views}
     Xv = torch.from_numpy(fs.get_maps(val_ids)) if val_ids else None
+    # style statistics for the linear path (none when switched off or the backbone has no taps)
+    use_stats = cfg.linear_path and cfg.style_stats and fs.stats_dim > 0
+    S = {v: torch.from_numpy(fsets[v].get_stats(train_ids)) for v in views} if use_stats else None
+    Sv = torch.from_numpy(fs.get_stats(val_ids)) if use_stats and val_ids else None
     y = targets_for(cat, train_ids, tasks)
     yv = targets_for(cat, val_ids, tasks)
     num_classes = {t: cat.task(t).num_classes for t in tasks}
     ordered = {t: cat.task(t).ordered for t in tasks}
     in_ch = X["center"].shape[1]
 
-    torch.manual_seed(cfg.seed)
-    head = CRNNHead(in_ch, num_classes, proj=cfg.proj, hidden=cfg.hidden, layers=cfg.layers, pool=cfg.pool,
-                    dropout=cfg.dropout, use_lstm=cfg.use_lstm, linear_path=cfg.linear_path,
-                    linear_dropout=cfg.linear_dropout).to(device)
+    def new_head():
+        torch.manual_seed(cfg.seed)
+        h = CRNNHead(in_ch, num_classes, proj=cfg.proj, hidden=cfg.hidden, layers=cfg.layers, pool=cfg.pool,
+                     dropout=cfg.dropout, use_lstm=cfg.use_lstm, linear_path=cfg.linear_path,
+                     linear_dropout=cfg.linear_dropout, stats_dim=fs.stats_dim if use_stats else 0).to(device)
+        o = torch.optim.AdamW(h.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sc = torch.optim.lr_scheduler.OneCycleLR(o, max_lr=cfg.lr, total_steps=cfg.epochs, pct_start=0.15)
+        # the weights that are evaluated and saved: the EMA of the trained ones, or the trained ones themselves
+        e = None
+        if cfg.ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            e = AveragedModel(h, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        return h, o, sc, e
+
+    head, opt, sched, ema = new_head()
     cw = class_weights_for(y, num_classes, cfg.class_weighting)
     cw = {t: w.to(device) for t, w in cw.items()} if cw else None
     ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs, pct_start=0.15)
+    loss_kw = dict(label_smoothing=cfg.label_smoothing, ordinal=ord_w)
 
     config = {
         "format": "artextract-run/1",
@@ -219,18 +234,15 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         "validation": val_how,
         "train": asdict(cfg),
     }
-    # the weights that are evaluated and saved: the EMA of the trained ones, or the trained ones themselves
-    ema = None
-    if cfg.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-        ema = AveragedModel(head, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     kept = ema.module if ema is not None else head
     start_epoch, best, bad, history = 0, -1.0, 0, []
+    st = None
     if resume:
         st = torch.load(state_path, map_location="cpu", weights_only=False)
-        if st.get("stage") == "finetune":
-            start_epoch, best, history = cfg.epochs, st["best"], json.loads((out / CONFIG).read_text()).get("history", [])
-            say("resuming in the fine-tuning stage")
+        if st.get("stage") in ("finetune", "refit"):
+            start_epoch, best = cfg.epochs, st["best"]
+            history = st.get("history") or json.loads((out / CONFIG).read_text()).get("history", [])
+            say(f"resuming in the {'fine-tuning' if st['stage'] == 'finetune' else 'refit'} stage")
         else:
             head.load_state_dict(load_file(str(out / LAST)))
             opt.load_state_dict(st["optimizer"])
@@ -245,62 +257,21 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(json.dumps(config, indent=2))
         (out / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
-    model = head
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(head, device_ids=[device.index] if device.type == "cuda" else None)
+    model = _ddp(head, world, device)
 
-    n = len(train_ids)
     t0 = time.time()
     bar = tqdm(range(start_epoch, cfg.epochs), desc="train (frozen backbone)", unit="epoch",
                disable=not (cfg.progress and is_main), file=sys.stderr, initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
-        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        torch.manual_seed(cfg.seed * 100003 + epoch)
-        perm = torch.randperm(n, generator=g)
-        flip = torch.rand(n, generator=g) < 0.5
-        steps = math.ceil(n / cfg.batch_size)
-        model.train()
-        losses = []
-        for s in range(steps):
-            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size][rank::world]
-            if len(idx) == 0:
-                idx = perm[:1]
-            xb = X["center"][idx].float()
-            if cfg.flip_augment:
-                fl = flip[idx]
-                if fl.any():
-                    xb[fl] = X["flip"][idx[fl]].float()
-            xb = xb.to(device)
-            yb = {t: y[t][idx].to(device) for t in tasks}
-            kw = dict(class_weights=cw, label_smoothing=cfg.label_smoothing, ordinal=ord_w)
-            lam, pair = 1.0, None
-            if cfg.mixup > 0:
-                # mixup of feature maps: each mixed painting trains each head on both paintings' labels, weighted
-                lam = float(np.random.default_rng(cfg.seed * 7 + epoch * 1000 + s).beta(cfg.mixup, cfg.mixup))
-                pair = torch.randperm(len(xb), generator=g).to(device)
-                xb = lam * xb + (1 - lam) * xb[pair]
-            loss = 0.0
-            # each path (recurrent, and the linear one if any) is trained as a full classifier of its own
-            for logits in model(xb, paths=True):
-                la, _ = masked_multitask_loss(logits, yb, **kw)
-                loss = loss + lam * la
-                if pair is not None:
-                    lb, _ = masked_multitask_loss(logits, {t: v[pair] for t, v in yb.items()}, **kw)
-                    loss = loss + (1 - lam) * lb
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(head)
-            losses.append(loss.item())
+        loss = _train_epoch(model, head, opt, ema, X, S, y, cfg, epoch, device, rank, world,
+                            class_weights=cw, **loss_kw)
         sched.step()
         # every rank evaluates the same validation set the same way, so they agree on stopping
-        vm, _ = _evaluate_head(kept, Xv, yv, ordered, device) if Xv is not None else ({}, None)
-        score = _score(vm) if vm else -float(np.mean(losses))
+        vm, _ = _evaluate_head(kept, Xv, Sv, yv, ordered, device) if Xv is not None else ({}, None)
+        score = _score(vm) if vm else -loss
         improved = score > best + 1e-6
         best, bad = (score, 0) if improved else (best, bad + 1)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_macro_f1": score,
+        history.append({"epoch": epoch + 1, "loss": loss, "val_macro_f1": score,
                         "val": {t: {k: m[k] for k in ("accuracy", "macro_f1")} for t, m in vm.items()},
                         "seconds": round(time.time() - t0, 2)})
         if is_main:
@@ -312,7 +283,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                 "ema": ema.state_dict() if ema is not None else None,
                                 "stage": "frozen"}, state_path)
-        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_f1=f"{score:.3f}", best=f"{best:.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{score:.3f}", best=f"{best:.3f}")
         if bad >= cfg.patience:
             say(f"early stop after epoch {epoch + 1}: no val macro-F1 gain in {cfg.patience} epochs")
             break
@@ -326,24 +297,127 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     bar.close()
     _barrier(world)
 
+    # validation metrics of the best stage-1 epoch, measured before a refit sees the held-out rows
+    first_val = st.get("first_val") if st and st.get("stage") == "refit" else None
+    if first_val is None and Xv is not None:
+        head.load_state_dict(load_file(str(out / MODEL)))
+        first_val, _ = _evaluate_head(head, Xv, Sv, yv, ordered, device)
+    refit = None
     if cfg.finetune:
+        if cfg.refit:
+            say("--finetune: no refit on the held-out rows (they choose the fine-tuning epoch)")
         _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, rank, world, resume, say)
+    elif cfg.refit and val_ids and val_how.startswith("no validation rows") and history:
+        # the held-out rows chose the epoch count; now every training row learns, for that many epochs
+        best_epoch = max(history, key=lambda h: h["val_macro_f1"])["epoch"]
+        del X, S
+        all_ids = train_ids + val_ids
+        Xa = {v: torch.from_numpy(fsets[v].get_maps(all_ids)) for v in views}
+        Sa = {v: torch.from_numpy(fsets[v].get_stats(all_ids)) for v in views} if use_stats else None
+        ya = targets_for(cat, all_ids, tasks)
+        cwa = class_weights_for(ya, num_classes, cfg.class_weighting)
+        cwa = {t: w.to(device) for t, w in cwa.items()} if cwa else None
+        head, opt, sched, ema = new_head()
+        kept = ema.module if ema is not None else head
+        start = 0
+        if st and st.get("stage") == "refit":
+            head.load_state_dict(load_file(str(out / LAST)))
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            if ema is not None and st.get("ema") is not None:
+                ema.load_state_dict(st["ema"])
+            start = st["epoch"] + 1
+        model = _ddp(head, world, device)
+        for epoch in tqdm(range(start, best_epoch), desc=f"refit on all {len(all_ids)} rows", unit="epoch",
+                          disable=not (cfg.progress and is_main), file=sys.stderr, initial=start, total=best_epoch):
+            _train_epoch(model, head, opt, ema, Xa, Sa, ya, cfg, epoch, device, rank, world,
+                         class_weights=cwa, **loss_kw)
+            sched.step()
+            if is_main:
+                _atomic_save_tensors(head.state_dict(), out / LAST, {"epoch": epoch + 1})
+                if epoch + 1 == best_epoch:
+                    _atomic_save_tensors(kept.state_dict(), out / MODEL, {"epoch": epoch + 1, "stage": "refit"})
+                _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": 0, "history": history,
+                                    "first_val": first_val, "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(),
+                                    "ema": ema.state_dict() if ema is not None else None, "stage": "refit"},
+                                   state_path)
+        _barrier(world)
+        refit = {"epochs": best_epoch, "paintings": len(all_ids)}
+        say(f"refit: trained again on all {len(all_ids)} rows (held-out ones included) for the best "
+            f"{best_epoch} epoch(s)")
 
     if is_main:
         config = json.loads((out / CONFIG).read_text())
         config["history"] = history
-        if Xv is not None and not config["backbone"]["finetuned"]:
-            head.load_state_dict(load_file(str(out / MODEL)))
-            vm, _ = _evaluate_head(head, Xv, yv, ordered, device)
-            config["val_metrics"] = vm
-            say("validation (best epoch): " + "; ".join(
-                f"{t} acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}" for t, m in vm.items() if m["n"]))
+        if first_val is not None and not config["backbone"]["finetuned"]:
+            config["val_metrics"] = first_val
+            say(("validation (best epoch, before the refit): " if refit else "validation (best epoch): ") + "; ".join(
+                f"{t} acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}" for t, m in first_val.items() if m["n"]))
+        if refit:
+            config["refit"] = refit
         (out / CONFIG).write_text(json.dumps(config, indent=2))
         say(f"run saved in {out} ({time.time() - t0:.1f}s)")
     _barrier(world)
     if world > 1 and dist.is_initialized():
         dist.destroy_process_group()
     return out
+
+
+def _ddp(head: CRNNHead, world: int, device):
+    if world == 1:
+        return head
+    return torch.nn.parallel.DistributedDataParallel(head, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _train_epoch(model, head: CRNNHead, opt, ema, X: dict, S: dict | None, y: dict[str, torch.Tensor],
+                 cfg: TrainConfig, epoch: int, device, rank: int, world: int, **loss_kw) -> float:
+    """One epoch of the frozen-backbone recipe over stored maps; the mean loss."""
+    n = len(X["center"])
+    g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+    torch.manual_seed(cfg.seed * 100003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    flip = torch.rand(n, generator=g) < 0.5
+    model.train()
+    losses = []
+    for s in range(math.ceil(n / cfg.batch_size)):
+        idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size][rank::world]
+        if len(idx) == 0:
+            idx = perm[:1]
+        xb = X["center"][idx].float()
+        sb = S["center"][idx].clone() if S is not None else None
+        if cfg.flip_augment:
+            fl = flip[idx]
+            if fl.any():
+                xb[fl] = X["flip"][idx[fl]].float()
+                if sb is not None:
+                    sb[fl] = S["flip"][idx[fl]]
+        xb = xb.to(device)
+        sb = sb.to(device) if sb is not None else None
+        yb = {t: v[idx].to(device) for t, v in y.items()}
+        lam, pair = 1.0, None
+        if cfg.mixup > 0:
+            # mixup of feature maps: each mixed painting trains each head on both paintings' labels, weighted
+            lam = float(np.random.default_rng(cfg.seed * 7 + epoch * 1000 + s).beta(cfg.mixup, cfg.mixup))
+            pair = torch.randperm(len(xb), generator=g).to(device)
+            xb = lam * xb + (1 - lam) * xb[pair]
+            sb = lam * sb + (1 - lam) * sb[pair] if sb is not None else None
+        loss = 0.0
+        # each path (recurrent, and the linear one if any) is trained as a full classifier of its own
+        for logits in model(xb, sb, paths=True):
+            la, _ = masked_multitask_loss(logits, yb, **loss_kw)
+            loss = loss + lam * la
+            if pair is not None:
+                lb, _ = masked_multitask_loss(logits, {t: v[pair] for t, v in yb.items()}, **loss_kw)
+                loss = loss + (1 - lam) * lb
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
+        opt.step()
+        if ema is not None:
+            ema.update_parameters(head)
+        losses.append(loss.item())
+    return float(np.mean(losses))
 
 
 # ---------------------------------------------------------------------- stage 2
