@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     for fspec in [f for f in args.features.split(",") if f]:
         t0 = time.time()
         feats = backbone_features(cat, fspec, progress=False, log=lambda m: print(m, file=sys.stderr))
-        print(f"features {fspec}: {len(feats.ids)} paintings, {feats.X.shape[1]} dims "
+        print(f"features {feats.source}: {len(feats.ids)} paintings, {feats.X.shape[1]} dims "
               f"({time.time() - t0:.0f}s)", file=sys.stderr)
         pos = {k: i for i, k in enumerate(feats.ids)}
         for ti, task in enumerate(tasks):
@@ -151,6 +151,8 @@ def main(argv=None) -> int:
                 if not args.no_oracle:
                     ids_ = res["id"].tolist()
                     X = feats.X[[pos[k] for k in ids_]]
+                    if feats.style is not None:  # the same image evidence as confident learning reads
+                        X = np.hstack([X, feats.style[[pos[k] for k in ids_]]])
                     present, yt = np.unique(y[[row_of[k] for k in ids_]], return_inverse=True)
                     lookup = {c: i for i, c in enumerate(present)}
                     ynn = np.array([lookup[v] for v in yn[[row_of[k] for k in ids_]]])
@@ -174,7 +176,8 @@ def render(rows: list[dict], tasks: list[str], rates: list[float], seeds: list[i
     order = ["zscore", "mahalanobis", "knn", "cleanlab_img", "cleanlab", "novelty", "ensemble_img", "ensemble", "oracle"]
     for fspec in dict.fromkeys(r["features"] for r in rows):
         sub = [r for r in rows if r["features"] == fspec]
-        out.append(f"Features: `{fspec}` (pooled, L2-normalised{', concatenated' if '+' in fspec else ''}). "
+        out.append(f"Features: `{fspec}` (pooled, L2-normalised{', concatenated' if '+' in fspec else ''}; "
+                   "confident learning and the oracle also read the backbones' style statistics). "
                    "Each cell: AUROC / AP / precision / recall of the flagged set, mean over noise seeds "
                    f"{', '.join(map(str, seeds))}.\n")
         cols = [(t, r) for t in tasks for r in rates]

@@ -180,6 +180,25 @@ def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path)
     assert "refit" not in json.loads((own_val / "config.json").read_text())
 
 
+def test_resume_inside_the_refit_gives_the_uninterrupted_weights(demo, tmp_path):
+    cat = Catalog.load(demo)
+    cat.df["split"] = "train"
+    cat.save(demo)
+    full = train(_cfg(demo, tmp_path / "full", epochs=4), log=lambda *a: None)
+    refit_epochs = json.loads((full / "config.json").read_text())["refit"]["epochs"]
+    # stop after the 4 first-pass epochs and one refit epoch, as if killed, then resume
+    part = train(_cfg(demo, tmp_path / "part", epochs=4, stop_after_epochs=5), log=lambda *a: None)
+    st = torch.load(part / "state.pt", weights_only=False)
+    if refit_epochs > 1:  # otherwise the refit was over before the stop
+        assert (st["stage"], st["epoch"]) == ("refit", 0)
+    train(_cfg(demo, part, epochs=4), resume=True, log=lambda *a: None)
+    a, b = load_file(str(full / "model.safetensors")), load_file(str(part / "model.safetensors"))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    cf, cp = (json.loads((r / "config.json").read_text()) for r in (full, part))
+    assert cp["refit"] == cf["refit"] and cp["val_metrics"] == cf["val_metrics"]
+
+
 def _with_val(demo: Path) -> Path:
     cat = Catalog.load(demo)
     cat.df["split"] = np.where(np.arange(len(cat)) % 5 == 0, "val", "train")
@@ -208,8 +227,13 @@ def test_style_statistics_are_channel_mean_and_spread_of_the_taps():
     assert head(fmap, stats)["style"].shape == (2, 3)
     with pytest.raises(ValueError, match="style statistics"):
         head(fmap)
-    with pytest.raises(ValueError, match="linear_path"):
+    with pytest.raises(ValueError, match="style statistics"):
+        head.embed(fmap)
+    with pytest.raises(ValueError, match="linear path"):
         CRNNHead(64, {"style": 3}, stats_dim=4)
+    # both paths read them: the pooled representation (the retrieval embedding) changes with them
+    other = stats + torch.randn_like(stats)
+    assert not torch.allclose(head.embed(fmap, stats), head.embed(fmap, other))
 
 
 def test_ddp_two_processes_gloo(demo, tmp_path):

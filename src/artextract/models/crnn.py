@@ -6,9 +6,11 @@ bidirectional LSTM. The LSTM outputs are pooled (attention or mean) and concaten
 projected global average of the map (a skip path that keeps what a linear probe would see), then
 one linear head per task gives the logits. With ``linear_path=True`` (the training default) a
 second path reads the standardised global average with its own linear head per task; each path is
-trained on its own loss and the model's logits are the mean of the two. With ``stats_dim > 0`` the
-linear path also reads the backbone's style statistics (mean and spread of earlier stages' channels,
-see :meth:`~artextract.models.backbones.Backbone.forward_with_stats`), which the last map lacks.
+trained on its own loss and the model's logits are the mean of the two. With ``stats_dim > 0`` both
+paths also read the backbone's style statistics (mean and spread of earlier stages' channels, see
+:meth:`~artextract.models.backbones.Backbone.forward_with_stats`), which the last map lacks: the
+linear path beside the global average, the recurrent one as a third projected part of its pooled
+representation (so the retrieval embedding carries them too).
 
 :class:`CRNNHead` works on feature maps, so the fast CPU recipe trains it on maps computed once;
 :class:`MultiTaskCRNN` puts a backbone in front for fine-tuning and for images.
@@ -44,13 +46,16 @@ class CRNNHead(nn.Module):
             self.attn = nn.Sequential(nn.Linear(seq_dim, 128), nn.Tanh(), nn.Linear(128, 1))
         self.global_proj = nn.Sequential(nn.Linear(in_channels, proj), nn.ReLU(inplace=True))
         self.embed_dim = seq_dim + proj
+        if stats_dim:
+            if not linear_path:
+                raise ValueError("style statistics need the linear path (linear_path=True) beside the recurrent one")
+            self.stats_proj = nn.Sequential(nn.BatchNorm1d(stats_dim), nn.Linear(stats_dim, proj), nn.ReLU(inplace=True))
+            self.embed_dim += proj
         self.norm = nn.LayerNorm(self.embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({t: nn.Linear(self.embed_dim, n) for t, n in tasks.items()})
         self.linear_path = linear_path
         self.stats_dim = stats_dim
-        if stats_dim and not linear_path:
-            raise ValueError("style statistics are read by the linear path; stats_dim needs linear_path=True")
         if linear_path:
             # what a linear probe sees: the standardised global average of the map, one linear map per task;
             # trained as a classifier of its own, its logits are averaged with the recurrent path's
@@ -58,10 +63,22 @@ class CRNNHead(nn.Module):
             self.linear_dropout = nn.Dropout(linear_dropout)
             self.linear_heads = nn.ModuleDict({t: nn.Linear(in_channels + stats_dim, n) for t, n in tasks.items()})
 
-    def embed(self, fmap: torch.Tensor, return_attention: bool = False):
-        """Pooled representation ``[B, embed_dim]`` of feature maps ``[B, C, h, w]``."""
+    def _stats(self, stats: torch.Tensor | None) -> torch.Tensor | None:
+        if not self.stats_dim:
+            return None
+        if stats is None or stats.shape[-1] != self.stats_dim:
+            raise ValueError(f"this head reads {self.stats_dim} style statistics per painting; got "
+                             f"{None if stats is None else stats.shape[-1]}")
+        return stats.float()
+
+    def embed(self, fmap: torch.Tensor, stats: torch.Tensor | None = None, return_attention: bool = False):
+        """Pooled representation ``[B, embed_dim]`` of feature maps ``[B, C, h, w]`` (and their style
+        statistics ``[B, stats_dim]`` when the head reads them)."""
         fmap = fmap.float()
         g = self.global_proj(fmap.mean(dim=(2, 3)))
+        st = self._stats(stats)
+        if st is not None:
+            g = torch.cat([g, self.stats_proj(st)], dim=1)
         seq = self.proj(fmap).flatten(2).transpose(1, 2)  # [B, h*w, proj]
         if self.use_lstm:
             seq, _ = self.lstm(seq)
@@ -77,16 +94,13 @@ class CRNNHead(nn.Module):
     def path_logits(self, fmap: torch.Tensor, stats: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         """The pooled representation and each path's logits per task: [recurrent] or [recurrent, linear]."""
-        z = self.embed(fmap)
+        z = self.embed(fmap, stats)
         zd = self.dropout(z)
         paths = [{t: h(zd) for t, h in self.heads.items()}]
         if self.linear_path:
             g = fmap.float().mean(dim=(2, 3))
             if self.stats_dim:
-                if stats is None or stats.shape[-1] != self.stats_dim:
-                    raise ValueError(f"this head reads {self.stats_dim} style statistics per painting; got "
-                                     f"{None if stats is None else stats.shape[-1]}")
-                g = torch.cat([g, stats.float()], dim=1)
+                g = torch.cat([g, self._stats(stats)], dim=1)
             g = self.linear_dropout(self.global_norm(g))
             paths.append({t: h(g) for t, h in self.linear_heads.items()})
         return z, paths
@@ -125,7 +139,7 @@ class MultiTaskCRNN(nn.Module):
         return self.head.embed_and_logits(*self.features(images))
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head.embed(self.backbone(images))
+        return self.head.embed(*self.features(images))
 
 
 def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], *,

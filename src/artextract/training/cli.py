@@ -21,7 +21,8 @@ def _cmd_train(args) -> int:
         label_smoothing=args.label_smoothing, ordinal_weight=args.ordinal_weight, patience=args.patience,
         holdout_fraction=args.holdout_fraction, seed=args.seed, require_all_labels=args.require_all_labels,
         finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        linear_path=not args.no_linear_path, style_stats=not args.no_style_stats, ema=args.ema, mixup=args.mixup, progress=not args.no_progress,
+        linear_path=not args.no_linear_path, style_stats=not args.no_style_stats, refit=not args.no_refit,
+        ema=args.ema, mixup=args.mixup, progress=not args.no_progress,
     )
     try:
         train(cfg, resume=args.resume)
@@ -147,6 +148,9 @@ def register(sub) -> None:
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val macro-F1")
     p.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction,
                    help="validation share held out of train when the catalogue has no val rows")
+    p.add_argument("--no-refit", action="store_true",
+                   help="keep the first pass: by default, after the held-out rows chose the epoch, the head is "
+                   "trained again on every row for that many epochs (not done with the catalogue's own val split)")
     p.add_argument("--require-all-labels", action="store_true",
                    help="the original study's recipe: train only on paintings that have every task's label")
     p.add_argument("--finetune", action="store_true", help="then unfreeze the backbone and train end to end")

@@ -2,8 +2,11 @@
 
 Stage 1 (default, fast on a CPU): the backbone is frozen; its feature maps are computed once from
 the prepared-image cache (centre crop and its mirror image) and stored; the recurrent head trains
-on them in seconds per epoch. Stage 2 (``finetune=True``, for a GPU): the whole network trains
-end to end on augmented crops from the cache, with mixed precision and channels_last on CUDA.
+on them in seconds per epoch (the linear path also reads the stored style statistics). When the
+held-out part of the training rows chose the epoch (no val split in the catalogue), ``refit=True``
+then trains the head again from the same start on every row for that many epochs. Stage 2
+(``finetune=True``, for a GPU): the whole network trains end to end on augmented crops from the
+cache, with mixed precision and channels_last on CUDA.
 
 Every epoch writes a checkpoint (safetensors weights + JSON config with the class lists + the
 optimiser state); ``resume=True`` continues after a kill -9, losing at most one epoch. Each
@@ -159,7 +162,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     if resume:
         saved = json.loads((out / CONFIG).read_text())["train"]
         for key in ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
-                    "use_lstm", "linear_path", "linear_dropout", "style_stats", "ema", "mixup", "image_size", "cache_size",
+                    "use_lstm", "linear_path", "linear_dropout", "style_stats", "refit", "ema", "mixup", "image_size", "cache_size",
                     "epochs", "lr", "batch_size", "flip_augment", "holdout_fraction", "require_all_labels"):
             if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
                 say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
@@ -260,12 +263,14 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     model = _ddp(head, world, device)
 
     t0 = time.time()
+    session_epochs = 0  # epochs trained by this call, both stages (for stop_after_epochs)
     bar = tqdm(range(start_epoch, cfg.epochs), desc="train (frozen backbone)", unit="epoch",
                disable=not (cfg.progress and is_main), file=sys.stderr, initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
         loss = _train_epoch(model, head, opt, ema, X, S, y, cfg, epoch, device, rank, world,
                             class_weights=cw, **loss_kw)
         sched.step()
+        session_epochs += 1
         # every rank evaluates the same validation set the same way, so they agree on stopping
         vm, _ = _evaluate_head(kept, Xv, Sv, yv, ordered, device) if Xv is not None else ({}, None)
         score = _score(vm) if vm else -loss
@@ -287,7 +292,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         if bad >= cfg.patience:
             say(f"early stop after epoch {epoch + 1}: no val macro-F1 gain in {cfg.patience} epochs")
             break
-        if cfg.stop_after_epochs and epoch + 1 - start_epoch >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
+        if cfg.stop_after_epochs and session_epochs >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
             say(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
             bar.close()
             _barrier(world)
@@ -342,6 +347,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
                                     "scheduler": sched.state_dict(),
                                     "ema": ema.state_dict() if ema is not None else None, "stage": "refit"},
                                    state_path)
+            session_epochs += 1
+            if cfg.stop_after_epochs and session_epochs >= cfg.stop_after_epochs and epoch + 1 < best_epoch:
+                say(f"stopping after refit epoch {epoch + 1} as asked; continue with --resume")
+                _barrier(world)
+                if world > 1 and dist.is_initialized():
+                    dist.destroy_process_group()
+                return out
         _barrier(world)
         refit = {"epochs": best_epoch, "paintings": len(all_ids)}
         say(f"refit: trained again on all {len(all_ids)} rows (held-out ones included) for the best "
