@@ -4,10 +4,13 @@
   (b) three separate single-task CRNNs
   (c) a linear probe (logistic regression) on pooled backbone features, one per task
   (d) ArtExtract: one masked multi-task CRNN trained on every painting with any label
+  (c+) beside them: the probe of (c) on the pooled features plus the backbone's style statistics,
+       the inputs of the CRNN's linear path, so that their gain is not mistaken for the CRNN's
 
-(a) keeps the original architecture (the recurrent path only, no weight averaging); (b) and (d) use
-the default recipe (a linear path on the standardised global feature trained beside the recurrent
-one, logits averaged; EMA of the weights), so (b) vs (d) isolates multi-task training.
+(a) keeps the original architecture (the recurrent path only, no weight averaging, no style
+statistics, no refit); (b) and (d) use the default recipe (a linear path on the standardised global
+feature and style statistics trained beside the recurrent one, logits averaged; EMA of the weights;
+refit on every training row after early stopping), so (b) vs (d) isolates multi-task training.
 
 The sample (1,403 images, all ArtGAN-train) is split once, seeded and stratified by style, into a
 training part and a held-out test part (--test-fraction). Every recipe sees the same training
@@ -15,7 +18,7 @@ paintings (each recipe's early stopping holds out its own validation share of th
 on the same test paintings. Backbone features are computed once and shared; their time is shown
 separately.
 
-    .venv/bin/python benchmarks/bench_classifier.py            # about 7 minutes on 2 idle cores
+    .venv/bin/python benchmarks/bench_classifier.py            # about 6 minutes on 2 idle cores
     .venv/bin/python benchmarks/bench_classifier.py --finetune # adds (e): (d) + end-to-end fine-tuning
 """
 from __future__ import annotations
@@ -187,7 +190,7 @@ def one_split(work: Path, args, split_seed: int, t_all: float) -> dict:
     rows: dict[str, tuple[dict, float]] = {}
     rows["(a) original recipe: joint, all-three-label rows only"] = crnn(
         cat, work / "a_joint_all3", TASKS, args, require_all_labels=True, class_weighting="none", label_smoothing=0.0,
-        linear_path=False, ema=0.0, refit=False)
+        linear_path=False, style_stats=False, ema=0.0, refit=False)
     sep, sep_t = {}, 0.0
     for t in TASKS:
         r, dt = crnn(cat, work / f"b_single_{t}", [t], args)

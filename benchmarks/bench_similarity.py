@@ -106,6 +106,9 @@ def quality(args) -> dict:
     eval_ids = cat.ids
     scope = f"all {len(cat):,} paintings of the sample"
     if args.run:
+        if json.loads((Path(args.run) / "config.json").read_text()).get("refit"):
+            sys.exit(f"{args.run} was refit on its held-out paintings too, so none is unseen: "
+                     "train it with --no-refit for this benchmark")
         split = json.loads((Path(args.run) / "split.json").read_text())
         eval_ids = [k for k in split["val"] if k in set(cat.ids)]
         scope = f"the {len(eval_ids):,} paintings the run held out from training"

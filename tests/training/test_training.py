@@ -158,7 +158,7 @@ def test_resume_after_kill_9(demo, tmp_path):
     assert [h["epoch"] for h in hist] == list(range(1, 41))
 
 
-def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path):
+def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path, capsys):
     cat = Catalog.load(demo)
     cat.df["split"] = "train"
     cat.save(demo)
@@ -173,6 +173,11 @@ def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path)
     assert set(cfg["val_metrics"]) == {"style", "genre", "timeframe"}
     no_refit = train(_cfg(demo, tmp_path / "n", epochs=3, refit=False), log=lambda *a: None)
     assert "refit" not in json.loads((no_refit / "config.json").read_text())
+    # evaluate --split val: the held-out part of a run without refit; a refit run has none unseen
+    assert main(["evaluate", "--run", str(no_refit), "--catalog", str(demo)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out), "--catalog", str(demo)]) == 2
+    assert "--no-refit" in capsys.readouterr().err
     a, b = load_file(str(out / "model.safetensors")), load_file(str(no_refit / "model.safetensors"))
     assert any(not torch.allclose(a[k], b[k]) for k in a)
     # a catalogue with its own val split is never refit on it (evaluate --split val must stay honest)

@@ -19,6 +19,11 @@ def evaluation_ids(run: Run, cat: Catalog, split: str, log=print) -> list[str]:
     split_file = run.path / "split.json"
     same = Path(run.config.get("catalog", "")) == (cat.path.resolve() if cat.path else None)
     if split == "val" and split_file.exists() and same:
+        if run.config.get("refit"):
+            raise CatalogError(
+                f"the catalogue has no val rows, and this run was refit on the paintings it had held out, so "
+                f"none is unseen: train with --no-refit to evaluate on the held-out part, or give the catalogue "
+                f"a val split (choose --split from {sorted(cat.df['split'].unique())})")
         held = json.loads(split_file.read_text())["val"]
         log(f"the catalogue has no {split} rows: evaluating on the {len(held)} paintings this run held out")
         return held
