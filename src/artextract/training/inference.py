@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from ..data.catalog import Catalog, CatalogError, TaskSpec
 from ..data.images import load_image, resize_center_crop
 from ..models.backbones import Backbone, create_backbone
-from ..models.crnn import CRNNHead
+from ..models.crnn import CRNNHead, MultiTaskCRNN
 from ..models.features import default_device, extract_features, images_to_tensor
 from .train import CONFIG, MODEL
 
@@ -81,8 +81,7 @@ class Run:
             yield z, {t: torch.softmax(o, 1) for t, o in logits.items()}
 
     def _images_over(self, images: list):
-        fm, st = self.backbone.forward_with_stats(self._tensor(images))
-        return self.head.embed_and_logits(fm, st if self.head.stats_dim else None)
+        return MultiTaskCRNN(self.backbone, self.head).embed_and_logits(self._tensor(images))
 
     def predict_catalog(self, catalog: Catalog, progress: bool = True, log=print) -> tuple[list[str], dict[str, np.ndarray]]:
         fs = self._feature_set(catalog, progress, log)
