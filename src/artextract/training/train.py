@@ -171,6 +171,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         raise CatalogError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
     train_ids, val_ids, val_how = select_rows(cat, tasks, cfg)
+    # validation rows taken from the training split (the catalogue has none): a refit may use them later
+    held_out = bool(val_ids) and bool((cat.df.loc[cat.df["id"].isin(val_ids), "split"] == "train").all())
     if not train_ids:
         raise CatalogError("no training paintings with labels for " + ", ".join(tasks))
     say(f"training on {len(train_ids)} paintings; validation: {val_how}")
@@ -206,7 +208,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     ordered = {t: cat.task(t).ordered for t in tasks}
     in_ch = X["center"].shape[1]
 
-    def new_head():
+    def new_head(state: dict | None = None):
+        """A fresh head, optimiser, schedule and EMA (same seed each time); with a checkpoint's
+        ``state``, continued from it (weights from ``last.safetensors``)."""
         torch.manual_seed(cfg.seed)
         h = CRNNHead(in_ch, num_classes, proj=cfg.proj, hidden=cfg.hidden, layers=cfg.layers, pool=cfg.pool,
                      dropout=cfg.dropout, use_lstm=cfg.use_lstm, linear_path=cfg.linear_path,
@@ -218,9 +222,17 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         if cfg.ema:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
             e = AveragedModel(h, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        if state is not None:
+            h.load_state_dict(load_file(str(out / LAST)))
+            o.load_state_dict(state["optimizer"])
+            sc.load_state_dict(state["scheduler"])
+            if e is not None and state.get("ema") is not None:
+                e.load_state_dict(state["ema"])
         return h, o, sc, e
 
-    head, opt, sched, ema = new_head()
+    st = torch.load(state_path, map_location="cpu", weights_only=False) if resume else None
+    stage = st.get("stage", "frozen") if st else None
+    head, opt, sched, ema = new_head(st if stage == "frozen" else None)
     cw = class_weights_for(y, num_classes, cfg.class_weighting)
     cw = {t: w.to(device) for t, w in cw.items()} if cw else None
     ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
@@ -239,19 +251,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     }
     kept = ema.module if ema is not None else head
     start_epoch, best, bad, history = 0, -1.0, 0, []
-    st = None
-    if resume:
-        st = torch.load(state_path, map_location="cpu", weights_only=False)
-        if st.get("stage") in ("finetune", "refit"):
+    if st is not None:
+        if stage in ("finetune", "refit"):
             start_epoch, best = cfg.epochs, st["best"]
             history = st.get("history") or json.loads((out / CONFIG).read_text()).get("history", [])
-            say(f"resuming in the {'fine-tuning' if st['stage'] == 'finetune' else 'refit'} stage")
+            say(f"resuming in the {'fine-tuning' if stage == 'finetune' else 'refit'} stage")
         else:
-            head.load_state_dict(load_file(str(out / LAST)))
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            if ema is not None and st.get("ema") is not None:
-                ema.load_state_dict(st["ema"])
             start_epoch, best, bad, history = st["epoch"] + 1, st["best"], st["bad_epochs"], st["history"]
             if start_epoch >= cfg.epochs or bad >= cfg.patience:
                 start_epoch = cfg.epochs  # stage 1 is finished
@@ -303,7 +308,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     _barrier(world)
 
     # validation metrics of the best stage-1 epoch, measured before a refit sees the held-out rows
-    first_val = st.get("first_val") if st and st.get("stage") == "refit" else None
+    first_val = st.get("first_val") if stage == "refit" else None
     if first_val is None and Xv is not None:
         head.load_state_dict(load_file(str(out / MODEL)))
         first_val, _ = _evaluate_head(head, Xv, Sv, yv, ordered, device)
@@ -312,7 +317,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         if cfg.refit:
             say("--finetune: no refit on the held-out rows (they choose the fine-tuning epoch)")
         _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, rank, world, resume, say)
-    elif cfg.refit and val_ids and val_how.startswith("no validation rows") and history:
+    elif cfg.refit and held_out and history:
         # the held-out rows chose the epoch count; now every training row learns, for that many epochs
         best_epoch = max(history, key=lambda h: h["val_macro_f1"])["epoch"]
         del X, S
@@ -322,16 +327,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         ya = targets_for(cat, all_ids, tasks)
         cwa = class_weights_for(ya, num_classes, cfg.class_weighting)
         cwa = {t: w.to(device) for t, w in cwa.items()} if cwa else None
-        head, opt, sched, ema = new_head()
+        head, opt, sched, ema = new_head(st if stage == "refit" else None)
         kept = ema.module if ema is not None else head
-        start = 0
-        if st and st.get("stage") == "refit":
-            head.load_state_dict(load_file(str(out / LAST)))
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            if ema is not None and st.get("ema") is not None:
-                ema.load_state_dict(st["ema"])
-            start = st["epoch"] + 1
+        start = st["epoch"] + 1 if stage == "refit" else 0
         model = _ddp(head, world, device)
         for epoch in tqdm(range(start, best_epoch), desc=f"refit on all {len(all_ids)} rows", unit="epoch",
                           disable=not (cfg.progress and is_main), file=sys.stderr, initial=start, total=best_epoch):
