@@ -168,7 +168,9 @@ def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path,
     split = json.loads((out / "split.json").read_text())
     assert split["val"] and not set(split["val"]) & set(split["train"])
     # the held-out rows chose the epoch count; the saved model then trained on all rows for that many epochs
-    best = max(cfg["history"], key=lambda h: h["val_macro_f1"])["epoch"]
+    # (chosen by the validation log loss, the default criterion)
+    best = min(cfg["history"], key=lambda h: h["val_loss"])["epoch"]
+    assert all(h["score"] == -h["val_loss"] for h in cfg["history"])
     assert cfg["refit"] == {"epochs": best, "paintings": len(split["train"]) + len(split["val"])}
     assert set(cfg["val_metrics"]) == {"style", "genre", "timeframe"}
     no_refit = train(_cfg(demo, tmp_path / "n", epochs=3, refit=False), log=lambda *a: None)
@@ -302,3 +304,28 @@ def test_run_predictions_match_between_catalog_and_single_images(demo, tmp_path)
     assert np.allclose(probs["style"], single["style"], atol=2e-2)
     e_ids, emb = run.embed_catalog(sub, progress=False, log=lambda *a: None)
     assert emb.shape[0] == 4 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+
+
+def test_best_epoch_follows_the_chosen_criterion(demo, tmp_path):
+    """--select-by loss keeps the epoch with the lowest validation log loss, macro_f1 the highest mean
+    macro-F1; the saved model is that epoch's (its metadata says which)."""
+    from safetensors import safe_open
+
+    for how, pick in (("loss", lambda h: -h["val_loss"]), ("macro_f1", lambda h: h["val_macro_f1"])):
+        out = train(_cfg(demo, tmp_path / how, epochs=6, select_by=how, refit=False, patience=100), log=lambda *a: None)
+        hist = json.loads((out / "config.json").read_text())["history"]
+        assert len(hist) == 6
+        assert [h["score"] for h in hist] == [pick(h) for h in hist]
+        best = max(hist, key=lambda h: h["score"])["epoch"]
+        with safe_open(str(out / "model.safetensors"), "pt") as f:
+            assert int(f.metadata()["epoch"]) == best
+
+
+def test_validation_loss_is_the_mean_over_tasks_of_each_tasks_log_loss():
+    from artextract.training.train import _val_loss
+
+    P = {"a": np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]), "b": np.array([[0.25, 0.75], [1.0, 0.0], [0.5, 0.5]])}
+    y = {"a": torch.tensor([0, 1, -1]), "b": torch.tensor([-1, -1, 1])}
+    want = (-(np.log(0.5) + np.log(0.1)) / 2 - np.log(0.5)) / 2
+    assert abs(_val_loss(P, y) - want) < 1e-9
+    assert _val_loss({"a": P["a"]}, {"a": torch.tensor([-1, -1, -1])}) is None

@@ -18,7 +18,7 @@ def _cmd_train(args) -> int:
         backbone=args.backbone, pretrained=args.pretrained != "none", weights=args.weights,
         image_size=args.image_size, cache_size=args.cache_size, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, proj=args.proj, hidden=args.hidden, pool=args.pool, use_lstm=not args.no_lstm, class_weighting=args.class_weighting,
-        label_smoothing=args.label_smoothing, ordinal_weight=args.ordinal_weight, patience=args.patience,
+        label_smoothing=args.label_smoothing, ordinal_weight=args.ordinal_weight, patience=args.patience, select_by=args.select_by,
         holdout_fraction=args.holdout_fraction, seed=args.seed, require_all_labels=args.require_all_labels,
         finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         linear_path=not args.no_linear_path, style_stats=not args.no_style_stats, refit=not args.no_refit,
@@ -145,7 +145,11 @@ def register(sub) -> None:
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--ordinal-weight", type=float, default=d.ordinal_weight,
                    help="EMD loss weight for ordered tasks (0: off)")
-    p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val macro-F1")
+    p.add_argument("--select-by", choices=["loss", "macro_f1"], default=d.select_by,
+                   help="what chooses the best epoch and stops early: the validation log loss (default; smooth) "
+                   "or the tasks' mean validation macro-F1 (noisy on a small validation set)")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="stop after this many epochs without a better validation score (--select-by)")
     p.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction,
                    help="validation share held out of train when the catalogue has no val rows")
     p.add_argument("--no-refit", action="store_true",

@@ -35,6 +35,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ordinal_weight: float = 1.0            # extra EMD loss weight for ordered tasks (0 = off)
     patience: int = 15
+    select_by: str = "loss"                # early stopping / best epoch by val log loss, or "macro_f1"
     holdout_fraction: float = 0.15
     refit: bool = True                      # after early stopping on a held-out part, train again on every row
     seed: int = 0

@@ -130,9 +130,37 @@ def _evaluate_head(head: CRNNHead, maps: torch.Tensor, stats: torch.Tensor | Non
     return {t: task_metrics(P[t], y[t].numpy(), ordered[t]) for t in y}, P
 
 
-def _score(metrics: dict) -> float:
+def _macro_f1(metrics: dict) -> float:
     vals = [m["macro_f1"] for m in metrics.values() if m.get("macro_f1") is not None]
     return float(np.mean(vals)) if vals else 0.0
+
+
+def _val_loss(P: dict[str, np.ndarray], y: dict[str, torch.Tensor]) -> float | None:
+    """Mean over tasks of the validation log loss (rows with that task's label)."""
+    vals = []
+    for t, p in P.items():
+        yt = y[t].numpy()
+        m = yt >= 0
+        if m.any():
+            vals.append(float(-np.log(np.clip(p[m, yt[m]], 1e-12, None)).mean()))
+    return float(np.mean(vals)) if vals else None
+
+
+def _score(metrics: dict, P: dict[str, np.ndarray] | None, y: dict[str, torch.Tensor], how: str) -> float:
+    """The early-stopping criterion, higher is better: minus the validation log loss (``loss``, the
+    default: a proper score, smooth from epoch to epoch) or the tasks' mean macro-F1 (``macro_f1``,
+    which on a small validation set jumps with a handful of paintings of a rare class)."""
+    if how == "loss":
+        v = _val_loss(P, y) if P is not None else None
+        return -v if v is not None else 0.0
+    if how == "macro_f1":
+        return _macro_f1(metrics)
+    raise ValueError(f"select_by must be 'loss' or 'macro_f1', not {how!r}")
+
+
+def _best_epoch(history: list[dict]) -> int:
+    """The epoch the validation criterion liked best (older runs' history has macro-F1 only)."""
+    return max(history, key=lambda h: h.get("score", h["val_macro_f1"]))["epoch"]
 
 
 # ---------------------------------------------------------------------- the recipe
@@ -162,7 +190,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     if resume:
         saved = json.loads((out / CONFIG).read_text())["train"]
         for key in ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
-                    "use_lstm", "linear_path", "linear_dropout", "style_stats", "refit", "ema", "mixup", "image_size", "cache_size",
+                    "use_lstm", "linear_path", "linear_dropout", "style_stats", "refit", "ema", "mixup", "select_by",
+                    "image_size", "cache_size",
                     "epochs", "lr", "batch_size", "flip_augment", "holdout_fraction", "require_all_labels"):
             if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
                 say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
@@ -250,7 +279,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         "train": asdict(cfg),
     }
     kept = ema.module if ema is not None else head
-    start_epoch, best, bad, history = 0, -1.0, 0, []
+    start_epoch, best, bad, history = 0, float("-inf"), 0, []
     if st is not None:
         if stage in ("finetune", "refit"):
             start_epoch, best = cfg.epochs, st["best"]
@@ -260,7 +289,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
             start_epoch, best, bad, history = st["epoch"] + 1, st["best"], st["bad_epochs"], st["history"]
             if start_epoch >= cfg.epochs or bad >= cfg.patience:
                 start_epoch = cfg.epochs  # stage 1 is finished
-            say(f"resuming after epoch {st['epoch'] + 1} (best val macro-F1 {best:.4f})")
+            say(f"resuming after epoch {st['epoch'] + 1}" + (f" (best epoch so far: {_best_epoch(history)})" if history else ""))
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(json.dumps(config, indent=2))
@@ -277,11 +306,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         sched.step()
         session_epochs += 1
         # every rank evaluates the same validation set the same way, so they agree on stopping
-        vm, _ = _evaluate_head(kept, Xv, Sv, yv, ordered, device) if Xv is not None else ({}, None)
-        score = _score(vm) if vm else -loss
+        vm, P = _evaluate_head(kept, Xv, Sv, yv, ordered, device) if Xv is not None else ({}, None)
+        score = _score(vm, P, yv, cfg.select_by) if vm else -loss
         improved = score > best + 1e-6
         best, bad = (score, 0) if improved else (best, bad + 1)
-        history.append({"epoch": epoch + 1, "loss": loss, "val_macro_f1": score,
+        history.append({"epoch": epoch + 1, "loss": loss, "score": score, "val_macro_f1": _macro_f1(vm),
+                        "val_loss": _val_loss(P, yv) if P is not None else None,
                         "val": {t: {k: m[k] for k in ("accuracy", "macro_f1")} for t, m in vm.items()},
                         "seconds": round(time.time() - t0, 2)})
         if is_main:
@@ -293,9 +323,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                 "ema": ema.state_dict() if ema is not None else None,
                                 "stage": "frozen"}, state_path)
-        bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{score:.3f}", best=f"{best:.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{history[-1]['val_macro_f1']:.3f}",
+                        **({"val_loss": f"{history[-1]['val_loss']:.3f}"} if history[-1]["val_loss"] is not None else {}))
         if bad >= cfg.patience:
-            say(f"early stop after epoch {epoch + 1}: no val macro-F1 gain in {cfg.patience} epochs")
+            what = "val loss" if cfg.select_by == "loss" else "val macro-F1"
+            say(f"early stop after epoch {epoch + 1}: no {what} gain in {cfg.patience} epochs")
             break
         if cfg.stop_after_epochs and session_epochs >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
             say(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
@@ -319,7 +351,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, rank, world, resume, say)
     elif cfg.refit and held_out and history:
         # the held-out rows chose the epoch count; now every training row learns, for that many epochs
-        best_epoch = max(history, key=lambda h: h["val_macro_f1"])["epoch"]
+        best_epoch = _best_epoch(history)
         del X, S
         all_ids = train_ids + val_ids
         Xa = {v: torch.from_numpy(fsets[v].get_maps(all_ids)) for v in views}
@@ -485,7 +517,7 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
     start = 0
     st_path = out / STATE
     st = torch.load(st_path, map_location="cpu", weights_only=False) if resume and st_path.exists() else None
-    best = -1.0
+    best = float("-inf")
     if st and st.get("stage") == "finetune":
         model.load_state_dict(load_file(str(out / LAST)))
         opt.load_state_dict(st["optimizer"])
@@ -524,9 +556,11 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
                     o = model(xb.to(device))
                 for t in tasks:
                     probs[t].append(torch.softmax(o[t].float(), 1).cpu().numpy())
-        vm = {t: task_metrics(np.concatenate(probs[t]), yv[t].numpy(), ordered[t]) for t in tasks} if val_ids else {}
-        score = _score(vm)
-        say(f"fine-tune epoch {epoch + 1}: val macro-F1 {score:.4f} (best {best:.4f})")
+        P = {t: np.concatenate(probs[t]) for t in tasks} if val_ids else None
+        vm = {t: task_metrics(P[t], yv[t].numpy(), ordered[t]) for t in tasks} if val_ids else {}
+        score = _score(vm, P, yv, cfg.select_by)
+        say(f"fine-tune epoch {epoch + 1}: val macro-F1 {_macro_f1(vm):.4f}"
+            + (f", val loss {-score:.4f} (best {-best:.4f})" if cfg.select_by == "loss" else f" (best {best:.4f})"))
         if is_main:
             sd = model.state_dict()
             if score > best:
