@@ -16,7 +16,10 @@ The sample (1,403 images, all ArtGAN-train) is split once, seeded and stratified
 training part and a held-out test part (--test-fraction). Every recipe sees the same training
 paintings (each recipe's early stopping holds out its own validation share of them) and is scored
 on the same test paintings. Backbone features are computed once and shared; their time is shown
-separately.
+separately. With --splits N the table is repeated over N seeded splits (split k: seed + k, for the
+split and for training), then the mean and spread, and (d) minus each other recipe per split with
+its standard error: the recipes share each split's test paintings, so the paired difference is the
+fair comparison.
 
     .venv/bin/python benchmarks/bench_classifier.py            # about 6 minutes on 2 idle cores
     .venv/bin/python benchmarks/bench_classifier.py --finetune # adds (e): (d) + end-to-end fine-tuning
@@ -135,13 +138,15 @@ def main() -> int:
     ap.add_argument("--backbone", default="mobilenet_v2")
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--test-fraction", type=float, default=0.25)
-    ap.add_argument("--seed", type=int, default=0, help="training seed and first split seed")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="first split seed; split k uses seed + k for the split and for training")
     ap.add_argument("--splits", type=int, default=1,
                     help="repeat the table over this many seeded train/test splits and print mean and spread")
     ap.add_argument("--finetune", action="store_true", help="also run (e): (d) plus end-to-end fine-tuning")
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
+    args.first_seed = args.seed
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} not found (the shared WikiArt sample is only in the team's workspace)")
         return 0
@@ -171,13 +176,27 @@ def print_mean(tables: list[dict], args, total: float) -> None:
         dt = np.mean([r[name][1] for r in tables])
         print(f"{name:<56}" + "".join(f"{acc[t]:>11.3f}{np.mean(f1[t]):>8.3f} ± {np.std(f1[t]):.3f}" for t in TASKS)
               + f"{dt:>7.0f}s")
+    # the test paintings are the same for every recipe within a split, so compare (d) pairwise
+    ours = next(n for n in tables[0] if n.startswith("(d)"))
+    print(f"\n(d) minus each other recipe, macro-F1: mean ± standard error of the per-split differences "
+          f"(n = {len(tables)}); '*' where the mean is more than two standard errors from 0")
+    for name in tables[0]:
+        if name == ours:
+            continue
+        cells = []
+        for t in TASKS:
+            d = np.array([r[ours][0][t]["macro_f1"] - r[name][0][t]["macro_f1"] for r in tables])
+            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+            cells.append(f"{t} {d.mean():+.3f} ± {se:.3f}{'*' if abs(d.mean()) > 2 * se else ' '}")
+        print(f"  vs {name:<56}" + "   ".join(cells))
     print(f"total wall time {total:.0f}s")
 
 
 def one_split(work: Path, args, split_seed: int, t_all: float) -> dict:
+    args = argparse.Namespace(**{**vars(args), "seed": split_seed})  # each split also trains with its own seed
     cat = build_catalog(work, args.test_fraction, split_seed)
-    if split_seed != args.seed:
-        print(f"\n=== split seed {split_seed} ===")
+    if split_seed != args.first_seed:
+        print(f"\n=== split seed {split_seed} (also the training seed) ===")
     test = cat.df[cat.df["split"] == "test"]
     print(f"WikiArt sample: {len(cat)} paintings, {int((cat.df['split'] == 'train').sum())} train / {len(test)} test; "
           f"test labels: " + ", ".join(f"{t} {int(test[t].notna().sum())}" for t in TASKS))

@@ -281,10 +281,10 @@ def context_columns(catalog: Catalog, tasks: Sequence[str], rows: np.ndarray) ->
     blocks = []
     for t in tasks:
         yt = catalog.label_indices(t)[rows]
-        O = np.zeros((len(rows), len(catalog.task(t).classes)), np.float32)
+        onehot = np.zeros((len(rows), len(catalog.task(t).classes)), np.float32)
         has = yt >= 0
-        O[np.flatnonzero(has), yt[has]] = 1.0
-        blocks.append(O)
+        onehot[np.flatnonzero(has), yt[has]] = 1.0
+        blocks.append(onehot)
     return np.hstack(blocks)
 
 

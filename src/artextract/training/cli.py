@@ -73,7 +73,7 @@ def _cmd_predict(args) -> int:
     def flush():
         if batch:
             for f, r in zip(names, run.predict_images(batch, top_k=args.top_k)):
-                results.append({"image": str(f), "predictions": {t: [{"label": l, "prob": round(p, 4)} for l, p in v]
+                results.append({"image": str(f), "predictions": {t: [{"label": lab, "prob": round(p, 4)} for lab, p in v]
                                                                  for t, v in r.items()}})
             batch.clear()
             names.clear()
