@@ -146,13 +146,12 @@ def _val_loss(P: dict[str, np.ndarray], y: dict[str, torch.Tensor]) -> float | N
     return float(np.mean(vals)) if vals else None
 
 
-def _score(metrics: dict, P: dict[str, np.ndarray] | None, y: dict[str, torch.Tensor], how: str) -> float:
+def _score(metrics: dict, val_loss: float | None, how: str) -> float:
     """The early-stopping criterion, higher is better: minus the validation log loss (``loss``, the
     default: a proper score, smooth from epoch to epoch) or the tasks' mean macro-F1 (``macro_f1``,
     which on a small validation set jumps with a handful of paintings of a rare class)."""
     if how == "loss":
-        v = _val_loss(P, y) if P is not None else None
-        return -v if v is not None else 0.0
+        return -val_loss if val_loss is not None else 0.0
     if how == "macro_f1":
         return _macro_f1(metrics)
     raise ValueError(f"select_by must be 'loss' or 'macro_f1', not {how!r}")
@@ -307,11 +306,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         session_epochs += 1
         # every rank evaluates the same validation set the same way, so they agree on stopping
         vm, P = _evaluate_head(kept, Xv, Sv, yv, ordered, device) if Xv is not None else ({}, None)
-        score = _score(vm, P, yv, cfg.select_by) if vm else -loss
+        vl = _val_loss(P, yv) if P is not None else None
+        score = _score(vm, vl, cfg.select_by) if vm else -loss
         improved = score > best + 1e-6
         best, bad = (score, 0) if improved else (best, bad + 1)
         history.append({"epoch": epoch + 1, "loss": loss, "score": score, "val_macro_f1": _macro_f1(vm),
-                        "val_loss": _val_loss(P, yv) if P is not None else None,
+                        "val_loss": vl,
                         "val": {t: {k: m[k] for k in ("accuracy", "macro_f1")} for t, m in vm.items()},
                         "seconds": round(time.time() - t0, 2)})
         if is_main:
@@ -324,7 +324,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
                                 "ema": ema.state_dict() if ema is not None else None,
                                 "stage": "frozen"}, state_path)
         bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{history[-1]['val_macro_f1']:.3f}",
-                        **({"val_loss": f"{history[-1]['val_loss']:.3f}"} if history[-1]["val_loss"] is not None else {}))
+                        **({"val_loss": f"{vl:.3f}"} if vl is not None else {}))
         if bad >= cfg.patience:
             what = "val loss" if cfg.select_by == "loss" else "val macro-F1"
             say(f"early stop after epoch {epoch + 1}: no {what} gain in {cfg.patience} epochs")
@@ -558,9 +558,11 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
                     probs[t].append(torch.softmax(o[t].float(), 1).cpu().numpy())
         P = {t: np.concatenate(probs[t]) for t in tasks} if val_ids else None
         vm = {t: task_metrics(P[t], yv[t].numpy(), ordered[t]) for t in tasks} if val_ids else {}
-        score = _score(vm, P, yv, cfg.select_by)
+        vl = _val_loss(P, yv) if P is not None else None
+        score = _score(vm, vl, cfg.select_by)
         say(f"fine-tune epoch {epoch + 1}: val macro-F1 {_macro_f1(vm):.4f}"
-            + (f", val loss {-score:.4f} (best {-best:.4f})" if cfg.select_by == "loss" else f" (best {best:.4f})"))
+            + (f", val loss {vl:.4f}" if vl is not None else "")
+            + (f" (best score so far {best:.4f})" if math.isfinite(best) else ""))
         if is_main:
             sd = model.state_dict()
             if score > best:
