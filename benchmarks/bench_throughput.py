@@ -1,0 +1,171 @@
+"""Compute throughput of the models: embedding (backbone forward), the frozen-backbone recipe
+(CRNN head on stored maps) and end-to-end fine-tuning, in images per second, on this machine's
+device (CUDA when there is one, else the CPU).
+
+Throughput does not depend on the pixels or on the weights' values, so the inputs are random
+tensors and the backbones start from random weights (``pretrained=False``; the pretrained ones
+have the same architecture and cost). What is timed is what the product runs:
+
+  embed      ``Backbone.forward_with_stats`` under ``torch.no_grad`` (what ``artextract features``,
+             ``index`` and ``predict`` run per image); on CUDA in float16 autocast, channels_last
+  head       one training step of the CRNN head on stored maps and style statistics, masked
+             multi-task loss over artist (23), genre (10) and style (27), AdamW: the default
+             frozen-backbone recipe, per painting
+  finetune   one end-to-end training step of backbone + head (``--finetune``): on CUDA with float16
+             autocast, a gradient scaler and channels_last, as ``artextract train --finetune`` does
+
+Each row: a few warm-up steps, then ``--steps`` timed steps (the device synchronised before the
+clock stops); peak GPU memory on CUDA.
+
+    .venv/bin/python benchmarks/bench_throughput.py                        # CPU: about 1 minute
+    .venv/bin/python benchmarks/bench_throughput.py --steps 50 --batch 128 --json out.json   # a GPU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from artextract.models.backbones import create_backbone  # noqa: E402
+from artextract.models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss  # noqa: E402
+from artextract.training.config import TrainConfig  # noqa: E402
+
+TASKS = {"artist": 23, "genre": 10, "style": 27}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _targets(n: int, device: torch.device, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random labels with WikiArt's pattern of gaps: style always, genre mostly, artist for a quarter."""
+    share = {"artist": 0.25, "genre": 0.9, "style": 1.0}
+    out = {}
+    for t, k in TASKS.items():
+        y = torch.randint(0, k, (n,), generator=g)
+        y[torch.rand(n, generator=g) > share[t]] = -1
+        out[t] = y.to(device)
+    return out
+
+
+def _timed(step, steps: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def _head(in_ch: int, stats_dim: int, device: torch.device) -> CRNNHead:
+    d = TrainConfig(catalog="", out="")
+    return CRNNHead(in_ch, TASKS, proj=d.proj, hidden=d.hidden, layers=d.layers, pool=d.pool, dropout=d.dropout,
+                    use_lstm=d.use_lstm, linear_path=True, linear_dropout=d.linear_dropout,
+                    stats_dim=stats_dim).to(device)
+
+
+def bench_backbone(name: str, args, device: torch.device) -> list[dict]:
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    g = torch.Generator().manual_seed(0)
+    bb = create_backbone(name, pretrained=False).to(device).to(memory_format=fmt)
+    size = args.size or bb.default_size
+    x = torch.randn(args.batch, 3, size, size, generator=g).to(device).contiguous(memory_format=fmt)
+    rows = []
+
+    def row(what: str, seconds: float, n: int, **extra) -> dict:
+        r = {"backbone": name, "what": what, "device": str(device), "batch": args.batch, "image_size": size,
+             "images_per_s": n / seconds, **extra}
+        if cuda:
+            r["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+            torch.cuda.reset_peak_memory_stats(device)
+        print(f"{name:<20}{what:<10}{r['images_per_s']:>12.1f} img/s"
+              + (f"{r['peak_gpu_mib']:>10.0f} MiB" if cuda else ""), flush=True)
+        return r
+
+    # embed
+    bb.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+        fmap, stats = bb.forward_with_stats(x)
+
+        def embed():
+            bb.forward_with_stats(x)
+        rows.append(row("embed", _timed(embed, args.steps, args.warmup, device), args.steps * args.batch))
+
+    # head on stored maps (the frozen-backbone recipe)
+    maps, st = fmap.float().detach(), stats.float().detach()
+    head = _head(maps.shape[1], st.shape[1], device)
+    opt = torch.optim.AdamW(head.parameters(), lr=4e-4)
+    y = _targets(args.batch, device, g)
+    head.train()
+
+    def head_step():
+        loss = 0.0
+        for logits in head(maps, st, paths=True):
+            loss = loss + masked_multitask_loss(logits, y, label_smoothing=0.1)[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    rows.append(row("head", _timed(head_step, args.steps, args.warmup, device), args.steps * args.batch))
+
+    # end-to-end fine-tuning
+    model = MultiTaskCRNN(bb, _head(maps.shape[1], st.shape[1], device)).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=cuda)
+
+    def finetune_step():
+        with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+            loss, _ = masked_multitask_loss(model(x), y, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    steps = max(1, args.steps // (1 if cuda else 2))
+    rows.append(row("finetune", _timed(finetune_step, steps, args.warmup, device), steps * args.batch))
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbones", default="mobilenet_v2,efficientnet_lite0,resnet50")
+    ap.add_argument("--batch", type=int, default=None, help="images per step (default 128 on CUDA, 16 on CPU)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row (default 30 on CUDA, 4 on CPU)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--size", type=int, default=None, help="input size (default: each backbone's own)")
+    ap.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    args = ap.parse_args()
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    args.batch = args.batch or (128 if cuda else 16)
+    args.steps = args.steps or (30 if cuda else 4)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        what = torch.cuda.get_device_name(device)
+    else:
+        what = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"device: {device} ({what}); torch {torch.__version__}; batch {args.batch}, {args.steps} timed steps")
+    print(f"{'backbone':<20}{'what':<10}{'throughput':>18}" + (f"{'peak mem':>10}" if cuda else ""))
+    rows = []
+    for name in args.backbones.split(","):
+        rows += bench_backbone(name.strip(), args, device)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": what, "torch": torch.__version__, "cpus": os.cpu_count(),
+                                               "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
