@@ -70,7 +70,7 @@ def _timed(step, steps: int, warmup: int, device: torch.device) -> float:
 
 
 def _head(in_ch: int, stats_dim: int, device: torch.device) -> CRNNHead:
-    d = TrainConfig(catalog="", out="")
+    d = TrainConfig  # the training defaults (dataclass fields with defaults are class attributes)
     return CRNNHead(in_ch, TASKS, proj=d.proj, hidden=d.hidden, layers=d.layers, pool=d.pool, dropout=d.dropout,
                     use_lstm=d.use_lstm, linear_path=True, linear_dropout=d.linear_dropout,
                     stats_dim=stats_dim).to(device)

@@ -329,3 +329,9 @@ def test_validation_loss_is_the_mean_over_tasks_of_each_tasks_log_loss():
     want = (-(np.log(0.5) + np.log(0.1)) / 2 - np.log(0.5)) / 2
     assert abs(_val_loss(P, y) - want) < 1e-9
     assert _val_loss({"a": P["a"]}, {"a": torch.tensor([-1, -1, -1])}) is None
+
+
+def test_an_unknown_selection_criterion_stops_before_any_work(demo, tmp_path):
+    with pytest.raises(ValueError, match="select_by must be one of loss, macro_f1"):
+        train(_cfg(demo, tmp_path / "x", select_by="accuracy"), log=lambda *a: None)
+    assert not (tmp_path / "x").exists()

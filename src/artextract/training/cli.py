@@ -123,7 +123,7 @@ def register(sub) -> None:
     p.add_argument("--weights", default=None, help="backbone weights file (.pth or .safetensors)")
     p.add_argument("--image-size", type=int, default=None, help="backbone input size (default: the backbone's)")
     p.add_argument("--cache-size", type=int, default=256, help="prepared-image cache size (default 256)")
-    from .config import TrainConfig
+    from .config import SELECT_BY, TrainConfig
 
     d = TrainConfig("", "")  # one source of truth for the defaults
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -145,7 +145,7 @@ def register(sub) -> None:
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--ordinal-weight", type=float, default=d.ordinal_weight,
                    help="EMD loss weight for ordered tasks (0: off)")
-    p.add_argument("--select-by", choices=["loss", "macro_f1"], default=d.select_by,
+    p.add_argument("--select-by", choices=list(SELECT_BY), default=d.select_by,
                    help="what chooses the best epoch and stops early: the validation log loss (default; smooth) "
                    "or the tasks' mean validation macro-F1 (noisy on a small validation set)")
     p.add_argument("--patience", type=int, default=d.patience,

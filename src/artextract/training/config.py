@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from ..data.cache import DEFAULT_SIZE
 
+SELECT_BY = ("loss", "macro_f1")  # early-stopping criteria: validation log loss, or mean macro-F1
+
 
 @dataclass
 class TrainConfig:

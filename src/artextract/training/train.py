@@ -35,7 +35,7 @@ from ..data.tabular import stratified_split
 from ..models.backbones import create_backbone
 from ..models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
 from ..models.features import default_device, extract_features, images_to_tensor, normalize
-from .config import TrainConfig
+from .config import SELECT_BY, TrainConfig
 from .metrics import task_metrics
 
 CONFIG = "config.json"
@@ -152,9 +152,7 @@ def _score(metrics: dict, val_loss: float | None, how: str) -> float:
     which on a small validation set jumps with a handful of paintings of a rare class)."""
     if how == "loss":
         return -val_loss if val_loss is not None else 0.0
-    if how == "macro_f1":
-        return _macro_f1(metrics)
-    raise ValueError(f"select_by must be 'loss' or 'macro_f1', not {how!r}")
+    return _macro_f1(metrics)
 
 
 def _best_epoch(history: list[dict]) -> int:
@@ -164,6 +162,8 @@ def _best_epoch(history: list[dict]) -> int:
 
 # ---------------------------------------------------------------------- the recipe
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
+    if cfg.select_by not in SELECT_BY:
+        raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}, not {cfg.select_by!r}")
     rank, world = _dist_env()
     is_main = rank == 0
     say = log if is_main else (lambda *a, **k: None)
