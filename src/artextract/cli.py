@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"artextract {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument("-v", "--verbose", dest="log_verbose", action="store_true", help="show debug messages on stderr")
+    parser.add_argument("-q", "--quiet", dest="log_quiet", action="store_true",
+                        help="show only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is None:
@@ -58,7 +60,9 @@ def add_command(sub, name: str, help: str, example: str, description: str | None
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    level = logging.DEBUG if args.log_verbose else logging.WARNING if args.log_quiet else logging.INFO
+    # messages and progress go to stderr; stdout carries results only
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -6,6 +6,7 @@ without finished pixels are decoded) and safe to kill at any moment (see ``store
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -18,6 +19,8 @@ from tqdm.auto import tqdm
 from .catalog import Catalog
 from .images import ImageLoadError, SkipReport, load_image, resize_center_crop
 from .store import SlotStore
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 256
 
@@ -126,7 +129,7 @@ class PreparedCache:
 
 
 def ensure_prepared(catalog: Catalog, size: int = DEFAULT_SIZE, cache_dir: str | os.PathLike | None = None,
-                    progress: bool = True, log=print) -> PreparedCache:
+                    progress: bool = True, log=logger.info) -> PreparedCache:
     """Open the cache for ``catalog`` and prepare whatever is missing (saying so)."""
     cache = PreparedCache(cache_dir or default_cache_dir(catalog), size)
     missing = cache.store.todo(catalog.df["id"].tolist())

@@ -11,6 +11,7 @@ backbone draws one of them per painting and epoch, a cheap but real augmentation
 """
 from __future__ import annotations
 
+import logging
 import hashlib
 import sys
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from ..data.catalog import Catalog
 from ..data.images import SkipReport
 from ..data.store import SlotStore
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone, default_size, default_taps
+
+logger = logging.getLogger(__name__)
 
 VIEWS = ("center", "flip")
 
@@ -104,7 +107,7 @@ def _store_name(backbone: str, image_size: int, view: str, weights: str | None, 
 def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2", *, pretrained: bool = True,
                      weights: str | None = None, image_size: int | None = None, view: str = "center",
                      cache_size: int = DEFAULT_SIZE, cache_dir: str | None = None, batch_size: int = 32,
-                     progress: bool = True, log=print, device: torch.device | None = None,
+                     progress: bool = True, log=logger.info, device: torch.device | None = None,
                      seed: int = 0) -> FeatureSet:
     """Compute (or reuse) the feature maps of every prepared catalogue image; builds the
     prepared-image cache first if it is missing (and says so)."""

@@ -7,6 +7,7 @@ features or from a trained run's embedding.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -15,6 +16,8 @@ import pandas as pd
 
 from ..data.catalog import Catalog, CatalogError
 from . import methods as M
+
+logger = logging.getLogger(__name__)
 
 LABEL_METHODS = ("zscore", "mahalanobis", "knn", "cleanlab")
 METHODS = LABEL_METHODS + ("novelty",)
@@ -69,7 +72,7 @@ def parse_backbones(spec: str) -> list[str]:
 
 
 def backbone_features(catalog: Catalog, backbone: str = "mobilenet_v2", *, flip: bool = False,
-                      pretrained: bool = True, style_stats: bool = True, progress: bool = True, log=print,
+                      pretrained: bool = True, style_stats: bool = True, progress: bool = True, log=logger.info,
                       **kwargs) -> Features:
     """Pooled backbone features of every painting whose image could be read, from the feature
     cache (computed where missing). ``backbone`` may join several names with ``+``
@@ -145,7 +148,7 @@ def find_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
                       folds: int = 5, seed: int = 0, C: float = 1e-3, repeats: int = 1,
                       weights: dict[str, float] | None = None, n_evidence: int = 5,
                       backbone: str = "mobilenet_v2", extra_views: list[np.ndarray] | None = None,
-                      context: Sequence[str] | str | None = "auto", progress: bool = False, log=print
+                      context: Sequence[str] | str | None = "auto", progress: bool = False, log=logger.info
                       ) -> pd.DataFrame:
     """Score every painting that has a ``task`` label for how likely the label is wrong.
 

@@ -13,6 +13,7 @@ distance is in the table.
 """
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data.catalog import Catalog
+
+logger = logging.getLogger(__name__)
 
 # Thresholds, checked on the WikiArt sample (its two true duplicate pairs: pHash 0 / dHash 3 /
 # cosine 0.99 and pHash 6 / dHash 6 / cosine 0.93; the closest unrelated pairs: dHash 3-5 with
@@ -55,7 +58,7 @@ def _pack(h) -> np.ndarray:
     return np.packbits(np.asarray(h.hash, dtype=bool).ravel())
 
 
-def image_hashes(catalog: Catalog, *, size: int = 256, progress: bool = True, log=print) -> Hashes:
+def image_hashes(catalog: Catalog, *, size: int = 256, progress: bool = True, log=logger.info) -> Hashes:
     """pHash and dHash of every prepared image (the cache is built where missing)."""
     import imagehash
     from PIL import Image
@@ -119,7 +122,7 @@ def relation(split_a: str, split_b: str) -> str:
 def find_duplicates(catalog: Catalog, *, hashes: Hashes | None = None, features: np.ndarray | None = None,
                     feature_ids: list[str] | None = None, backbone: str | None = "mobilenet_v2",
                     phash_max: int = PHASH_MAX, dhash_max: int = DHASH_MAX, cosine_min: float = COSINE_MIN,
-                    progress: bool = True, log=print) -> pd.DataFrame:
+                    progress: bool = True, log=logger.info) -> pd.DataFrame:
     """Pairs of paintings that look like the same picture, with their hash distances and embedding
     cosine; ``relation`` says ``within train`` / ``within val`` / ``leak train/val`` ...
 

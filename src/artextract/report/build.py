@@ -5,6 +5,7 @@ Everything (pictures included) is inlined, so ``report.html`` can be mailed or o
 """
 from __future__ import annotations
 
+import logging
 import base64
 import html
 import io
@@ -18,6 +19,8 @@ from PIL import Image
 
 from ..data.catalog import Catalog
 from ..data.images import ImageLoadError, load_image, resize_center_crop
+
+logger = logging.getLogger(__name__)
 
 SECTIONS = ("metrics", "confusion", "map", "outliers", "similar", "next")
 
@@ -109,7 +112,7 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
                  outliers_csv: str | Path | list | None = None, index_dir: str | Path | None = None,
                  split: str = "val", color_task: str | None = None, n_outliers: int = 12, n_queries: int = 4,
                  k: int = 6, seed: int = 0, title: str | None = None, next_steps: list[str] | None = None,
-                 log=print) -> Path:
+                 log=logger.info) -> Path:
     """Write ``out_dir/report.html`` and return its path."""
     out_dir = Path(out_dir)
     assets = out_dir / "report_assets"

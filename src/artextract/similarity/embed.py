@@ -13,6 +13,7 @@ catalogue image given as a file lands on (almost) the same vector as its indexed
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -24,6 +25,8 @@ from PIL import Image
 from ..data.cache import DEFAULT_SIZE
 from ..data.catalog import Catalog
 from ..data.images import SkipReport, load_image, resize_center_crop
+
+logger = logging.getLogger(__name__)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -48,7 +51,7 @@ class Embedder:
     LENIENT = ("image_size",)  # None there means "the backbone's default"
 
     def embed_catalog(self, catalog: Catalog, ids: Sequence[str] | None = None, *, progress: bool = True,
-                      log=print) -> tuple[list[str], np.ndarray, SkipReport]:
+                      log=logger.info) -> tuple[list[str], np.ndarray, SkipReport]:
         raise NotImplementedError
 
     def embed_images(self, images: Sequence) -> np.ndarray:
@@ -105,7 +108,7 @@ class BackboneEmbedder(Embedder):
             x = x - self.mean
         return l2_normalize(x)
 
-    def embed_catalog(self, catalog, ids=None, *, progress=True, log=print):
+    def embed_catalog(self, catalog, ids=None, *, progress=True, log=logger.info):
         from ..models.features import extract_features
 
         fs = extract_features(catalog, self.backbone, pretrained=self.pretrained, weights=self.weights,
@@ -187,7 +190,7 @@ class RunEmbedder(Embedder):
     def to_meta(self) -> dict:
         return {"kind": self.kind, "run": self.run_dir}
 
-    def embed_catalog(self, catalog, ids=None, *, progress=True, log=print):
+    def embed_catalog(self, catalog, ids=None, *, progress=True, log=logger.info):
         sub = catalog
         if ids is not None:
             want = set(ids)
@@ -222,7 +225,7 @@ class PrecomputedEmbedder(Embedder):
     def to_meta(self) -> dict:
         return {"kind": self.kind, "description": self.description}
 
-    def embed_catalog(self, catalog, ids=None, *, progress=True, log=print):
+    def embed_catalog(self, catalog, ids=None, *, progress=True, log=logger.info):
         raise RuntimeError(f"this index holds {self.description}; it cannot embed new paintings")
 
     def embed_images(self, images):

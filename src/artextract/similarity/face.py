@@ -12,6 +12,7 @@ paintings the ``same_person`` flag of a result is only a hint). Descriptors of t
 """
 from __future__ import annotations
 
+import logging
 import importlib.util
 import threading
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .records import RecordStore, decode_array, encode_array, index_items
+
+logger = logging.getLogger(__name__)
 
 DETECTOR_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 RECOGNIZER_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
@@ -131,7 +134,7 @@ def _record(model: FaceModel, path: str | None) -> dict:
 class FaceIndex:
     """The face descriptors of an index's paintings, as one matrix for search."""
 
-    def __init__(self, index, catalog=None, *, progress: bool = True, log=print):
+    def __init__(self, index, catalog=None, *, progress: bool = True, log=logger.info):
         self.index = index
         self.model = face_model()
         self.store = RecordStore(Path(index.path) / "faces", self.model.settings)
@@ -139,7 +142,7 @@ class FaceIndex:
         self._version = -1
         self.update(progress=progress, log=log)
 
-    def update(self, progress: bool = True, log=print) -> int:
+    def update(self, progress: bool = True, log=logger.info) -> int:
         """Detect faces in indexed paintings that have no record yet (says so); returns how many."""
         n = self.store.build(index_items(self.index, self.catalog), lambda p: _record(self.model, p),
                              what="detecting faces", progress=progress, log=log)
@@ -201,7 +204,7 @@ class FaceIndex:
         return out
 
 
-def face_index(index, catalog=None, progress: bool = True, log=print) -> FaceIndex:
+def face_index(index, catalog=None, progress: bool = True, log=logger.info) -> FaceIndex:
     """The (cached) :class:`FaceIndex` of ``index``, brought up to date with its paintings."""
     with index._lock:  # one builder per index, even when a web server asks from several threads
         fi = index._aux.get("faces")

@@ -26,6 +26,7 @@ Adding paintings to a saved index (:meth:`EmbeddingIndex.add`, ``artextract inde
 """
 from __future__ import annotations
 
+import logging
 import datetime as _dt
 import json
 import math
@@ -37,6 +38,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .embed import Embedder, PrecomputedEmbedder, embedder_from_meta, l2_normalize
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_TYPES = ("flat", "ivf", "hnsw")
@@ -411,7 +414,7 @@ def _write_json(path: Path, obj, indent: int | None = None) -> None:
 
 # ---------------------------------------------------------------------- catalogue -> index
 def index_catalog(catalog, embedder: Embedder, out: str | os.PathLike | None = None, *,
-                  index_type: str = "flat", rebuild: bool = False, progress: bool = True, log=print,
+                  index_type: str = "flat", rebuild: bool = False, progress: bool = True, log=logger.info,
                   **params) -> tuple[EmbeddingIndex, dict]:
     """Build an index of ``catalog`` at ``out``, or add the catalogue's new paintings to the index
     already there. Returns the index and a summary ``{"added", "already", "skipped", "created"}``."""

@@ -18,6 +18,7 @@ paintings live in ``INDEX/poses/`` and are computed the first time pose search n
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -27,6 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .records import RecordStore, index_items
+
+logger = logging.getLogger(__name__)
 
 N_KEYPOINTS = 33
 MIN_VISIBILITY = 0.5
@@ -165,7 +168,7 @@ def _record(model: PoseModel, path: str | None) -> dict:
 class PoseIndex:
     """The keypoints of an index's paintings, as arrays for search."""
 
-    def __init__(self, index, catalog=None, *, progress: bool = True, log=print):
+    def __init__(self, index, catalog=None, *, progress: bool = True, log=logger.info):
         self.index = index
         self.model = pose_model()
         self.store = RecordStore(Path(index.path) / "poses", self.model.settings)
@@ -173,7 +176,7 @@ class PoseIndex:
         self._version = -1
         self.update(progress=progress, log=log)
 
-    def update(self, progress: bool = True, log=print) -> int:
+    def update(self, progress: bool = True, log=logger.info) -> int:
         n = self.store.build(index_items(self.index, self.catalog), lambda p: _record(self.model, p),
                              what="finding body poses", progress=progress, log=log)
         self._arrays()
@@ -225,7 +228,7 @@ class PoseIndex:
         return out
 
 
-def pose_index(index, catalog=None, progress: bool = True, log=print) -> PoseIndex:
+def pose_index(index, catalog=None, progress: bool = True, log=logger.info) -> PoseIndex:
     """The (cached) :class:`PoseIndex` of ``index``, brought up to date with its paintings."""
     with index._lock:  # one builder per index, even when a web server asks from several threads
         pi = index._aux.get("poses")

@@ -7,6 +7,7 @@ made with other settings are set aside and rebuilt, never mixed.
 """
 from __future__ import annotations
 
+import logging
 import base64
 import json
 import os
@@ -16,6 +17,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
 
 
 def encode_array(a: np.ndarray) -> str:
@@ -80,7 +83,7 @@ class RecordStore:
         self.version += 1
 
     def build(self, items: Sequence[tuple[str, str | None]], compute: Callable[[str | None], dict], *,
-              what: str, progress: bool = True, log=print, batch: int = 32) -> int:
+              what: str, progress: bool = True, log=logger.info, batch: int = 32) -> int:
         """Compute the records of ``(id, image path)`` pairs not in the store; returns how many."""
         todo = [(k, p) for k, p in items if k not in self.records]
         if not todo:

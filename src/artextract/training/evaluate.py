@@ -1,6 +1,7 @@
 """Evaluate a run on a catalogue split: metrics.json, confusion matrices, per-class tables."""
 from __future__ import annotations
 
+import logging
 import csv
 import json
 from pathlib import Path
@@ -11,8 +12,10 @@ from ..data.catalog import Catalog, CatalogError
 from .inference import Run
 from .metrics import per_class_table, plot_confusion, task_metrics
 
+logger = logging.getLogger(__name__)
 
-def evaluation_ids(run: Run, cat: Catalog, split: str, log=print) -> list[str]:
+
+def evaluation_ids(run: Run, cat: Catalog, split: str, log=logger.info) -> list[str]:
     ids = cat.df.loc[cat.df["split"] == split, "id"].tolist()
     if ids:
         return ids
@@ -31,7 +34,7 @@ def evaluation_ids(run: Run, cat: Catalog, split: str, log=print) -> list[str]:
                        f"{sorted(cat.df['split'].unique())}")
 
 
-def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | None = None, log=print,
+def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | None = None, log=logger.info,
              progress: bool = True) -> dict:
     ids = evaluation_ids(run, cat, split, log)
     sub = cat.subset(cat.df["id"].isin(set(ids)))

@@ -1,6 +1,7 @@
 """A trained run, loaded for prediction and embedding: ``Run.load(run_dir)``."""
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 from pathlib import Path
@@ -16,6 +17,8 @@ from ..models.backbones import Backbone, create_backbone
 from ..models.crnn import CRNNHead, MultiTaskCRNN
 from ..models.features import default_device, extract_features, images_to_tensor
 from .train import CONFIG, MODEL
+
+logger = logging.getLogger(__name__)
 
 
 class Run:
@@ -62,7 +65,7 @@ class Run:
             self._backbone = net.to(self.device).eval()
         return self._backbone
 
-    def _feature_set(self, catalog: Catalog, progress: bool = True, log=print):
+    def _feature_set(self, catalog: Catalog, progress: bool = True, log=logger.info):
         b = self.config["backbone"]
         src = self.backbone if self.finetuned else b["name"]
         return extract_features(catalog, src, pretrained=b["pretrained"], weights=b.get("weights"),
@@ -83,7 +86,7 @@ class Run:
     def _images_over(self, images: list):
         return MultiTaskCRNN(self.backbone, self.head).embed_and_logits(self._tensor(images))
 
-    def predict_catalog(self, catalog: Catalog, progress: bool = True, log=print) -> tuple[list[str], dict[str, np.ndarray]]:
+    def predict_catalog(self, catalog: Catalog, progress: bool = True, log=logger.info) -> tuple[list[str], dict[str, np.ndarray]]:
         fs = self._feature_set(catalog, progress, log)
         ids = [k for k, ok in zip(catalog.ids, fs.available(catalog.ids)) if ok]
         probs: dict[str, list] = {t: [] for t in self.tasks}
@@ -110,7 +113,7 @@ class Run:
         post = post / np.sqrt(len(self.tasks))
         return _l2(np.concatenate([zn, post], axis=1))
 
-    def embed_catalog(self, catalog: Catalog, progress: bool = True, log=print,
+    def embed_catalog(self, catalog: Catalog, progress: bool = True, log=logger.info,
                       posteriors: bool = True) -> tuple[list[str], np.ndarray]:
         """L2-normalised embeddings of the catalogue's paintings (see :meth:`_embedding`). Outlier
         detection asks for ``posteriors=False``: the posteriors of a painting the run trained on

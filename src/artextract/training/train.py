@@ -15,6 +15,7 @@ Under ``torchrun`` the same code trains with DistributedDataParallel (gloo on CP
 """
 from __future__ import annotations
 
+import logging
 import json
 import math
 import os
@@ -38,6 +39,8 @@ from ..models.features import default_device, extract_features, images_to_tensor
 from .config import SELECT_BY, TrainConfig
 from .metrics import task_metrics
 
+logger = logging.getLogger(__name__)
+
 CONFIG = "config.json"
 MODEL = "model.safetensors"      # best weights so far
 LAST = "last.safetensors"        # weights at the end of the last finished epoch
@@ -60,7 +63,7 @@ def _barrier(world: int) -> None:
 
 
 # ---------------------------------------------------------------------- data selection
-def select_rows(cat: Catalog, tasks: list[str], cfg: TrainConfig, log=print) -> tuple[list[str], list[str], str]:
+def select_rows(cat: Catalog, tasks: list[str], cfg: TrainConfig, log=logger.info) -> tuple[list[str], list[str], str]:
     """Training and validation ids, and a sentence saying how validation was chosen."""
     df = cat.df
     labelled = df[tasks].notna()
@@ -161,7 +164,7 @@ def _best_epoch(history: list[dict]) -> int:
 
 
 # ---------------------------------------------------------------------- the recipe
-def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
+def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
     if cfg.select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}, not {cfg.select_by!r}")
     rank, world = _dist_env()
