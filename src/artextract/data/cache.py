@@ -2,7 +2,9 @@
 
 ``<cache_dir>/s<size>/`` is a :class:`~artextract.data.store.SlotStore` of ``[size, size, 3]``
 uint8 images (shorter side resized to ``size``, centre square kept). It is incremental (only ids
-without finished pixels are decoded) and safe to kill at any moment (see ``store.py``).
+without finished pixels are decoded) and safe to kill at any moment (see ``store.py``). A job that
+prepares holds the cache's lock (a second one waits for it, then finds the work done); under
+``torchrun`` every rank decodes its share of the images into the one cache.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .catalog import Catalog
+from .. import distributed
 from .images import ImageLoadError, SkipReport, load_image, resize_center_crop
+from .lock import job_lock
 from .store import SlotStore
 
 logger = logging.getLogger(__name__)
@@ -83,21 +87,53 @@ class PreparedCache:
         self.store.forget_failures()
 
     def prepare(self, catalog: Catalog, *, workers: int | None = None, batch: int = 64,
-                progress: bool = True, limit: int | None = None) -> PrepareResult:
-        """Decode every catalogue image not yet in the cache. ``limit`` stops after that many
-        (used by tests to simulate an interrupted run)."""
+                progress: bool = True, limit: int | None = None, rank: int = 0, world: int = 1) -> PrepareResult:
+        """Decode every catalogue image not yet in the cache, holding the cache's lock.
+
+        Parameters
+        ----------
+        catalog : Catalog
+            The paintings to prepare.
+        workers : int, optional
+            Decoding processes (default: up to 4).
+        progress : bool
+            Show a progress bar on stderr.
+        limit : int, optional
+            Stop after that many images (as an interrupted run would).
+        rank, world : int
+            This process's rank and the number of ranks under torchrun: rank ``r`` decodes ``todo[r::world]``.
+
+        Returns
+        -------
+        PrepareResult
+            Counts of images added and already there, and the report of those that failed.
+        """
+        with job_lock(self.dir, "prepared-image cache", rank):
+            return self._prepare(catalog, workers=workers, batch=batch, progress=progress, limit=limit,
+                                 rank=rank, world=world)
+
+    def _prepare(self, catalog: Catalog, *, workers, batch, progress, limit, rank, world) -> PrepareResult:
         ids = catalog.df["id"].tolist()
         paths = dict(zip(ids, (str(p) for p in catalog.image_paths())))
-        todo = self.store.todo(ids)
+        if rank == 0:
+            self.store.reload()  # what another job finished while this one waited for the lock
+            todo = self.store.todo(ids)
+            self.store.reserve(todo)
+        distributed.barrier(world)
+        if rank != 0:
+            self.store.reload()
+            self.store.shard(rank)
+        todo = distributed.broadcast(todo if rank == 0 else None, world)
         already = sum(1 for k in ids if self.store.has(k))
         report = SkipReport("prepare")
         for k in ids:
             if k in self.store.failures:
                 report.add(k, self.store.failures[k])
-        self.store.reserve(todo)
+        todo = todo[rank::world]
         if limit is not None:
             todo = todo[:limit]
         if not todo:
+            self._merge(world, rank, report)
             return PrepareResult(0, already, report)
         workers = workers or min(4, os.cpu_count() or 1)
         args = [(k, paths[k], self.size) for k in todo]
@@ -125,17 +161,34 @@ class PreparedCache:
         finally:
             self.store.flush()
             bar.close()
+        self._merge(world, rank, report)
         return PrepareResult(added, already, report)
+
+    def _merge(self, world: int, rank: int, report: SkipReport) -> None:
+        """Under torchrun: wait for every rank, then rank 0 folds their failures into the store."""
+        if world == 1:
+            return
+        distributed.barrier(world)
+        if rank == 0:
+            self.store.merge_failure_shards()
+            seen = {r["id"] for r in report.skipped}
+            for k, why in self.store.failures.items():
+                if k not in seen:
+                    report.add(k, why)
+        distributed.barrier(world)
 
 
 def ensure_prepared(catalog: Catalog, size: int = DEFAULT_SIZE, cache_dir: str | os.PathLike | None = None,
-                    progress: bool = True, log=logger.info) -> PreparedCache:
-    """Open the cache for ``catalog`` and prepare whatever is missing (saying so)."""
+                    progress: bool = True, log=logger.info, rank: int = 0, world: int = 1) -> PreparedCache:
+    """Open the cache for ``catalog`` and prepare whatever is missing (saying so); under torchrun every
+    rank prepares its share (``rank``/``world``), and every rank returns the whole cache."""
     cache = PreparedCache(cache_dir or default_cache_dir(catalog), size)
-    missing = cache.store.todo(catalog.df["id"].tolist())
+    missing = distributed.broadcast(len(cache.store.todo(catalog.df["id"].tolist())) if rank == 0 else None, world)
     if missing:
-        log(f"preparing {len(missing)} image(s) not yet in the {size}px cache at {cache.dir}")
-        res = cache.prepare(catalog, progress=progress)
-        if len(res.failed):
+        log(f"preparing {missing} image(s) not yet in the {size}px cache at {cache.dir}")
+        res = cache.prepare(catalog, progress=progress and rank == 0, rank=rank, world=world)
+        if len(res.failed) and rank == 0:
             log(res.failed.summary())
+        if rank != 0:
+            cache.store.reload()
     return cache

@@ -9,6 +9,11 @@ Layout of a store directory::
     index.json   {"item_shape": [...], "dtype": "...", "ids": [...], "capacity": N, "meta": {...}}
     failures.json  {id: reason}
 
+Concurrent writers: a job holds the store's lock (:mod:`artextract.data.lock`) while it writes; under
+``torchrun`` rank 0 reserves the slots of every id to do, and each rank then writes the data and status
+bytes of its own disjoint slots (``MAP_SHARED`` maps of one file share the page cache) and its failures to
+``failures.rank<R>.json``, which rank 0 merges into ``failures.json`` (:meth:`SlotStore.merge_failure_shards`).
+
 Safety against interruption: ids are given slots and ``index.json`` is replaced atomically *before*
 data is written; data of a batch is flushed *before* its status bytes are set and flushed. A job
 killed at any point leaves slots with status 0, which the next run redoes; a slot marked 1 always
@@ -34,6 +39,11 @@ class SlotStore:
         self.item_shape = tuple(int(s) for s in item_shape)
         self.dtype = np.dtype(dtype)
         self.meta = meta or {}
+        self.failure_file = "failures.json"
+        self._pending: list[int] = []
+        self._load_index(meta)
+
+    def _load_index(self, meta: dict | None = None) -> None:
         idx_path = self.dir / "index.json"
         if idx_path.exists():
             info = json.loads(idx_path.read_text())
@@ -51,8 +61,30 @@ class SlotStore:
         self.slot = {k: i for i, k in enumerate(self.ids)}
         fail_path = self.dir / "failures.json"
         self.failures: dict[str, str] = json.loads(fail_path.read_text()) if fail_path.exists() else {}
-        self._pending: list[int] = []
         self._open()
+
+    def reload(self) -> None:
+        """Re-read the index and failures from disk (another job or rank may have written them); data
+        put but not yet flushed is flushed first, and failures not yet flushed are dropped."""
+        self._flush_data()
+        self.data = self.status = None  # type: ignore[assignment]
+        self._load_index()
+
+    def shard(self, rank: int) -> None:
+        """Write this process's failures to its own file (rank ``rank`` of a distributed job)."""
+        if rank:
+            self.failure_file = f"failures.rank{rank}.json"
+            self.failures = {}
+
+    def merge_failure_shards(self) -> None:
+        """Fold every rank's failures file into ``failures.json`` (rank 0, after the ranks are done)."""
+        shards = sorted(self.dir.glob("failures.rank*.json"))
+        for p in shards:
+            self.failures.update(json.loads(p.read_text()))
+        if shards:
+            self._write_json("failures.json", self.failures)
+            for p in shards:
+                p.unlink()
 
     # ------------------------------------------------------------------ files
     def _open(self) -> None:
@@ -69,7 +101,7 @@ class SlotStore:
         self.status = np.memmap(self.dir / "status.u8", np.uint8, "r+", shape=(self.capacity,))
 
     def _write_json(self, name: str, obj) -> None:
-        tmp = self.dir / (name + ".tmp")
+        tmp = self.dir / f"{name}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(obj))
         os.replace(tmp, self.dir / name)
 
@@ -78,7 +110,7 @@ class SlotStore:
         new = [k for k in dict.fromkeys(ids) if k not in self.slot]
         if not new:
             return
-        self.flush()
+        self._flush_data()
         for i, k in enumerate(new, len(self.ids)):
             self.slot[k] = i
         self.ids = self.ids + new
@@ -129,14 +161,17 @@ class SlotStore:
         self.failures[item_id] = reason
 
     def flush(self) -> None:
-        """Make everything put so far durable, data first, then status."""
+        """Make everything put so far durable, data first, then status, then the failures."""
+        self._flush_data()
+        self._write_json(self.failure_file, self.failures)
+
+    def _flush_data(self) -> None:
         if self._pending and isinstance(self.data, np.memmap):
             self.data.flush()
             self.status[self._pending] = OK
             self.status.flush()
         self._pending.clear()
-        self._write_json("failures.json", self.failures)
 
     def forget_failures(self) -> None:
         self.failures = {}
-        self._write_json("failures.json", {})
+        self._write_json(self.failure_file, {})

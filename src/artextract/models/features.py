@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import hashlib
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data.cache import DEFAULT_SIZE, PreparedCache, default_cache_dir, ensure_prepared
 from ..data.catalog import Catalog
 from ..data.images import SkipReport
+from ..data.lock import job_lock
 from ..data.store import SlotStore
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone, default_size, default_taps
 
@@ -103,18 +106,50 @@ def _store_name(backbone: str, image_size: int, view: str, weights: str | None, 
     return f"{tag}-{image_size}-{view}"
 
 
+def _open_stores(sdir: Path, meta: dict) -> tuple[SlotStore, SlotStore, SlotStore | None]:
+    """The existing maps, pooled and (if any) statistics stores of a feature folder."""
+    info = json.loads((sdir / "maps" / "index.json").read_text())
+    maps = SlotStore(sdir / "maps", info["item_shape"], np.float16, meta)
+    pooled = SlotStore(sdir / "pooled", info["item_shape"][:1], np.float32, meta)
+    stats = None
+    if (sdir / "stats" / "index.json").exists():
+        sinfo = json.loads((sdir / "stats" / "index.json").read_text())
+        stats = SlotStore(sdir / "stats", sinfo["item_shape"], np.float32, meta)
+    return maps, pooled, stats
+
+
 @torch.no_grad()
 def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2", *, pretrained: bool = True,
                      weights: str | None = None, image_size: int | None = None, view: str = "center",
                      cache_size: int = DEFAULT_SIZE, cache_dir: str | None = None, batch_size: int = 32,
                      progress: bool = True, log=logger.info, device: torch.device | None = None,
-                     seed: int = 0) -> FeatureSet:
+                     seed: int = 0, rank: int = 0, world: int = 1) -> FeatureSet:
     """Compute (or reuse) the feature maps of every prepared catalogue image; builds the
-    prepared-image cache first if it is missing (and says so)."""
+    prepared-image cache first if it is missing (and says so).
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The paintings.
+    backbone : str or Backbone
+        A registered backbone name (``artextract backbones``) or a loaded one.
+    pretrained, weights, seed
+        Pretrained weights, a weights file, or (``pretrained=False``) a random init fixed by ``seed``.
+    view : {"center", "flip"}
+        The centre crop or its mirror image.
+    rank, world : int
+        Under torchrun: every rank computes ``todo[rank::world]`` into the one store (rank 0 holds its
+        lock and reserves the slots), and every rank returns the whole feature set.
+
+    Returns
+    -------
+    FeatureSet
+        The maps, pooled vectors and style statistics of every prepared painting.
+    """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}")
     root = Path(cache_dir) if cache_dir else default_cache_dir(catalog)
-    cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log)
+    cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log, rank=rank, world=world)
     name = backbone if isinstance(backbone, str) else backbone.name
     net: Backbone | None = backbone if isinstance(backbone, Backbone) else None
     # the input size is known without loading weights, so a fully cached store costs no model load
@@ -131,67 +166,97 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     sdir = root / "features" / _store_name(name, size, view, weights, pretrained, seed)
     meta = {"backbone": name, "image_size": size, "view": view, "pretrained": bool(pretrained),
             "weights": str(weights) if weights else None}
+    with job_lock(sdir, "feature store", rank):
+        plan = None
+        if rank == 0:
+            net, plan = _plan(sdir, meta, ids, name, size, pretrained, weights, seed, net, cache, device)
+        distributed.barrier(world)
+        plan = distributed.broadcast(plan, world)
+        maps, pooled, stats = _open_stores(sdir, meta)
+        if not plan:
+            return FeatureSet(maps, pooled, name, size, view, skipped, stats)
+        stats = stats if plan["stats"] else None
+        if net is None:
+            torch.manual_seed(seed)
+            net = create_backbone(name, pretrained=pretrained, weights=weights)
+        device = device or default_device()
+        net = net.to(device).eval()
+        todo = plan["todo"]
+        mine = todo[rank::world]
+        log(f"computing {name} features ({view}, {size}px) for {len(todo)} painting(s)"
+            + (f" on {world} ranks" if world > 1 else "") + f" -> {sdir}")
+        stores = [s for s in (maps, pooled, stats) if s is not None]
+        bar = tqdm(total=len(mine), desc=f"features {name}", unit="img", disable=not progress or rank != 0,
+                   file=sys.stderr)
+        try:
+            for start in range(0, len(mine), batch_size):
+                chunk = mine[start:start + batch_size]
+                x = images_to_tensor(cache.images[cache.slots(chunk)], size, view).to(device)
+                if device.type == "cuda":
+                    with torch.autocast("cuda", dtype=torch.float16):
+                        fm, sv = net.forward_with_stats(x.contiguous(memory_format=torch.channels_last))
+                    fm = fm.float()
+                else:
+                    fm, sv = net.forward_with_stats(x)
+                pv = fm.mean(dim=(2, 3))
+                fm_np, pv_np, sv_np = fm.cpu().numpy().astype(np.float16), pv.cpu().numpy(), sv.float().cpu().numpy()
+                for j, k in enumerate(chunk):
+                    maps.put(k, fm_np[j])
+                    pooled.put(k, pv_np[j])
+                    if stats is not None:
+                        stats.put(k, sv_np[j])
+                for st in stores:  # maps first; the pooled and stats stores mark the painting as done
+                    st._flush_data()
+                bar.update(len(chunk))
+        finally:
+            for st in stores:
+                st._flush_data()
+            bar.close()
+        distributed.barrier(world)
+        if rank != 0:
+            for st in stores:
+                st.reload()
+    return FeatureSet(maps, pooled, name, size, view, skipped, stats)
+
+
+def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrained: bool, weights, seed: int,
+          net: Backbone | None, cache: PreparedCache, device) -> tuple[Backbone | None, dict | None]:
+    """Rank 0, holding the store's lock: open or create the stores, and reserve the slots of every painting
+    still to do. Returns the (possibly loaded) backbone and ``{"todo": ids, "stats": bool}``, or None when
+    nothing is left to do."""
     taps = net.taps if net is not None else default_taps(name)
     todo_ids = None
     maps = pooled = stats = None
     if (sdir / "maps" / "index.json").exists():
-        import json
-        info = json.loads((sdir / "maps" / "index.json").read_text())
-        maps = SlotStore(sdir / "maps", info["item_shape"], np.float16, meta)
-        pooled = SlotStore(sdir / "pooled", info["item_shape"][:1], np.float32, meta)
+        maps, pooled, stats = _open_stores(sdir, meta)
+        stats = stats if taps else None
         todo = set(pooled.todo(ids))
-        if taps and (sdir / "stats" / "index.json").exists():
-            sinfo = json.loads((sdir / "stats" / "index.json").read_text())
-            stats = SlotStore(sdir / "stats", sinfo["item_shape"], np.float32, meta)
+        if stats is not None:
             todo |= set(stats.todo(ids))
-        elif taps:  # a store from before style statistics: compute them (maps are recomputed alongside)
+        elif taps:  # the store lacks style statistics: compute them (maps are recomputed alongside)
             todo = set(ids)
         todo_ids = [k for k in ids if k in todo]
         if not todo_ids:
-            return FeatureSet(maps, pooled, name, size, view, skipped, stats)
-    if net is None:
-        torch.manual_seed(seed)
-        net = create_backbone(name, pretrained=pretrained, weights=weights)
-    device = device or default_device()
-    net = net.to(device).eval()
-    if maps is None or (net.taps and stats is None):
-        fm0, st0 = net.forward_with_stats(images_to_tensor(cache.images[cache.slots(ids[:1])], size).to(device))
+            return net, None
+    if maps is None or (taps and stats is None):
+        if net is None:
+            torch.manual_seed(seed)
+            net = create_backbone(name, pretrained=pretrained, weights=weights)
+        dev = device or default_device()
+        net = net.to(dev).eval()
+        fm0, st0 = net.forward_with_stats(images_to_tensor(cache.images[cache.slots(ids[:1])], size).to(dev))
         shape = tuple(fm0.shape[1:])
         if maps is None:
             maps = SlotStore(sdir / "maps", shape, np.float16, meta)
             pooled = SlotStore(sdir / "pooled", shape[:1], np.float32, meta)
         stats = SlotStore(sdir / "stats", (st0.shape[1],), np.float32, meta) if st0.shape[1] else None
         todo_ids = todo_ids if todo_ids is not None else pooled.todo(ids)
-    log(f"computing {name} features ({view}, {size}px) for {len(todo_ids)} painting(s) -> {sdir}")
-    stores = [s for s in (maps, pooled, stats) if s is not None]
-    for st in stores:
-        st.reserve(todo_ids)
-    bar = tqdm(total=len(todo_ids), desc=f"features {name}", unit="img", disable=not progress, file=sys.stderr)
-    try:
-        for start in range(0, len(todo_ids), batch_size):
-            chunk = todo_ids[start:start + batch_size]
-            x = images_to_tensor(cache.images[cache.slots(chunk)], size, view).to(device)
-            if device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.float16):
-                    fm, sv = net.forward_with_stats(x.contiguous(memory_format=torch.channels_last))
-                fm = fm.float()
-            else:
-                fm, sv = net.forward_with_stats(x)
-            pv = fm.mean(dim=(2, 3))
-            fm_np, pv_np, sv_np = fm.cpu().numpy().astype(np.float16), pv.cpu().numpy(), sv.float().cpu().numpy()
-            for j, k in enumerate(chunk):
-                maps.put(k, fm_np[j])
-                pooled.put(k, pv_np[j])
-                if stats is not None:
-                    stats.put(k, sv_np[j])
-            for st in stores:  # maps first; the pooled and stats stores mark the painting as done
-                st.flush()
-            bar.update(len(chunk))
-    finally:
-        for st in stores:
-            st.flush()
-        bar.close()
-    return FeatureSet(maps, pooled, name, size, view, skipped, stats)
+    if not todo_ids:
+        return net, None
+    for st in (maps, pooled, stats):
+        if st is not None:
+            st.reserve(todo_ids)
+    return net, {"todo": todo_ids, "stats": stats is not None}
 
 
 def open_cache(catalog: Catalog, size: int = DEFAULT_SIZE) -> PreparedCache:

@@ -37,6 +37,7 @@ from ..models.backbones import create_backbone
 from ..models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
 from ..models.features import default_device, extract_features, images_to_tensor, normalize
 from .config import SELECT_BY, TrainConfig
+from .data import StoredMaps, epoch_order, epoch_seed, eval_loader, train_loader
 from .metrics import task_metrics
 
 logger = logging.getLogger(__name__)
@@ -119,18 +120,19 @@ def _unwrap(m):
     return m.module if hasattr(m, "module") else m
 
 
-def _evaluate_head(head: CRNNHead, maps: torch.Tensor, stats: torch.Tensor | None, y: dict[str, torch.Tensor],
-                   ordered: dict[str, bool], device, batch: int = 256) -> tuple[dict, dict[str, np.ndarray]]:
+def _evaluate_head(head: CRNNHead, ds: StoredMaps, ordered: dict[str, bool], device,
+                   batch: int = 256) -> tuple[dict, dict[str, np.ndarray]]:
+    """Metrics and class probabilities of ``head`` on every painting of ``ds`` (centre view, streamed)."""
     head.eval()
-    probs: dict[str, list] = {t: [] for t in y}
+    probs: dict[str, list] = {t: [] for t in ds.targets}
     with torch.no_grad():
-        for s in range(0, len(maps), batch):
-            sb = stats[s:s + batch].to(device) if stats is not None else None
-            out = head(maps[s:s + batch].to(device).float(), sb)
-            for t in y:
+        for b in eval_loader(ds, batch):
+            sb = b["s"].to(device) if b["s"] is not None else None
+            out = head(b["x"].to(device), sb)
+            for t in probs:
                 probs[t].append(torch.softmax(out[t].float(), 1).cpu().numpy())
     P = {t: np.concatenate(v) if v else np.zeros((0, head.heads[t].out_features)) for t, v in probs.items()}
-    return {t: task_metrics(P[t], y[t].numpy(), ordered[t]) for t in y}, P
+    return {t: task_metrics(P[t], ds.targets[t].numpy(), ordered[t]) for t in probs}, P
 
 
 def _macro_f1(metrics: dict) -> float:
@@ -163,8 +165,92 @@ def _best_epoch(history: list[dict]) -> int:
     return max(history, key=lambda h: h.get("score", h["val_macro_f1"]))["epoch"]
 
 
+def _load_state(out: Path, resume: bool) -> dict | None:
+    return torch.load(out / STATE, map_location="cpu", weights_only=False) if resume else None
+
+
+def save_checkpoint(out: Path, *, weights: torch.nn.Module, state: dict, best: torch.nn.Module | None = None,
+                    meta: dict | None = None) -> None:
+    """The one checkpoint writer: ``best`` (when given) to ``model.safetensors``, the trained ``weights`` to
+    ``last.safetensors``, then ``state`` (optimiser, schedule, EMA, epoch, history, stage) to ``state.pt``.
+    Each file is replaced atomically, the state last, so a kill -9 at any point resumes from a whole epoch."""
+    meta = meta or {}
+    if best is not None:
+        _atomic_save_tensors(best.state_dict(), out / MODEL, meta)
+    _atomic_save_tensors(weights.state_dict(), out / LAST, {"epoch": meta.get("epoch")})
+    _atomic_torch_save(state, out / STATE)
+
+
+def _shutdown(world: int) -> None:
+    _barrier(world)
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _feature_sets(cat: Catalog, cfg: TrainConfig, rank: int, world: int, say) -> dict:
+    """The stored features of every view training reads; under torchrun each rank computes its shard."""
+    views = ["center", "flip"] if cfg.flip_augment else ["center"]
+    return {v: extract_features(cat, cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
+                                image_size=cfg.image_size, view=v, cache_size=cfg.cache_size,
+                                cache_dir=default_cache_dir(cat), progress=cfg.progress and rank == 0, log=say,
+                                seed=cfg.seed, rank=rank, world=world)
+            for v in views}
+
+
+class _Stage:
+    """What the epochs of one stage share: the head, its optimiser, schedule and EMA, and the loss settings."""
+
+    def __init__(self, cfg: TrainConfig, channels: int, num_classes: dict, stats_dim: int, device, out: Path,
+                 state: dict | None, world: int, targets: dict[str, torch.Tensor], ordered: dict[str, bool]):
+        torch.manual_seed(cfg.seed)
+        self.head = CRNNHead(channels, num_classes, proj=cfg.proj, hidden=cfg.hidden, layers=cfg.layers,
+                             pool=cfg.pool, dropout=cfg.dropout, use_lstm=cfg.use_lstm,
+                             linear_path=cfg.linear_path, linear_dropout=cfg.linear_dropout,
+                             stats_dim=stats_dim).to(device)
+        self.opt = torch.optim.AdamW(self.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=cfg.lr, total_steps=cfg.epochs,
+                                                         pct_start=0.15)
+        # the weights that are evaluated and saved: the EMA of the trained ones, or the trained ones themselves
+        self.ema = None
+        if cfg.ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            self.ema = AveragedModel(self.head, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        if state is not None:
+            self.head.load_state_dict(load_file(str(out / LAST)))
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+        self.kept = self.ema.module if self.ema is not None else self.head
+        self.model = _ddp(self.head, world, device)
+        cw = class_weights_for(targets, num_classes, cfg.class_weighting)
+        ord_w = {t: cfg.ordinal_weight for t in num_classes if ordered[t]} if cfg.ordinal_weight else None
+        self.loss_kw = dict(class_weights={t: w.to(device) for t, w in cw.items()} if cw else None,
+                            label_smoothing=cfg.label_smoothing, ordinal=ord_w)
+
+    def state(self, **extra) -> dict:
+        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None, **extra}
+
+
 # ---------------------------------------------------------------------- the recipe
 def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
+    """Train a run as ``cfg`` says (frozen-backbone stage, then a refit or fine-tuning); the run folder.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The recipe; ``cfg.catalog`` and ``cfg.out`` name the catalogue and the run folder.
+    resume : bool
+        Continue the run in ``cfg.out`` from its last checkpoint (its saved settings win).
+    log : callable
+        Where progress messages go (rank 0 only).
+
+    Returns
+    -------
+    pathlib.Path
+        The run folder.
+    """
     if cfg.select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}, not {cfg.select_by!r}")
     rank, world = _dist_env()
@@ -185,16 +271,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         if spec.num_classes < 2:
             raise CatalogError(f"task {t!r} has fewer than two classes; nothing to learn")
     cfg.tasks = tasks
-    state_path = out / STATE
-    if resume and not state_path.exists():
+    if resume and not (out / STATE).exists():
         say(f"--resume: no checkpoint in {out} yet; starting from the beginning")
         resume = False
     if resume:
         saved = json.loads((out / CONFIG).read_text())["train"]
-        for key in ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
-                    "use_lstm", "linear_path", "linear_dropout", "style_stats", "refit", "ema", "mixup", "select_by",
-                    "image_size", "cache_size",
-                    "epochs", "lr", "batch_size", "flip_augment", "holdout_fraction", "require_all_labels"):
+        for key in RESUME_KEYS:
             if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
                 say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
                 setattr(cfg, key, saved.get(key))
@@ -208,18 +290,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         raise CatalogError("no training paintings with labels for " + ", ".join(tasks))
     say(f"training on {len(train_ids)} paintings; validation: {val_how}")
 
-    # features: rank 0 computes what is missing, the others wait and then read the store
-    views = ["center", "flip"] if cfg.flip_augment else ["center"]
-    cache_dir = default_cache_dir(cat)
-    fsets = {}
-    for turn in ((0,) if world == 1 else (0, 1)):
-        if (turn == 0) == is_main:
-            for v in views:
-                fsets[v] = extract_features(cat, cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
-                                            image_size=cfg.image_size, view=v, cache_size=cfg.cache_size,
-                                            cache_dir=cache_dir, progress=cfg.progress and is_main, log=say,
-                                            seed=cfg.seed)
-        _barrier(world)
+    fsets = _feature_sets(cat, cfg, rank, world, say)
     fs = fsets["center"]
     cfg.image_size = fs.image_size
     ok = fs.available(train_ids)
@@ -227,170 +298,81 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         say(f"{int((~ok).sum())} training painting(s) have no image and are skipped")
     train_ids = [k for k, o in zip(train_ids, ok) if o]
     val_ids = [k for k, o in zip(val_ids, fs.available(val_ids)) if o]
-    X = {v: torch.from_numpy(fsets[v].get_maps(train_ids)) for v in views}
-    Xv = torch.from_numpy(fs.get_maps(val_ids)) if val_ids else None
-    # style statistics for the linear path (none when switched off or the backbone has no taps)
+    # style statistics for both paths (none when switched off or the backbone has no taps)
     use_stats = cfg.linear_path and cfg.style_stats and fs.stats_dim > 0
-    S = {v: torch.from_numpy(fsets[v].get_stats(train_ids)) for v in views} if use_stats else None
-    Sv = torch.from_numpy(fs.get_stats(val_ids)) if use_stats and val_ids else None
-    y = targets_for(cat, train_ids, tasks)
-    yv = targets_for(cat, val_ids, tasks)
     num_classes = {t: cat.task(t).num_classes for t in tasks}
     ordered = {t: cat.task(t).ordered for t in tasks}
-    in_ch = X["center"].shape[1]
+    tr = StoredMaps(fsets, train_ids, targets_for(cat, train_ids, tasks), stats=use_stats,
+                    flip_augment=cfg.flip_augment, seed=cfg.seed)
+    va = StoredMaps(fsets, val_ids, targets_for(cat, val_ids, tasks), stats=use_stats) if val_ids else None
 
-    def new_head(state: dict | None = None):
+    def new_stage(ds: StoredMaps, state: dict | None = None) -> _Stage:
         """A fresh head, optimiser, schedule and EMA (same seed each time); with a checkpoint's
         ``state``, continued from it (weights from ``last.safetensors``)."""
-        torch.manual_seed(cfg.seed)
-        h = CRNNHead(in_ch, num_classes, proj=cfg.proj, hidden=cfg.hidden, layers=cfg.layers, pool=cfg.pool,
-                     dropout=cfg.dropout, use_lstm=cfg.use_lstm, linear_path=cfg.linear_path,
-                     linear_dropout=cfg.linear_dropout, stats_dim=fs.stats_dim if use_stats else 0).to(device)
-        o = torch.optim.AdamW(h.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sc = torch.optim.lr_scheduler.OneCycleLR(o, max_lr=cfg.lr, total_steps=cfg.epochs, pct_start=0.15)
-        # the weights that are evaluated and saved: the EMA of the trained ones, or the trained ones themselves
-        e = None
-        if cfg.ema:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-            e = AveragedModel(h, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-        if state is not None:
-            h.load_state_dict(load_file(str(out / LAST)))
-            o.load_state_dict(state["optimizer"])
-            sc.load_state_dict(state["scheduler"])
-            if e is not None and state.get("ema") is not None:
-                e.load_state_dict(state["ema"])
-        return h, o, sc, e
+        return _Stage(cfg, tr.channels, num_classes, fs.stats_dim if use_stats else 0, device, out, state,
+                      world, ds.targets, ordered)
 
-    st = torch.load(state_path, map_location="cpu", weights_only=False) if resume else None
-    stage = st.get("stage", "frozen") if st else None
-    head, opt, sched, ema = new_head(st if stage == "frozen" else None)
-    cw = class_weights_for(y, num_classes, cfg.class_weighting)
-    cw = {t: w.to(device) for t, w in cw.items()} if cw else None
-    ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
-    loss_kw = dict(label_smoothing=cfg.label_smoothing, ordinal=ord_w)
-
+    st = _load_state(out, resume)
+    stage_name = st.get("stage", "frozen") if st else None
+    stage = new_stage(tr, st if stage_name == "frozen" else None)
     config = {
         "format": "artextract-run/1",
         "tasks": {t: cat.tasks[t].to_json() for t in tasks},
         "backbone": {"name": cfg.backbone, "pretrained": cfg.pretrained, "weights": cfg.weights,
                      "image_size": cfg.image_size, "source": None, "finetuned": False},
-        "head": head.config,
+        "head": stage.head.config,
         "cache_size": cfg.cache_size,
         "catalog": str(Path(cfg.catalog).resolve()),
         "validation": val_how,
         "train": asdict(cfg),
     }
-    kept = ema.module if ema is not None else head
-    start_epoch, best, bad, history = 0, float("-inf"), 0, []
+    progress = {"start_epoch": 0, "best": float("-inf"), "bad": 0, "history": [], "session_epochs": 0}
     if st is not None:
-        if stage in ("finetune", "refit"):
-            start_epoch, best = cfg.epochs, st["best"]
-            history = st.get("history") or json.loads((out / CONFIG).read_text()).get("history", [])
-            say(f"resuming in the {'fine-tuning' if stage == 'finetune' else 'refit'} stage")
+        if stage_name in ("finetune", "refit"):
+            progress.update(start_epoch=cfg.epochs, best=st["best"],
+                            history=st.get("history") or json.loads((out / CONFIG).read_text()).get("history", []))
+            say(f"resuming in the {'fine-tuning' if stage_name == 'finetune' else 'refit'} stage")
         else:
-            start_epoch, best, bad, history = st["epoch"] + 1, st["best"], st["bad_epochs"], st["history"]
-            if start_epoch >= cfg.epochs or bad >= cfg.patience:
-                start_epoch = cfg.epochs  # stage 1 is finished
-            say(f"resuming after epoch {st['epoch'] + 1}" + (f" (best epoch so far: {_best_epoch(history)})" if history else ""))
+            progress.update(start_epoch=st["epoch"] + 1, best=st["best"], bad=st["bad_epochs"], history=st["history"])
+            if progress["start_epoch"] >= cfg.epochs or progress["bad"] >= cfg.patience:
+                progress["start_epoch"] = cfg.epochs  # stage 1 is finished
+            h = progress["history"]
+            say(f"resuming after epoch {st['epoch'] + 1}" + (f" (best epoch so far: {_best_epoch(h)})" if h else ""))
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(json.dumps(config, indent=2))
         (out / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
-    model = _ddp(head, world, device)
 
     t0 = time.time()
-    session_epochs = 0  # epochs trained by this call, both stages (for stop_after_epochs)
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="train (frozen backbone)", unit="epoch",
-               disable=not (cfg.progress and is_main), file=sys.stderr, initial=start_epoch, total=cfg.epochs)
-    for epoch in bar:
-        loss = _train_epoch(model, head, opt, ema, X, S, y, cfg, epoch, device, rank, world,
-                            class_weights=cw, **loss_kw)
-        sched.step()
-        session_epochs += 1
-        # every rank evaluates the same validation set the same way, so they agree on stopping
-        vm, P = _evaluate_head(kept, Xv, Sv, yv, ordered, device) if Xv is not None else ({}, None)
-        vl = _val_loss(P, yv) if P is not None else None
-        score = _score(vm, vl, cfg.select_by) if vm else -loss
-        improved = score > best + 1e-6
-        best, bad = (score, 0) if improved else (best, bad + 1)
-        history.append({"epoch": epoch + 1, "loss": loss, "score": score, "val_macro_f1": _macro_f1(vm),
-                        "val_loss": vl,
-                        "val": {t: {k: m[k] for k in ("accuracy", "macro_f1")} for t, m in vm.items()},
-                        "seconds": round(time.time() - t0, 2)})
-        if is_main:
-            meta = {"epoch": epoch + 1}
-            if improved:
-                _atomic_save_tensors(kept.state_dict(), out / MODEL, meta)
-            _atomic_save_tensors(head.state_dict(), out / LAST, meta)
-            _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": bad, "history": history,
-                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                "ema": ema.state_dict() if ema is not None else None,
-                                "stage": "frozen"}, state_path)
-        bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{history[-1]['val_macro_f1']:.3f}",
-                        **({"val_loss": f"{vl:.3f}"} if vl is not None else {}))
-        if bad >= cfg.patience:
-            what = "val loss" if cfg.select_by == "loss" else "val macro-F1"
-            say(f"early stop after epoch {epoch + 1}: no {what} gain in {cfg.patience} epochs")
-            break
-        if cfg.stop_after_epochs and session_epochs >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
-            say(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
-            bar.close()
-            _barrier(world)
-            if world > 1 and dist.is_initialized():
-                dist.destroy_process_group()
-            return out
-    bar.close()
-    _barrier(world)
+    if not _frozen_stage(stage, tr, va, ordered, cfg, progress, out, device, rank, world, say):
+        _shutdown(world)
+        return out
+    history = progress["history"]
 
     # validation metrics of the best stage-1 epoch, measured before a refit sees the held-out rows
-    first_val = st.get("first_val") if stage == "refit" else None
-    if first_val is None and Xv is not None:
-        head.load_state_dict(load_file(str(out / MODEL)))
-        first_val, _ = _evaluate_head(head, Xv, Sv, yv, ordered, device)
+    first_val = st.get("first_val") if stage_name == "refit" else None
+    if first_val is None and va is not None:
+        stage.head.load_state_dict(load_file(str(out / MODEL)))
+        first_val, _ = _evaluate_head(stage.head, va, ordered, device)
     refit = None
     if cfg.finetune:
         if cfg.refit:
             say("--finetune: no refit on the held-out rows (they choose the fine-tuning epoch)")
-        _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, rank, world, resume, say)
+        _finetune(cfg, cat, tasks, train_ids, val_ids, stage.head, config, out, device, rank, world, resume, say)
     elif cfg.refit and held_out and history:
         # the held-out rows chose the epoch count; now every training row learns, for that many epochs
-        best_epoch = _best_epoch(history)
-        del X, S
         all_ids = train_ids + val_ids
-        Xa = {v: torch.from_numpy(fsets[v].get_maps(all_ids)) for v in views}
-        Sa = {v: torch.from_numpy(fsets[v].get_stats(all_ids)) for v in views} if use_stats else None
-        ya = targets_for(cat, all_ids, tasks)
-        cwa = class_weights_for(ya, num_classes, cfg.class_weighting)
-        cwa = {t: w.to(device) for t, w in cwa.items()} if cwa else None
-        head, opt, sched, ema = new_head(st if stage == "refit" else None)
-        kept = ema.module if ema is not None else head
-        start = st["epoch"] + 1 if stage == "refit" else 0
-        model = _ddp(head, world, device)
-        for epoch in tqdm(range(start, best_epoch), desc=f"refit on all {len(all_ids)} rows", unit="epoch",
-                          disable=not (cfg.progress and is_main), file=sys.stderr, initial=start, total=best_epoch):
-            _train_epoch(model, head, opt, ema, Xa, Sa, ya, cfg, epoch, device, rank, world,
-                         class_weights=cwa, **loss_kw)
-            sched.step()
-            if is_main:
-                _atomic_save_tensors(head.state_dict(), out / LAST, {"epoch": epoch + 1})
-                if epoch + 1 == best_epoch:
-                    _atomic_save_tensors(kept.state_dict(), out / MODEL, {"epoch": epoch + 1, "stage": "refit"})
-                _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": 0, "history": history,
-                                    "first_val": first_val, "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(),
-                                    "ema": ema.state_dict() if ema is not None else None, "stage": "refit"},
-                                   state_path)
-            session_epochs += 1
-            if cfg.stop_after_epochs and session_epochs >= cfg.stop_after_epochs and epoch + 1 < best_epoch:
-                say(f"stopping after refit epoch {epoch + 1} as asked; continue with --resume")
-                _barrier(world)
-                if world > 1 and dist.is_initialized():
-                    dist.destroy_process_group()
-                return out
-        _barrier(world)
-        refit = {"epochs": best_epoch, "paintings": len(all_ids)}
+        ta = StoredMaps(fsets, all_ids, targets_for(cat, all_ids, tasks), stats=use_stats,
+                        flip_augment=cfg.flip_augment, seed=cfg.seed)
+        rs = new_stage(ta, st if stage_name == "refit" else None)
+        start = st["epoch"] + 1 if stage_name == "refit" else 0
+        if not _refit_stage(rs, ta, cfg, start, _best_epoch(history), first_val, progress, out, device, rank,
+                            world, say):
+            _shutdown(world)
+            return out
+        refit = {"epochs": _best_epoch(history), "paintings": len(all_ids)}
         say(f"refit: trained again on all {len(all_ids)} rows (held-out ones included) for the best "
-            f"{best_epoch} epoch(s)")
+            f"{refit['epochs']} epoch(s)")
 
     if is_main:
         config = json.loads((out / CONFIG).read_text())
@@ -403,10 +385,80 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
             config["refit"] = refit
         (out / CONFIG).write_text(json.dumps(config, indent=2))
         say(f"run saved in {out} ({time.time() - t0:.1f}s)")
-    _barrier(world)
-    if world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
+    _shutdown(world)
     return out
+
+
+RESUME_KEYS = ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
+               "use_lstm", "linear_path", "linear_dropout", "style_stats", "refit", "ema", "mixup", "select_by",
+               "image_size", "cache_size", "epochs", "lr", "batch_size", "flip_augment", "holdout_fraction",
+               "require_all_labels")
+
+
+def _frozen_stage(stage: _Stage, tr: StoredMaps, va: StoredMaps | None, ordered: dict, cfg: TrainConfig,
+                  progress: dict, out: Path, device, rank: int, world: int, say) -> bool:
+    """Stage 1: epochs over the stored maps with early stopping on the validation criterion; False
+    when it stopped early as asked (``stop_after_epochs``)."""
+    is_main = rank == 0
+    history = progress["history"]
+    bar = tqdm(range(progress["start_epoch"], cfg.epochs), desc="train (frozen backbone)", unit="epoch",
+               disable=not (cfg.progress and is_main), file=sys.stderr, initial=progress["start_epoch"],
+               total=cfg.epochs)
+    t0 = time.time()
+    for epoch in bar:
+        loss = train_one_epoch(stage, tr, cfg, epoch, device, rank, world)
+        stage.sched.step()
+        progress["session_epochs"] += 1
+        # every rank evaluates the same validation set the same way, so they agree on stopping
+        vm, P = _evaluate_head(stage.kept, va, ordered, device) if va is not None else ({}, None)
+        vl = _val_loss(P, va.targets) if P is not None else None
+        score = _score(vm, vl, cfg.select_by) if vm else -loss
+        improved = score > progress["best"] + 1e-6
+        progress["best"], progress["bad"] = (score, 0) if improved else (progress["best"], progress["bad"] + 1)
+        history.append({"epoch": epoch + 1, "loss": loss, "score": score, "val_macro_f1": _macro_f1(vm),
+                        "val_loss": vl,
+                        "val": {t: {k: m[k] for k in ("accuracy", "macro_f1")} for t, m in vm.items()},
+                        "seconds": round(time.time() - t0, 2)})
+        if is_main:
+            save_checkpoint(out, weights=stage.head, best=stage.kept if improved else None, meta={"epoch": epoch + 1},
+                            state=stage.state(epoch=epoch, best=progress["best"], bad_epochs=progress["bad"],
+                                              history=history, stage="frozen"))
+        bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{history[-1]['val_macro_f1']:.3f}",
+                        **({"val_loss": f"{vl:.3f}"} if vl is not None else {}))
+        if progress["bad"] >= cfg.patience:
+            what = "val loss" if cfg.select_by == "loss" else "val macro-F1"
+            say(f"early stop after epoch {epoch + 1}: no {what} gain in {cfg.patience} epochs")
+            break
+        if cfg.stop_after_epochs and progress["session_epochs"] >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
+            say(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
+            bar.close()
+            return False
+    bar.close()
+    _barrier(world)
+    return True
+
+
+def _refit_stage(stage: _Stage, ta: StoredMaps, cfg: TrainConfig, start: int, epochs: int, first_val,
+                 progress: dict, out: Path, device, rank: int, world: int, say) -> bool:
+    """The refit: the head trained again from the same start on every row for the chosen number of
+    epochs; False when it stopped early as asked."""
+    is_main = rank == 0
+    for epoch in tqdm(range(start, epochs), desc=f"refit on all {len(ta)} rows", unit="epoch",
+                      disable=not (cfg.progress and is_main), file=sys.stderr, initial=start, total=epochs):
+        train_one_epoch(stage, ta, cfg, epoch, device, rank, world)
+        stage.sched.step()
+        if is_main:
+            last = epoch + 1 == epochs
+            save_checkpoint(out, weights=stage.head, best=stage.kept if last else None,
+                            meta={"epoch": epoch + 1, **({"stage": "refit"} if last else {})},
+                            state=stage.state(epoch=epoch, best=progress["best"], bad_epochs=0,
+                                              history=progress["history"], first_val=first_val, stage="refit"))
+        progress["session_epochs"] += 1
+        if cfg.stop_after_epochs and progress["session_epochs"] >= cfg.stop_after_epochs and epoch + 1 < epochs:
+            say(f"stopping after refit epoch {epoch + 1} as asked; continue with --resume")
+            return False
+    _barrier(world)
+    return True
 
 
 def _ddp(head: CRNNHead, world: int, device):
@@ -415,31 +467,21 @@ def _ddp(head: CRNNHead, world: int, device):
     return torch.nn.parallel.DistributedDataParallel(head, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _train_epoch(model, head: CRNNHead, opt, ema, X: dict, S: dict | None, y: dict[str, torch.Tensor],
-                 cfg: TrainConfig, epoch: int, device, rank: int, world: int, **loss_kw) -> float:
-    """One epoch of the frozen-backbone recipe over stored maps; the mean loss."""
-    n = len(X["center"])
-    g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-    torch.manual_seed(cfg.seed * 100003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    flip = torch.rand(n, generator=g) < 0.5
+def train_one_epoch(stage: _Stage, ds: StoredMaps, cfg: TrainConfig, epoch: int, device, rank: int = 0,
+                    world: int = 1) -> float:
+    """One epoch of the frozen-backbone recipe, streaming the stored maps; the mean loss.
+
+    The epoch's order, views and mixup pairs come from ``(cfg.seed, epoch)``; under torchrun each rank
+    reads its share of every global batch and DistributedDataParallel averages the gradients."""
+    _, _, g = epoch_order(len(ds), cfg.seed, epoch)  # the generator after the epoch's order and views
+    torch.manual_seed(epoch_seed(cfg.seed, epoch))
+    model, head = stage.model, stage.head
     model.train()
     losses = []
-    for s in range(math.ceil(n / cfg.batch_size)):
-        idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size][rank::world]
-        if len(idx) == 0:
-            idx = perm[:1]
-        xb = X["center"][idx].float()
-        sb = S["center"][idx].clone() if S is not None else None
-        if cfg.flip_augment:
-            fl = flip[idx]
-            if fl.any():
-                xb[fl] = X["flip"][idx[fl]].float()
-                if sb is not None:
-                    sb[fl] = S["flip"][idx[fl]]
-        xb = xb.to(device)
-        sb = sb.to(device) if sb is not None else None
-        yb = {t: v[idx].to(device) for t, v in y.items()}
+    for s, b in enumerate(train_loader(ds, cfg.batch_size, cfg.seed, epoch, rank, world)):
+        xb = b["x"].to(device)
+        sb = b["s"].to(device) if b["s"] is not None else None
+        yb = {t: v.to(device) for t, v in b["y"].items()}
         lam, pair = 1.0, None
         if cfg.mixup > 0:
             # mixup of feature maps: each mixed painting trains each head on both paintings' labels, weighted
@@ -450,17 +492,17 @@ def _train_epoch(model, head: CRNNHead, opt, ema, X: dict, S: dict | None, y: di
         loss = 0.0
         # each path (recurrent, and the linear one if any) is trained as a full classifier of its own
         for logits in model(xb, sb, paths=True):
-            la, _ = masked_multitask_loss(logits, yb, **loss_kw)
+            la, _ = masked_multitask_loss(logits, yb, **stage.loss_kw)
             loss = loss + lam * la
             if pair is not None:
-                lb, _ = masked_multitask_loss(logits, {t: v[pair] for t, v in yb.items()}, **loss_kw)
+                lb, _ = masked_multitask_loss(logits, {t: v[pair] for t, v in yb.items()}, **stage.loss_kw)
                 loss = loss + (1 - lam) * lb
-        opt.zero_grad(set_to_none=True)
+        stage.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
-        opt.step()
-        if ema is not None:
-            ema.update_parameters(head)
+        stage.opt.step()
+        if stage.ema is not None:
+            stage.ema.update_parameters(head)
         losses.append(loss.item())
     return float(np.mean(losses))
 
