@@ -57,6 +57,11 @@ class Embedder:
     def embed_images(self, images: Sequence) -> np.ndarray:
         raise NotImplementedError
 
+    def prepare_features(self, catalog: Catalog, *, rank: int = 0, world: int = 1, progress: bool = True,
+                         log=logger.info) -> None:
+        """Compute the stored backbone features this embedder reads, rank ``rank`` of ``world`` doing its
+        share under torchrun (nothing to do for an embedder without a feature store)."""
+
     def to_meta(self) -> dict:
         raise NotImplementedError
 
@@ -107,6 +112,13 @@ class BackboneEmbedder(Embedder):
                 raise RuntimeError("the centring mean is fitted by embed_catalog on the first build")
             x = x - self.mean
         return l2_normalize(x)
+
+    def prepare_features(self, catalog, *, rank=0, world=1, progress=True, log=logger.info):
+        from ..models.features import extract_features
+
+        extract_features(catalog, self.backbone, pretrained=self.pretrained, weights=self.weights,
+                         image_size=self.image_size, cache_size=self.cache_size, progress=progress, log=log,
+                         seed=self.seed, device=self.device, rank=rank, world=world)
 
     def embed_catalog(self, catalog, ids=None, *, progress=True, log=logger.info):
         from ..models.features import extract_features
@@ -189,6 +201,9 @@ class RunEmbedder(Embedder):
 
     def to_meta(self) -> dict:
         return {"kind": self.kind, "run": self.run_dir}
+
+    def prepare_features(self, catalog, *, rank=0, world=1, progress=True, log=logger.info):
+        self.run._feature_set(catalog, progress, log, rank=rank, world=world)
 
     def embed_catalog(self, catalog, ids=None, *, progress=True, log=logger.info):
         sub = catalog

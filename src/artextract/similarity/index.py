@@ -8,6 +8,9 @@ type     FAISS                                                    for
 flat     ``IndexFlatIP``: exact                                   up to a few 100k paintings
 ivf      ``IndexIVFFlat`` (IP): k-means cells, ``nprobe`` probed  large collections, fast build
 hnsw     ``IndexHNSWFlat`` (IP): graph search, ``ef_search``      large collections, fastest query
+ivfpq    ``OPQ`` + ``IndexIVFPQ`` (IP): compressed codes,         10M+ paintings in little memory
+         at most 64 bytes per vector (``pq_m`` code bytes +
+         8 id + 8 direct-map), ``nprobe`` cells probed
 =======  =======================================================  ==============================
 
 The defaults of ``nprobe`` and ``ef_search`` keep recall@10 against exact search at 0.95 or more
@@ -20,6 +23,9 @@ An index directory holds::
     meta.json     index type and parameters, how the embeddings were made, catalogue(s), count
     mean.npy      centring vector of a backbone embedding (when used)
     faces/ poses/ face and pose descriptors, computed lazily (see face.py, pose.py)
+
+Building or updating an index folder holds its lock (:mod:`artextract.data.lock`); under
+``torchrun`` every rank computes its share of the backbone features first and rank 0 builds the index.
 
 Adding paintings to a saved index (:meth:`EmbeddingIndex.add`, ``artextract index`` on an existing
 ``--out``) embeds and appends only the ones it does not hold yet.
@@ -42,7 +48,7 @@ from .embed import Embedder, PrecomputedEmbedder, embedder_from_meta, l2_normali
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-INDEX_TYPES = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
 INDEX_FILE, IDS_FILE, META_FILE, MEAN_FILE = "index.faiss", "ids.json", "meta.json", "mean.npy"
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
@@ -50,6 +56,9 @@ HNSW_EF_SEARCH = (128, 256, 512)  # up to 30k, up to 300k, more vectors (see def
 IVF_MIN_NPROBE = 32
 IVF_TRAIN_POINTS_PER_CELL = 64   # k-means on at most 64 vectors per cell, 10 iterations: fast enough at 1M
 IVF_TRAIN_ITERATIONS = 10
+PQ_MAX_CODE_BYTES = 48           # PQ code bytes per vector: with the 8-byte id and direct-map entry, 64 bytes
+PQ_MIN_TRAIN = 1_000             # product quantisers (256 centroids per sub-space) need this many vectors
+PQ_TRAIN_MAX = 100_000           # OPQ, k-means and PQ train on at most this many of the vectors
 
 
 class SimilarityError(ValueError):
@@ -65,6 +74,12 @@ def default_ef_search(n: int) -> int:
     """HNSW search breadth that keeps recall@10 >= 0.95 on embedding-like data as the graph grows
     (measured by benchmarks/bench_similarity.py: efSearch 256 gives 0.99 at 100k but 0.91 at 1M)."""
     return HNSW_EF_SEARCH[0] if n <= 30_000 else HNSW_EF_SEARCH[1] if n <= 300_000 else HNSW_EF_SEARCH[2]
+
+
+def default_pq_m(d: int) -> int:
+    """PQ sub-quantisers (one code byte each): the dimension split into parts of at least 4 dims, at most
+    :data:`PQ_MAX_CODE_BYTES`, a multiple of 4 (what FAISS's optimised PQ kernels like)."""
+    return int(max(4, min(PQ_MAX_CODE_BYTES, (d // 4) // 4 * 4)))
 
 
 def default_nprobe(nlist: int) -> int:
@@ -90,14 +105,15 @@ class EmbeddingIndex:
 
     def __init__(self, dim: int, index_type: str = "flat", *, embedder: Embedder | None = None,
                  nlist: int | None = None, nprobe: int | None = None, hnsw_m: int = HNSW_M,
-                 ef_construction: int = HNSW_EF_CONSTRUCTION, ef_search: int | None = None):
+                 ef_construction: int = HNSW_EF_CONSTRUCTION, ef_search: int | None = None,
+                 pq_m: int | None = None):
         if index_type not in INDEX_TYPES:
             raise SimilarityError(f"index type must be one of {', '.join(INDEX_TYPES)}, not {index_type!r}")
         self.dim = int(dim)
         self.index_type = index_type
         self.embedder: Embedder = embedder or PrecomputedEmbedder()
         self.params = {"nlist": nlist, "nprobe": nprobe, "hnsw_m": int(hnsw_m),
-                       "ef_construction": int(ef_construction), "ef_search": ef_search}
+                       "ef_construction": int(ef_construction), "ef_search": ef_search, "pq_m": pq_m}
         self.ids: list[str] = []
         self.paths: list[str | None] = []
         self._pos: dict[str, int] = {}
@@ -108,7 +124,7 @@ class EmbeddingIndex:
         self.path: Path | None = None
         self._lock = threading.RLock()
         self._aux: dict = {}  # face/pose stores and models, opened lazily by face.py / pose.py
-        if index_type != "ivf":
+        if index_type not in ("ivf", "ivfpq"):
             self._create(None)
 
     # ------------------------------------------------------------------ construction
@@ -133,6 +149,8 @@ class EmbeddingIndex:
         elif self.index_type == "hnsw":
             self.index = faiss.IndexHNSWFlat(d, p["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efConstruction = p["ef_construction"]
+        elif self.index_type == "ivfpq":
+            self.index = self._create_ivfpq(train)
         else:
             n = len(train)
             p["nlist"] = int(p["nlist"] or default_nlist(n))
@@ -151,6 +169,46 @@ class EmbeddingIndex:
             self._keep = quantizer  # the IVF index does not own a Python-made quantizer
         self.set_search_params()
 
+    def _create_ivfpq(self, train: np.ndarray):
+        """OPQ rotation + IVF cells + PQ codes, trained on (a sample of) ``train``."""
+        faiss = _faiss()
+        d, p, n = self.dim, self.params, len(train)
+        if n < PQ_MIN_TRAIN:
+            raise SimilarityError(f"an ivfpq index needs at least {PQ_MIN_TRAIN:,} vectors to train its product "
+                                  f"quantiser; got {n:,} (use --index-type flat or hnsw for a small collection)")
+        m = int(p.get("pq_m") or default_pq_m(d))
+        if m > PQ_MAX_CODE_BYTES:
+            raise SimilarityError(f"pq_m {m} would take more than 64 bytes per vector; use at most {PQ_MAX_CODE_BYTES}")
+        d_out = m * max(1, d // m)  # OPQ rotates into a dimension the m sub-spaces divide
+        p["pq_m"], p["opq_dim"] = m, d_out
+        p["nlist"] = int(p["nlist"] or default_nlist(n))
+        p["nprobe"] = int(p["nprobe"] or default_nprobe(p["nlist"]))
+        p["trained_on"] = int(n)
+        index = faiss.index_factory(d, f"OPQ{m}_{d_out},IVF{p['nlist']},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.seed = 1234
+        ivf.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_CELL
+        ivf.cp.niter = IVF_TRAIN_ITERATIONS
+        rng = np.random.default_rng(1234)
+        sample = train if n <= PQ_TRAIN_MAX else train[np.sort(rng.choice(n, PQ_TRAIN_MAX, replace=False))]
+        index.train(np.ascontiguousarray(sample))
+        ivf.make_direct_map()  # lets vectors be recovered (decoded) by position
+        return index
+
+    def _ivf(self):
+        """The IVF part of an ivf or ivfpq index (inside the OPQ transform for ivfpq)."""
+        return _faiss().extract_index_ivf(self.index) if self.index_type == "ivfpq" else self.index
+
+    def bytes_per_vector(self) -> float:
+        """Memory of the FAISS index per stored vector (codes, ids, direct map), as serialised."""
+        faiss = _faiss()
+        if self.index is None or not len(self):
+            return 0.0
+        if self.index_type == "ivfpq":
+            ivf = self._ivf()
+            return float(ivf.code_size + 8 + 8)  # PQ code, inverted-list id, direct-map entry
+        return float(len(faiss.serialize_index(self.index))) / len(self)
+
     def effective_params(self) -> dict:
         """The search parameters in force (``ef_search`` None in ``params`` means "by size")."""
         p = dict(self.params)
@@ -167,8 +225,8 @@ class EmbeddingIndex:
             self.params["ef_search"] = int(ef_search)
         if self.index is None:
             return
-        if self.index_type == "ivf":
-            self.index.nprobe = int(min(self.params["nprobe"], self.params["nlist"]))
+        if self.index_type in ("ivf", "ivfpq"):
+            self._ivf().nprobe = int(min(self.params["nprobe"], self.params["nlist"]))
         elif self.index_type == "hnsw":
             self.index.hnsw.efSearch = int(self.effective_params()["ef_search"])
 
@@ -265,6 +323,10 @@ class EmbeddingIndex:
             sel = faiss.IDSelectorBatch(np.asarray(subset, dtype=np.int64))
             if self.index_type == "ivf":
                 params = faiss.SearchParametersIVF(sel=sel, nprobe=self.index.nprobe)
+            elif self.index_type == "ivfpq":
+                params = faiss.SearchParametersPreTransform(
+                    index_params=faiss.SearchParametersIVF(sel=sel, nprobe=self._ivf().nprobe))
+                self._keep_inner = params.index_params
             elif self.index_type == "hnsw":
                 params = faiss.SearchParametersHNSW(sel=sel, efSearch=self.index.hnsw.efSearch)
             else:
@@ -344,6 +406,8 @@ class EmbeddingIndex:
     def describe(self) -> str:
         p = self.effective_params()
         extra = (f", nlist {p['nlist']}, nprobe {p['nprobe']}" if self.index_type == "ivf"
+                 else f", OPQ{p['pq_m']}_{p['opq_dim']}, nlist {p['nlist']}, PQ{p['pq_m']}, nprobe {p['nprobe']}, "
+                      f"{self.bytes_per_vector():.0f} bytes/vector" if self.index_type == "ivfpq"
                  else f", M {p['hnsw_m']}, efSearch {p['ef_search']}" if self.index_type == "hnsw" else "")
         return f"{self.index_type} index of {len(self):,} paintings, {self.dim}-d{extra}; {self.embedder.describe()}"
 
@@ -415,12 +479,52 @@ def _write_json(path: Path, obj, indent: int | None = None) -> None:
 # ---------------------------------------------------------------------- catalogue -> index
 def index_catalog(catalog, embedder: Embedder, out: str | os.PathLike | None = None, *,
                   index_type: str = "flat", rebuild: bool = False, progress: bool = True, log=logger.info,
-                  **params) -> tuple[EmbeddingIndex, dict]:
+                  rank: int = 0, world: int = 1, **params) -> tuple[EmbeddingIndex | None, dict | None]:
     """Build an index of ``catalog`` at ``out``, or add the catalogue's new paintings to the index
-    already there. Returns the index and a summary ``{"added", "already", "skipped", "created"}``."""
-    from ..data.images import SkipReport
+    already there, holding the index folder's lock.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The paintings to index.
+    embedder : Embedder
+        How paintings become vectors (a backbone or a trained run).
+    out : path, optional
+        The index folder (kept in memory only when None).
+    index_type : {"flat", "ivf", "hnsw", "ivfpq"}
+        The FAISS index kind.
+    rank, world : int
+        Under torchrun every rank computes its share of the backbone features, then rank 0 builds the index;
+        the other ranks return ``(None, None)``.
+
+    Returns
+    -------
+    tuple
+        The index and a summary ``{"added", "already", "skipped", "created"}``.
+    """
+    from .. import distributed
+    from ..data.lock import job_lock
 
     out_p = Path(out) if out is not None else None
+    if world > 1:
+        embedder.prepare_features(catalog, rank=rank, world=world, progress=progress and rank == 0, log=log)
+        if rank != 0:
+            distributed.barrier(world)
+            return None, None
+    try:
+        if out_p is None:
+            return _index_catalog(catalog, embedder, None, index_type, rebuild, progress, log, params)
+        with job_lock(out_p, "index", 0):
+            return _index_catalog(catalog, embedder, out_p, index_type, rebuild, progress, log, params)
+    finally:
+        if world > 1:
+            distributed.barrier(world)
+
+
+def _index_catalog(catalog, embedder: Embedder, out_p: Path | None, index_type: str, rebuild: bool,
+                   progress: bool, log, params: dict) -> tuple[EmbeddingIndex, dict]:
+    from ..data.images import SkipReport
+
     existing = None
     if out_p is not None and (out_p / META_FILE).exists() and not rebuild:
         existing = EmbeddingIndex.load(out_p)
@@ -451,7 +555,7 @@ def index_catalog(catalog, embedder: Embedder, out: str | os.PathLike | None = N
     else:
         index = existing
         trained = index.params.get("trained_on") or len(index)
-        if index.index_type == "ivf" and len(index) + len(got) > 4 * trained:
+        if index.index_type in ("ivf", "ivfpq") and len(index) + len(got) > 4 * trained:
             log(f"note: the IVF cells were trained on {trained:,} paintings and the index now holds "
                 f"{len(index) + len(got):,}; `--rebuild` would re-train them for the larger collection")
         index.add(got, vecs, paths=[paths[k] for k in got], catalog=catalog.path)

@@ -65,12 +65,13 @@ class Run:
             self._backbone = net.to(self.device).eval()
         return self._backbone
 
-    def _feature_set(self, catalog: Catalog, progress: bool = True, log=logger.info):
+    def _feature_set(self, catalog: Catalog, progress: bool = True, log=logger.info, rank: int = 0, world: int = 1):
+        """The run's backbone features of the catalogue (computed once; under torchrun each rank its shard)."""
         b = self.config["backbone"]
         src = self.backbone if self.finetuned else b["name"]
         return extract_features(catalog, src, pretrained=b["pretrained"], weights=b.get("weights"),
                                 image_size=self.image_size, cache_size=self.cache_size, progress=progress, log=log,
-                                seed=self.config["train"].get("seed", 0))
+                                seed=self.config["train"].get("seed", 0), rank=rank, world=world)
 
     # ------------------------------------------------------------------ catalogue-wide
     @torch.no_grad()
