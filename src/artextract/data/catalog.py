@@ -25,7 +25,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..utils import atomic_path
+
 META_KEY = b"artextract"
+#: The importers of `artextract ingest` (named in the error for a missing catalogue).
+INGEST_SOURCES = ("wikiart", "nga", "csv", "folder")
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 
@@ -173,9 +177,8 @@ class Catalog:
         schema_meta = dict(table.schema.metadata or {})
         schema_meta[META_KEY] = json.dumps(meta).encode()
         table = table.replace_schema_metadata(schema_meta)
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
         self.path = path
         return path
 
@@ -184,8 +187,8 @@ class Catalog:
         path = Path(path)
         if not path.exists():
             raise CatalogError(
-                f"catalogue {path} does not exist; create one with `artextract ingest wikiart|nga|folder` "
-                "or `artextract demo-data`"
+                f"catalogue {path} does not exist; create one with `artextract ingest SOURCE` "
+                f"({'|'.join(INGEST_SOURCES)}) or `artextract demo-data`"
             )
         try:
             table = pq.read_table(path)

@@ -28,7 +28,6 @@ import random
 import re
 import threading
 import time
-import uuid as _uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import timezone
@@ -39,6 +38,7 @@ import httpx
 
 from .catalog import Catalog, CatalogError
 from .images import ImageLoadError, load_image
+from ..utils import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,7 @@ class DownloadSummary:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.report_path = str(path)
-        tmp = path.with_name(f".{path.name}.{_uuid.uuid4().hex[:8]}.part")
-        tmp.write_text(json.dumps(self.to_json(), indent=2))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=2), suffix=".part")
 
     def summary(self, limit: int = 10) -> str:
         lines = [
@@ -335,16 +332,7 @@ class _Downloader:
     @staticmethod
     def _write(dest: Path, data: bytes) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{_uuid.uuid4().hex[:8]}.part")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write_bytes(dest, data, fsync=True, suffix=".part")  # swept by _clean_stale_parts
 
 
 def _valid_existing(path: Path) -> bool | None:

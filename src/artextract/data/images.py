@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ..utils import atomic_write_text
+
 # Decode at most this many pixels (about 16k x 16k). PIL's own default warns at 89 Mpx and errors
 # at twice that; we turn the warning into an error at our limit so a bomb never reaches memory.
 DEFAULT_MAX_PIXELS = 256_000_000
+#: File suffixes treated as images when a folder is scanned (``ingest folder``, ``predict DIR``).
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"})
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -170,5 +174,4 @@ class SkipReport:
     def write(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"job": self.job, "skipped": self.skipped}, indent=2))
-        return path
+        return atomic_write_text(path, json.dumps({"job": self.job, "skipped": self.skipped}, indent=2))

@@ -25,15 +25,11 @@ from PIL import Image
 from ..data.cache import DEFAULT_SIZE
 from ..data.catalog import Catalog
 from ..data.images import SkipReport, load_image, resize_center_crop
+from ..utils import l2_normalize  # noqa: F401  (re-exported for the index)
 
 logger = logging.getLogger(__name__)
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None]
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), dtype=np.float32)
 
 
 def as_image(img: Image.Image | str | os.PathLike | bytes, draft_size: int | None = None) -> Image.Image:

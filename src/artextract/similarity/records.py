@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..utils import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,9 +42,7 @@ class RecordStore:
             old = json.loads(meta_path.read_text())
             if old != meta and self.file.exists():
                 os.replace(self.file, self.dir / "records.old.jsonl")  # made with other settings
-        tmp = meta_path.with_name("meta.json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, meta_path)
+        atomic_write_text(meta_path, json.dumps(meta, indent=2))
         self.records: dict[str, dict] = {}
         if self.file.exists():
             with open(self.file, encoding="utf-8") as f:
