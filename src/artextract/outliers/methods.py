@@ -29,12 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..utils import l2_normalize, quiet_faiss  # noqa: F401  (l2_normalize is re-exported)
+
 # ---------------------------------------------------------------------- helpers
-
-
-def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), eps)
 
 
 def class_counts(y: np.ndarray, n_classes: int | None = None) -> np.ndarray:
@@ -112,9 +109,7 @@ def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims = np.take_along_axis(S, idx, 1)
         order = np.argsort(-sims, axis=1, kind="stable")
         return np.take_along_axis(idx, order, 1).astype(np.int64), np.take_along_axis(sims, order, 1)
-    import logging
-
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    quiet_faiss()
     import faiss  # large catalogues: exact inner-product search without an n x n matrix
     index = faiss.IndexFlatIP(Z.shape[1])
     index.add(Z)
@@ -442,3 +437,40 @@ def ensemble(scores: dict[str, np.ndarray], weights: dict[str, float] | None = N
     R = np.stack([percentile_rank(scores[m]) for m in names])
     w = np.array([weights[m] for m in names])[:, None] * np.isfinite(R)
     return np.nansum(np.nan_to_num(R) * w, axis=0) / np.maximum(w.sum(axis=0), 1e-12)
+
+
+# ---------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the facade: its scoring function, whether it checks labels, and a line of help."""
+
+    function: object
+    checks_labels: bool
+    help: str
+
+
+#: Every method, by name. The facade's ``score_<name>``/``flag_<name>`` columns, the ensemble's
+#: members (those that check labels) and the CLI's ``--method`` choices all derive from this table.
+METHODS: dict[str, Method] = {
+    "zscore": Method(zscore_scores, True, "the original study's z-score of the distance to the class mean"),
+    "mahalanobis": Method(mahalanobis_scores, True, "Mahalanobis distance to the own class centre vs the nearest other"),
+    "knn": Method(knn_disagreement, True, "share of nearest neighbours with another label"),
+    "cleanlab": Method(confident_learning_scores, True,
+                       "confident learning (cleanlab) on out-of-fold probabilities"),
+    "novelty": Method(novelty_scores, False, "fits no class: far from every class centre (label-free)"),
+}
+LABEL_METHODS = tuple(n for n, m in METHODS.items() if m.checks_labels)
+CHOICES = ("ensemble",) + tuple(METHODS)
+
+
+def method_help() -> str:
+    """One line per ``--method`` choice, for the CLI.
+
+    Returns
+    -------
+    str
+    """
+    return "; ".join([f"ensemble: the weighted rank mean of {', '.join(DEFAULT_WEIGHTS)} (default)"]
+                     + [f"{n}: {m.help}" for n, m in METHODS.items()])

@@ -84,7 +84,7 @@ def _img(src: str | None, alt: str) -> str:
 
 def write_report(catalog: Catalog, df: pd.DataFrame, out_dir: str | os.PathLike, *, max_items: int = 150,
                  max_outliers: int = 30, title: str | None = None) -> Path:
-    """Write ``out_dir/index.html`` for the output of :func:`~artextract.outliers.detect.find_label_issues`."""
+    """Write ``out_dir/index.html`` for the output of :func:`~artextract.outliers.detect.rank_label_issues`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     thumbs = _Thumbs(catalog, out)
