@@ -35,9 +35,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..defaults import DEFAULT_BACKBONE  # noqa: F401  (re-exported)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_BACKBONE = "mobilenet_v2"
 
 
 class WeightsUnavailable(RuntimeError):
