@@ -1,78 +1,58 @@
-"""Sub-commands: report, demo."""
+"""The demo pipeline, ``artextract demo``: every step of the tool on the synthetic corpus, then a report.
+
+Each step is an ordinary ``artextract`` command, run in this process; re-running reuses what is done.
+"""
 from __future__ import annotations
 
-import importlib.util
+import logging
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from ..cli import UserError, add_command
+from .cli import UserError, add_command
+from .defaults import DEFAULT_BACKBONE
 
+logger = logging.getLogger(__name__)
 
-def _cmd_report(args) -> int:
-    from ..data.catalog import Catalog
-    from .build import build_report
-
-    if args.catalog:
-        cat = Catalog.load(args.catalog)
-    elif args.run:
-        import json
-        cfg = json.loads((Path(args.run) / "config.json").read_text())
-        cat = Catalog.load(cfg["catalog"])
-    else:
-        raise UserError("give --run or --catalog")
-    path = build_report(args.out, catalog=cat, run_dir=args.run, outliers_csv=args.outliers or None,
-                        index_dir=args.index, split=args.split, color_task=args.color_by, title=args.title)
-    print(f"report written to {path}")
-    return 0
+DEMO_SIZE = 128     # side of the demo's prepared images
+DEMO_N = 300        # synthetic paintings
+DEMO_EPOCHS = 30
 
 
 def _step(name: str, argv: list[str]) -> None:
-    from ..cli import main
-    print(f"\n== {name}: artextract {' '.join(argv)}", flush=True)
+    from .cli import main
+
+    logger.info("\n== %s: artextract %s", name, " ".join(argv))
     t0 = time.time()
     rc = main(argv)
     if rc != 0:
         raise UserError(f"demo step '{name}' failed (exit {rc})")
-    print(f"   ({time.time() - t0:.1f}s)", flush=True)
+    logger.info("   (%.1fs)", time.time() - t0)
 
 
-def _cmd_demo(args) -> int:
-    out = Path(args.out)
-    if out.exists() and args.fresh:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    data, run, index = out / "data", out / "run", out / "index"
-    cat = str(data / "catalog.parquet")
-    progress = [] if sys.stderr.isatty() else ["--no-progress"]
-    if not Path(cat).exists():
-        _step("generate the synthetic corpus", ["demo-data", "--out", str(data), "--n", str(args.n)])
-    _step("prepare the image cache", ["prepare", "--catalog", cat, "--size", "128"])
-    # a finished run resumes instantly; an interrupted one continues where it stopped
-    _step("train the multi-task CRNN", ["train", "--catalog", cat, "--out", str(run), "--cache-size", "128",
-                                        "--epochs", str(args.epochs), "--backbone", args.backbone,
-                                        *(["--resume"] if (run / "state.pt").exists() else []), *progress])
-    _step("evaluate", ["evaluate", "--run", str(run), "--catalog", cat])
-    outliers = []
-    if importlib.util.find_spec("artextract.outliers.cli"):
-        for task in ("style", "genre"):
-            f = out / f"outliers_{task}.csv"
-            _step(f"find labels that do not fit ({task})",
-                  ["outliers", "--catalog", cat, "--task", task, "--run", str(run), "--out", str(f)])
-            outliers.append(str(f))
-    if importlib.util.find_spec("artextract.similarity.cli"):
-        if not (index / "index.faiss").exists() and not index.exists():
-            _step("index for similarity search", ["index", "--catalog", cat, "--run", str(run), "--out", str(index)])
-        _step("retrieval quality by style", ["evaluate-retrieval", "--index", str(index), "--catalog", cat,
-                                             "--relevance", "style", "-k", "10"])
-    from ..data.catalog import Catalog
-    from .build import build_report
+def next_steps(cat: str, run: Path, index: Path | None, outliers: list[str]) -> list[str]:
+    """The commands that explore the demo and do the same on real collections.
 
+    Parameters
+    ----------
+    cat : str
+        The demo catalogue.
+    run : Path
+        The demo's training run.
+    index : Path or None
+        The demo's similarity index, if built.
+    outliers : list of str
+        The demo's outlier CSVs.
+
+    Returns
+    -------
+    list of str
+        Shell lines (comments start with ``#``).
+    """
     serve = (f"artextract serve --catalog {cat} --run {run}"
-             + (f" --index {index}" if index.exists() else "") + "".join(f" --outliers {f}" for f in outliers))
-    nxt = [
+             + (f" --index {index}" if index is not None else "") + "".join(f" --outliers {f}" for f in outliers))
+    return [
         "# explore the demo in your browser",
         serve,
         "",
@@ -87,36 +67,110 @@ def _cmd_demo(args) -> int:
         "artextract ingest nga --opendata opendata/data --out nga.parquet",
         "artextract download nga --catalog nga.parquet",
         "artextract train --catalog nga.parquet --tasks timeframe --out runs/nga",
+        "",
+        "# your own images, one folder per class",
+        "artextract ingest folder --images my_paintings --task style --out mine.parquet",
     ]
-    print("\n== report", flush=True)
-    path = build_report(out, catalog=Catalog.load(cat), run_dir=run, outliers_csv=outliers,
+
+
+def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, backbone: str = DEFAULT_BACKBONE,
+             fresh: bool = False, progress: bool | None = None) -> Path:
+    """Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, evaluate
+    retrieval, and write ``OUT/report.html``.
+
+    Parameters
+    ----------
+    out : str or Path
+        The demo folder (created; reused when it exists).
+    n : int
+        Number of synthetic paintings.
+    epochs : int
+        Training epochs.
+    backbone : str
+        Backbone of the classifier.
+    fresh : bool
+        Delete ``out`` first.
+    progress : bool, optional
+        Progress bars (default: when stderr is a terminal).
+
+    Returns
+    -------
+    Path
+        The report page.
+    """
+    out = Path(out)
+    if out.exists() and fresh:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data, run, index = out / "data", out / "run", out / "index"
+    cat = str(data / "catalog.parquet")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    no_progress = [] if progress else ["--no-progress"]
+    if not Path(cat).exists():
+        _step("generate the synthetic corpus", ["demo-data", "--out", str(data), "--n", str(n)])
+    _step("prepare the image cache", ["prepare", "--catalog", cat, "--size", str(DEMO_SIZE)])
+    # a finished run resumes instantly; an interrupted one continues where it stopped
+    _step("train the multi-task CRNN", ["train", "--catalog", cat, "--out", str(run), "--cache-size", str(DEMO_SIZE),
+                                        "--epochs", str(epochs), "--backbone", backbone,
+                                        *(["--resume"] if (run / "state.pt").exists() else []), *no_progress])
+    _step("evaluate", ["evaluate", "--run", str(run), "--catalog", cat])
+    outliers = []
+    for task in ("style", "genre"):
+        f = out / f"outliers_{task}.csv"
+        _step(f"find labels that do not fit ({task})",
+              ["outliers", "--catalog", cat, "--task", task, "--run", str(run), "--out", str(f), *no_progress])
+        outliers.append(str(f))
+    if not (index / "index.faiss").exists() and not index.exists():
+        _step("index for similarity search", ["index", "--catalog", cat, "--run", str(run), "--out", str(index),
+                                              *no_progress])
+    _step("retrieval quality by style", ["evaluate-retrieval", "--index", str(index), "--catalog", cat,
+                                         "--relevance", "style", "-k", "10"])
+    from .data.catalog import Catalog
+    from .report.build import build_report
+
+    nxt = next_steps(cat, run, index if index.exists() else None, outliers)
+    logger.info("\n== report")
+    return build_report(out, catalog=Catalog.load(cat), run_dir=run, outliers_csv=outliers,
                         index_dir=index if index.exists() else None, title="ArtExtract demo (synthetic corpus)",
                         next_steps=nxt)
+
+
+def _cmd_demo(args) -> int:
+    t0 = time.time()
+    path = run_demo(args.out, n=args.n, epochs=args.epochs, backbone=args.backbone, fresh=args.fresh,
+                    progress=False if args.no_progress else None)
+    out = Path(args.out)
+    index = out / "index"
+    nxt = next_steps(str(out / "data" / "catalog.parquet"), out / "run", index if index.exists() else None,
+                     [str(out / f"outliers_{t}.csv") for t in ("style", "genre")])
     print(f"\nDone in {time.time() - t0:.0f}s. Report: {path}\n")
     print("\n".join(nxt))
     return 0
 
 
 def register(sub) -> None:
-    p = add_command(sub, "report", "an HTML report for a run: metrics, confusion matrices, map, outliers, similar",
-                    "artextract report --run runs/wikiart --outliers style_issues.csv --index wikiart.index --out report/")
-    p.add_argument("--run", default=None)
-    p.add_argument("--catalog", default=None, help="default: the catalogue the run was trained on")
-    p.add_argument("--outliers", action="append", default=[], help="outliers CSV (repeatable)")
-    p.add_argument("--index", default=None)
-    p.add_argument("--split", default="val")
-    p.add_argument("--color-by", default=None, help="task that colours the map (default style)")
-    p.add_argument("--title", default=None)
-    p.add_argument("--out", required=True, help="folder for report.html")
-    p.set_defaults(func=_cmd_report)
+    """Add the ``demo`` command.
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+
+    Returns
+    -------
+    None
+    """
+    from .cli_options import add_progress_option
 
     p = add_command(sub, "demo", "run the whole pipeline on the synthetic demo corpus and write a report",
                     "artextract demo --out demo-output",
                     description="Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, "
                     "evaluate retrieval, and write OUT/report.html. Re-running reuses what is done.")
-    p.add_argument("--out", default="demo-output")
-    p.add_argument("--n", type=int, default=300, help="number of synthetic paintings")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--backbone", default="mobilenet_v2")
+    p.add_argument("--out", default="demo-output", help="demo folder (default demo-output)")
+    p.add_argument("--n", type=int, default=DEMO_N, help=f"number of synthetic paintings (default {DEMO_N})")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"training epochs (default {DEMO_EPOCHS})")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help=f"backbone of the classifier, see `artextract backbones` (default {DEFAULT_BACKBONE})")
     p.add_argument("--fresh", action="store_true", help="delete OUT first")
+    add_progress_option(p)
     p.set_defaults(func=_cmd_demo)

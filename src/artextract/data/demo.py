@@ -23,6 +23,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from .catalog import Catalog, TaskSpec
 
+DEFAULT_N = 300          # paintings in the demo corpus
+DEFAULT_IMAGE_SIZE = 128  # side of each generated image
+
 STYLES = ["Brushwork", "Pointillism", "Geometric", "Color_Field", "Hatching"]
 GENRES = ["abstract", "landscape", "portrait", "still_life", "cityscape"]
 TIMEFRAMES = ["1850 to 1875", "1876 to 1900", "1901 to 1925", "1926 to 1950", "1951 to 1975", "1976 to 2000"]
@@ -131,7 +134,7 @@ def _render(style: str, hue: float, spread: float, scale: float, genre: str, siz
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def generate_demo(out: str | Path, n: int = 300, size: int = 128, seed: int = 0, noise: float = 0.03,
+def generate_demo(out: str | Path, n: int = DEFAULT_N, size: int = DEFAULT_IMAGE_SIZE, seed: int = 0, noise: float = 0.03,
                   val_fraction: float = 0.2) -> Catalog:
     """Write ``n`` synthetic paintings under ``out/images`` and return the saved catalogue
     ``out/catalog.parquet``. The same arguments always give the same pixels and labels."""

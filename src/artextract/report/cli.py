@@ -1,0 +1,54 @@
+"""Sub-command: report."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..cli import UserError, add_command
+
+logger = logging.getLogger(__name__)
+
+
+def _cmd_report(args) -> int:
+    from ..data.catalog import Catalog
+    from .build import build_report
+
+    if args.catalog:
+        cat = Catalog.load(args.catalog)
+    elif args.run:
+        config = Path(args.run) / "config.json"
+        if not config.is_file():
+            raise UserError(f"{args.run} is not a training run (no config.json); train one with `artextract train`")
+        cat = Catalog.load(json.loads(config.read_text())["catalog"])
+    else:
+        raise UserError("give --run or --catalog")
+    path = build_report(args.out, catalog=cat, run_dir=args.run, outliers_csv=args.outliers or None,
+                        index_dir=args.index, split=args.split, color_task=args.color_by, title=args.title)
+    logger.info("report written to %s", path)
+    return 0
+
+
+def register(sub) -> None:
+    """Add the ``report`` command.
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+
+    Returns
+    -------
+    None
+    """
+    p = add_command(sub, "report", "an HTML report for a run: metrics, confusion matrices, map, outliers, similar",
+                    "artextract report --run runs/wikiart --outliers style_issues.csv --index wikiart.index --out report/")
+    p.add_argument("--run", default=None, help="trained run folder (from `artextract train`)")
+    p.add_argument("--catalog", default=None, help="catalogue (default: the catalogue the run was trained on)")
+    p.add_argument("--outliers", action="append", default=[],
+                   help="CSV from `artextract outliers` (repeatable, one per task)")
+    p.add_argument("--index", default=None, help="similarity index folder (from `artextract index`)")
+    p.add_argument("--split", default="val", help="split whose metrics and map are shown (default val)")
+    p.add_argument("--color-by", default=None, help="task that colours the map (default style)")
+    p.add_argument("--title", default=None, help="page title (default: ArtExtract report)")
+    p.add_argument("--out", required=True, help="folder for report.html")
+    p.set_defaults(func=_cmd_report)
