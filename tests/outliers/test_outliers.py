@@ -1,6 +1,5 @@
 """Label-issue detection on the demo corpus: planted errors, degenerate inputs, the CSV, the report
 and the command line."""
-import importlib.util
 
 import numpy as np
 import pandas as pd
@@ -148,8 +147,6 @@ def test_cli_help_has_examples(capsys):
         assert f"example:\n  artextract {cmd}" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(importlib.util.find_spec("artextract.training.inference") is None,
-                    reason="artextract.training.inference (trained runs) is not available")
 def test_run_embedding_path(demo_outliers, tmp_path):
     from artextract.training.train import TrainConfig, train
 

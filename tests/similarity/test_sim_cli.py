@@ -3,7 +3,6 @@ trained run can be made."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 
 import pytest
@@ -96,8 +95,6 @@ def _train_tiny_run(catalog, out) -> None:
     assert rc == 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("artextract.training.inference") is None,
-                    reason="artextract.training.inference (trained runs) is not in this checkout")
 def test_index_from_a_trained_run(sim_demo, tmp_path, capsys):
     run_dir = tmp_path / "run"
     _train_tiny_run(sim_demo, run_dir)

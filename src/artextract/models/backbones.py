@@ -270,8 +270,6 @@ def _resnet50(pretrained: bool = True, weights: str | None = None, url: str | No
 
 
 def _timm(model_name: str, pretrained: bool = True, weights: str | None = None) -> Backbone:
-    if importlib.util.find_spec("timm") is None:
-        raise WeightsUnavailable("timm is not installed: `pip install timm`")
     import timm
     try:
         net = timm.create_model(model_name, pretrained=pretrained and not weights, num_classes=0,
