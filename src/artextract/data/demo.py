@@ -137,7 +137,29 @@ def _render(style: str, hue: float, spread: float, scale: float, genre: str, siz
 def generate_demo(out: str | Path, n: int = DEFAULT_N, size: int = DEFAULT_IMAGE_SIZE, seed: int = 0, noise: float = 0.03,
                   val_fraction: float = 0.2) -> Catalog:
     """Write ``n`` synthetic paintings under ``out/images`` and return the saved catalogue
-    ``out/catalog.parquet``. The same arguments always give the same pixels and labels."""
+    ``out/catalog.parquet``. The same arguments always give the same pixels and labels.
+
+    Parameters
+    ----------
+    out : str or Path
+        The corpus folder (created).
+    n : int
+        Number of paintings.
+    size : int
+        Side of each image in pixels.
+    seed : int
+        Seed of the pixels, labels, split and planted errors.
+    noise : float
+        Per task (style, genre), ``n * noise`` training paintings (at least one) get a deliberately
+        wrong label, listed in ``planted_errors.csv``.
+    val_fraction : float
+        Share of paintings in the validation split.
+
+    Returns
+    -------
+    Catalog
+        The saved catalogue.
+    """
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

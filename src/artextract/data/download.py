@@ -50,7 +50,20 @@ RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
 
 def iiif_image_url(iiifurl: str, size: int, base_url: str | None = None) -> str:
     """The IIIF Image API URL of the whole image fitted in a ``size`` box; ``base_url`` replaces the
-    ``https://api.nga.gov/iiif`` prefix."""
+    ``https://api.nga.gov/iiif`` prefix.
+
+    Parameters
+    ----------
+    iiifurl : str
+        The image's IIIF base URL (the catalogue's ``iiifurl``).
+    size : int
+        Side of the box in pixels.
+    base_url : str, optional
+
+    Returns
+    -------
+    str
+    """
     base = iiifurl.strip().rstrip("/")
     if base_url:
         base = _PREFIX_RE.sub(base_url.rstrip("/"), base)
@@ -58,7 +71,19 @@ def iiif_image_url(iiifurl: str, size: int, base_url: str | None = None) -> str:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid.
+
+    Parameters
+    ----------
+    value : str or None
+        The header's value.
+    now : float, optional
+        The current time (``time.time()``), for HTTP dates.
+
+    Returns
+    -------
+    float or None
+    """
     if not value:
         return None
     value = value.strip()
@@ -368,6 +393,21 @@ def download_nga(catalog: Catalog, out_dir: str | os.PathLike, options: Download
     The JSON report is written to ``report_path`` (default ``out_dir/download_report.json``).
     Never raises for per-file or network problems: see ``summary.failed`` and ``summary.aborted``.
     A ``KeyboardInterrupt`` stops the workers, writes the report and propagates.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        An NGA catalogue (``iiifurl`` column).
+    out_dir : str or PathLike
+        Folder for ``<objectid>.jpg``.
+    options : DownloadOptions, optional
+    report_path : str or PathLike, optional
+    **kwargs
+        Fields of :class:`DownloadOptions`, when ``options`` is not given.
+
+    Returns
+    -------
+    DownloadSummary
     """
     unknown = set(kwargs) - set(DownloadOptions.__dataclass_fields__)
     if unknown:

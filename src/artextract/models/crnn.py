@@ -184,6 +184,25 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, to
     the head from it. ``ordinal[task] = w`` adds ``w`` times the squared earth mover's distance
     between the predicted and true class distributions, which penalises far-off classes of an
     ordered task more than neighbouring ones.
+
+    Parameters
+    ----------
+    logits : dict of str to Tensor
+        ``[B, K_task]`` per task.
+    targets : dict of str to Tensor
+        ``[B]`` class indices per task, -1 where a painting has no label.
+    class_weights : dict of str to Tensor, optional
+        Per-class cross-entropy weights per task.
+    label_smoothing : float
+    ordinal : dict of str to float, optional
+        EMD weight per ordered task.
+
+    Returns
+    -------
+    total : Tensor
+        The summed loss (a zero with a graph when no row has a label).
+    parts : dict of str to float
+        Each task's loss, for the tasks with labels in the batch.
     """
     total = None
     parts: dict[str, float] = {}

@@ -33,7 +33,19 @@ logger = logging.getLogger(__name__)
 
 
 def as_image(img: Image.Image | str | os.PathLike | bytes, draft_size: int | None = None) -> Image.Image:
-    """A PIL image, a path or the bytes of a file -> RGB PIL image (through the safe loader)."""
+    """A PIL image, a path or the bytes of a file -> RGB PIL image (through the safe loader).
+
+    Parameters
+    ----------
+    img : PIL.Image.Image, str, PathLike or bytes
+    draft_size : int, optional
+        See :func:`artextract.data.images.load_image`.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode RGB.
+    """
     if isinstance(img, Image.Image):
         return img if img.mode == "RGB" else img.convert("RGB")
     return load_image(img, draft_size=draft_size)
