@@ -74,7 +74,7 @@ def next_steps(cat: str, run: Path, index: Path | None, outliers: list[str]) -> 
 
 
 def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, backbone: str = DEFAULT_BACKBONE,
-             fresh: bool = False, progress: bool | None = None) -> Path:
+             fresh: bool = False, progress: bool | None = None) -> tuple[Path, list[str]]:
     """Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, evaluate
     retrieval, and write ``OUT/report.html``.
 
@@ -95,8 +95,10 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
 
     Returns
     -------
-    Path
+    report : Path
         The report page.
+    next_steps : list of str
+        The commands that explore the demo and do the same on real collections (see :func:`next_steps`).
     """
     out = Path(out)
     if out.exists() and fresh:
@@ -131,19 +133,16 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
 
     nxt = next_steps(cat, run, index if index.exists() else None, outliers)
     logger.info("\n== report")
-    return build_report(out, catalog=Catalog.load(cat), run_dir=run, outliers_csv=outliers,
+    page = build_report(out, catalog=Catalog.load(cat), run_dir=run, outliers_csv=outliers,
                         index_dir=index if index.exists() else None, title="ArtExtract demo (synthetic corpus)",
                         next_steps=nxt)
+    return page, nxt
 
 
 def _cmd_demo(args) -> int:
     t0 = time.time()
-    path = run_demo(args.out, n=args.n, epochs=args.epochs, backbone=args.backbone, fresh=args.fresh,
-                    progress=False if args.no_progress else None)
-    out = Path(args.out)
-    index = out / "index"
-    nxt = next_steps(str(out / "data" / "catalog.parquet"), out / "run", index if index.exists() else None,
-                     [str(out / f"outliers_{t}.csv") for t in ("style", "genre")])
+    path, nxt = run_demo(args.out, n=args.n, epochs=args.epochs, backbone=args.backbone, fresh=args.fresh,
+                         progress=False if args.no_progress else None)
     print(f"\nDone in {time.time() - t0:.0f}s. Report: {path}\n")
     print("\n".join(nxt))
     return 0

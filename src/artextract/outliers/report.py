@@ -49,10 +49,10 @@ class _Thumbs:
         self.paths = dict(zip(catalog.df["id"], catalog.df["path"]))
         self.cache = None
         try:
-            from ..data.cache import PreparedCache, default_cache_dir
+            from ..data.cache import DEFAULT_SIZE, PreparedCache, default_cache_dir
             root = default_cache_dir(catalog)
-            if (root / "s256" / "index.json").exists():
-                self.cache = PreparedCache(root, 256)
+            if (root / f"s{DEFAULT_SIZE}" / "index.json").exists():
+                self.cache = PreparedCache(root, DEFAULT_SIZE)
         except Exception:
             self.cache = None
         self.done: dict[str, str | None] = {}

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.cache import DEFAULT_SIZE
+from ..defaults import DEFAULT_BACKBONE
 from ..data.catalog import Catalog
 from ..data.images import SkipReport, load_image, resize_center_crop
 from ..utils import l2_normalize  # noqa: F401  (re-exported for the index)
@@ -83,7 +84,7 @@ class Embedder:
 class BackboneEmbedder(Embedder):
     kind = "backbone"
 
-    def __init__(self, backbone: str = "mobilenet_v2", *, pretrained: bool = True, weights: str | None = None,
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, *, pretrained: bool = True, weights: str | None = None,
                  image_size: int | None = None, cache_size: int = DEFAULT_SIZE, seed: int = 0,
                  center: bool = True, mean: np.ndarray | None = None, device=None):
         self.backbone = backbone
