@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         return 0
 
     from artextract.data.catalog import Catalog
-    from artextract.outliers.detect import METHODS, backbone_features, find_label_issues
+    from artextract.outliers.detect import METHODS, backbone_features, rank_label_issues
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
                 noisy = Catalog(df, cat.tasks, cat.image_root, cat.source, dict(cat.extra))
                 t1 = time.time()
                 ctx = None if args.context == "none" else "auto"
-                res = find_label_issues(noisy, task, feats, seed=seed, context=ctx,
+                res = rank_label_issues(noisy, task, feats, seed=seed, context=ctx,
                                         log=lambda m: print(m, file=sys.stderr))
                 dt = time.time() - t1
                 row_of = {k: i for i, k in enumerate(cat.ids)}
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
                     rows.append({"features": fspec, "task": task, "rate": rate, "method": m,
                                  **metrics(res[f"score_{m}"].to_numpy(), res[f"flag_{m}"].to_numpy(bool), e)})
                 if args.context == "both":
-                    img = find_label_issues(noisy, task, feats, seed=seed, context=None,
+                    img = rank_label_issues(noisy, task, feats, seed=seed, context=None,
                                             log=lambda m: print(m, file=sys.stderr)).set_index("id").loc[res["id"]]
                     rows.append({"features": fspec, "task": task, "rate": rate, "method": "cleanlab_img",
                                  **metrics(img["score_cleanlab"].to_numpy(), img["flag_cleanlab"].to_numpy(bool), e)})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 
@@ -18,6 +17,7 @@ COMMAND_MODULES = [
     "artextract.similarity.cli",
     "artextract.web.cli",
     "artextract.report.cli",
+    "artextract.pipeline",
 ]
 
 
@@ -26,10 +26,53 @@ class UserError(Exception):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    pass
+    """Keeps the line breaks of descriptions and examples."""
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message (so redirections and test
+    capture see it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler assigns it; the current sys.stderr is always used
+        pass
+
+
+def configure_logging(level: int) -> None:
+    """Send the package's log messages to stderr at ``level`` (stdout carries results only).
+
+    Parameters
+    ----------
+    level : int
+        A ``logging`` level: DEBUG with ``-v``, WARNING with ``-q``, else INFO.
+
+    Returns
+    -------
+    None
+    """
+    pkg = logging.getLogger("artextract")
+    for h in [h for h in pkg.handlers if isinstance(h, _StderrHandler)]:
+        pkg.removeHandler(h)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    pkg.addHandler(handler)
+    pkg.setLevel(level)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``artextract`` parser with every command's sub-parser.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(
         prog="artextract",
         description="ArtExtract: classify paintings, find mislabels and outliers, find similar paintings.",
@@ -43,14 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
         importlib.import_module(name).register(sub)
     return parser
 
 
 def add_command(sub, name: str, help: str, example: str, description: str | None = None):
-    """Create a sub-command parser whose --help ends with an example."""
+    """Create a sub-command parser whose ``--help`` ends with an example.
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+        Where the command goes.
+    name : str
+        The command's name.
+    help : str
+        One line for the parent's list of commands (and the description by default).
+    example : str
+        A command line shown at the end of ``--help``.
+    description : str, optional
+        A longer description for the command's own ``--help``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     return sub.add_parser(
         name, help=help, description=description or help, epilog=f"example:\n  {example}",
         formatter_class=HelpFormatter,
@@ -58,11 +117,23 @@ def add_command(sub, name: str, help: str, example: str, description: str | None
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``artextract`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 success, 1 partial failure, 2 a user error, 130 interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.log_verbose else logging.WARNING if args.log_quiet else logging.INFO
     # messages and progress go to stderr; stdout carries results only
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    configure_logging(level)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

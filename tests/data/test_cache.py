@@ -201,21 +201,21 @@ def test_cli_prepare_and_skip_report(demo_catalog, tmp_path, capsys):
     args = ["prepare", "--catalog", str(demo_catalog.path), "--size", "24", "--cache", str(tmp_path / "c"),
             "--workers", "1"]
     assert main(args) == 0
-    assert f"{len(demo_catalog)} added, 0 already prepared" in capsys.readouterr().out
+    assert f"{len(demo_catalog)} added, 0 already prepared" in capsys.readouterr().err
     assert main(args) == 0
-    assert f"0 added, {len(demo_catalog)} already prepared" in capsys.readouterr().out
+    assert f"0 added, {len(demo_catalog)} already prepared" in capsys.readouterr().err
 
     cat = make_catalog(tmp_path / "own", 4)
     (tmp_path / "own" / "images" / cat.df["path"][1]).write_bytes(b"")
     args = ["prepare", "--catalog", str(cat.path), "--size", "16", "--workers", "1"]
     assert main(args) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "3 added" in out and "1 file(s) skipped" in out and "empty file (0 bytes)" in out
     report = tmp_path / "own" / "catalog.cache" / "s16" / "skip_report.json"  # default cache: next to the catalogue
     assert json.loads(report.read_text())["skipped"] == [{"id": cat.ids[1], "reason": "empty file (0 bytes)"}]
     Image.new("RGB", (9, 9)).save(tmp_path / "own" / "images" / cat.df["path"][1], "JPEG")
     assert main(args + ["--retry-failed"]) == 0
-    assert "1 added, 3 already prepared" in capsys.readouterr().out
+    assert "1 added, 3 already prepared" in capsys.readouterr().err
 
 
 def test_ensure_prepared(tmp_path):

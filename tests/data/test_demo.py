@@ -101,6 +101,6 @@ def test_planted_errors_are_consistent_with_the_catalogue(demo_catalog):
 
 def test_cli_demo_data(tmp_path, capsys):
     assert main(["demo-data", "--out", str(tmp_path / "d"), "--n", "12", "--size", "32", "--seed", "5"]) == 0
-    assert "wrote 12 synthetic paintings" in capsys.readouterr().out
+    assert "wrote 12 synthetic paintings" in capsys.readouterr().err
     cat = Catalog.load(tmp_path / "d" / "catalog.parquet")
     assert len(cat) == 12 and cat.extra["seed"] == 5 and cat.image_root == (tmp_path / "d").resolve()

@@ -152,12 +152,12 @@ def test_update_catalog_and_default_out(nga_catalog, tmp_path, capsys):
         common = ["--base-url", srv.base_url, "--no-progress", "--rate", "0", "--backoff", "0.05"]
         other = tmp_path / "elsewhere"
         assert main(["download", "nga", "--catalog", str(nga_catalog), "--out", str(other), *common]) == 0
-        out = capsys.readouterr().out
+        out = capsys.readouterr().err
         assert "--update-catalog" in out and "downloaded 106" in out
         assert len(Catalog.load(nga_catalog).missing_images()) == 106
         assert main(["download", "nga", "--catalog", str(nga_catalog), "--out", str(other), "--update-catalog",
                      *common]) == 0
-        assert "already present 106" in capsys.readouterr().out
+        assert "already present 106" in capsys.readouterr().err
         cat = Catalog.load(nga_catalog)
         assert cat.image_root == other.resolve() and cat.missing_images() == []
         _check_intact(other, cat.ids, originals)
@@ -222,7 +222,7 @@ def test_kill_midway_and_resume(nga_catalog, tmp_path):
             assert (root / f"{i}.jpg").read_bytes() == originals[i]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stdout + res.stderr
-        assert f"already present {len(have)}" in res.stdout
+        assert f"already present {len(have)}" in res.stderr
     _check_intact(root, cat.ids, originals)
     report = json.loads((root / "download_report.json").read_text())
     assert report["counts"]["downloaded"] == 106 - len(have) and report["counts"]["failed"] == 0

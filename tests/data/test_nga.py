@@ -165,7 +165,7 @@ def test_cli_ingest_nga(opendata, tmp_path, capsys):
     folder, _ = opendata
     out = tmp_path / "nga.parquet"
     assert main(["ingest", "nga", "--opendata", str(folder), "--out", str(out)]) == 0
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert "artextract download nga" in text
     cat = Catalog.load(out)
     assert len(cat) == 106 and cat.image_root == (tmp_path / "nga_images").resolve()

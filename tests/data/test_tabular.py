@@ -113,7 +113,7 @@ def test_cli_ingest_csv(tmp_path, images, capsys):
     out = tmp_path / "mine.parquet"
     assert main(["ingest", "csv", "--csv", str(csv), "--images", str(images), "--path-col", "file",
                  "--tasks", "school,century", "--ordered", "century", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert "left out 1 row(s) whose image is not on disk" in text and "wrote" in text
     cat = Catalog.load(out)
     assert len(cat) == 8 and cat.task("century").ordered and cat.image_root == images.resolve()

@@ -285,7 +285,7 @@ def test_cli_ingest_wikiart_and_catalog_info_json(labels_dir, sample_dir, sample
     out = tmp_path / "wikiart.parquet"
     rc = main(["ingest", "wikiart", "--labels", str(labels_dir), "--images", str(sample_dir), "--out", str(out)])
     assert rc == 0
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert "1,403" in text and "81,446" in text and "conflicting labels" in text
     assert main(["catalog", "info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

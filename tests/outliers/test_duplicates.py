@@ -47,7 +47,7 @@ def test_cli_duplicates_hashes_only(demo_outliers, tmp_path, capsys):
     cat, a, _ = corpus_with_copies(root, tmp_path)
     out = tmp_path / "pairs.csv"
     assert main(["duplicates", "--catalog", str(tmp_path / "dup.parquet"), "--backbone", "none", "--out", str(out),
-                 "--quiet"]) == 0
+                 "--no-progress"]) == 0
     df = pd.read_csv(out)
     assert {a, "leak_copy"} in [{r.id_a, r.id_b} for r in df.itertuples()]
     assert df["cosine"].isna().all()

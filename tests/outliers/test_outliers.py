@@ -1,6 +1,5 @@
 """Label-issue detection on the demo corpus: planted errors, degenerate inputs, the CSV, the report
 and the command line."""
-import importlib.util
 
 import numpy as np
 import pandas as pd
@@ -8,7 +7,7 @@ import pytest
 
 from artextract.cli import main
 from artextract.data.catalog import Catalog, CatalogError
-from artextract.outliers.detect import COLUMNS, UncheckableTask, find_label_issues
+from artextract.outliers.detect import COLUMNS, UncheckableTask, rank_label_issues
 
 
 def planted(root, task):
@@ -24,7 +23,7 @@ def with_column(cat, task, values):
 
 def test_planted_style_errors_rank_at_the_top(demo_outliers):
     root, cat, feats = demo_outliers
-    df = find_label_issues(cat, "style", feats)
+    df = rank_label_issues(cat, "style", feats)
     bad = planted(root, "style")
     ranks = df.loc[df["id"].isin(bad), "rank"]
     assert len(ranks) == len(bad) > 0
@@ -40,7 +39,7 @@ def test_planted_style_errors_rank_at_the_top(demo_outliers):
 def test_planted_genre_errors_rank_above_chance(demo_outliers):
     # genre on the demo is composition at 64 px, which ImageNet features carry only weakly
     root, cat, feats = demo_outliers
-    df = find_label_issues(cat, "genre", feats)
+    df = rank_label_issues(cat, "genre", feats)
     ranks = df.loc[df["id"].isin(planted(root, "genre")), "rank"]
     assert ranks.mean() < 0.5 * len(df)
 
@@ -51,7 +50,7 @@ def test_output_columns_and_rows(demo_outliers, tmp_path):
     for i in range(0, 120, 10):
         labels[i] = None  # paintings without a style label are skipped
     c2 = with_column(cat, "style", labels)
-    df = find_label_issues(c2, "style", feats)
+    df = rank_label_issues(c2, "style", feats)
     assert list(df.columns) == COLUMNS
     assert len(df) == 108 and df["id"].is_unique
     assert not set(df["id"]) & set(cat.df["id"][::10])
@@ -71,26 +70,26 @@ def test_output_columns_and_rows(demo_outliers, tmp_path):
 def test_array_features_and_each_method(demo_outliers):
     _, cat, feats = demo_outliers
     for method in ("zscore", "mahalanobis", "knn", "cleanlab", "novelty"):
-        df = find_label_issues(cat, "style", feats.X, ids=feats.ids, method=method)
+        df = rank_label_issues(cat, "style", feats.X, ids=feats.ids, method=method)
         assert df.attrs["method"] == method
         assert df["flagged"].equals(df[f"flag_{method}"])
     with pytest.raises(CatalogError, match="unknown method"):
-        find_label_issues(cat, "style", feats, method="magic")
+        rank_label_issues(cat, "style", feats, method="magic")
 
 
 def test_degenerate_tasks_say_why(demo_outliers):
     _, cat, feats = demo_outliers
     with pytest.raises(CatalogError, match="unknown task 'colour'"):
-        find_label_issues(cat, "colour", feats)
+        rank_label_issues(cat, "colour", feats)
     one = with_column(cat, "style", ["Brushwork"] * 120)
     with pytest.raises(UncheckableTask, match="same label 'Brushwork'"):
-        find_label_issues(one, "style", feats)
+        rank_label_issues(one, "style", feats)
     none = with_column(cat, "style", [None] * 120)
     with pytest.raises(UncheckableTask, match="no painting .* has a style label"):
-        find_label_issues(none, "style", feats)
+        rank_label_issues(none, "style", feats)
     few = with_column(cat, "style", ["Brushwork", "Hatching", "Brushwork"] + [None] * 117)
     with pytest.raises(UncheckableTask, match="only 3"):
-        find_label_issues(few, "style", feats)
+        rank_label_issues(few, "style", feats)
 
 
 def test_classes_of_one_or_two_members(demo_outliers):
@@ -104,7 +103,7 @@ def test_classes_of_one_or_two_members(demo_outliers):
     cf = [i for i, lab in enumerate(labels) if lab == "Color_Field"]
     for i in cf[2:]:
         labels[i] = "Pointillism"
-    df = find_label_issues(with_column(cat, "style", labels), "style", feats)
+    df = rank_label_issues(with_column(cat, "style", labels), "style", feats)
     assert len(df) == 120 and df["score"].notna().all()
     row = df.set_index("id").loc[cat.df["id"][5]]
     assert "only 1 labelled painting" in row["note"]
@@ -116,7 +115,7 @@ def test_report_is_self_contained(demo_outliers, tmp_path):
     from artextract.outliers.report import write_report
 
     root, cat, feats = demo_outliers
-    df = find_label_issues(cat, "style", feats)
+    df = rank_label_issues(cat, "style", feats)
     page = write_report(cat, df, tmp_path / "rep")
     text = page.read_text()
     for pid in df.loc[df["flagged"], "id"]:
@@ -131,7 +130,7 @@ def test_cli_outliers(demo_outliers, tmp_path, capsys):
     root, _, _ = demo_outliers
     out = tmp_path / "issues.csv"
     rc = main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style", "--out", str(out),
-               "--report", str(tmp_path / "rep"), "--quiet"])
+               "--report", str(tmp_path / "rep"), "--no-progress"])
     assert rc == 0
     df = pd.read_csv(out)
     assert list(df.columns) == COLUMNS and len(df) == 120
@@ -148,8 +147,6 @@ def test_cli_help_has_examples(capsys):
         assert f"example:\n  artextract {cmd}" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(importlib.util.find_spec("artextract.training.inference") is None,
-                    reason="artextract.training.inference (trained runs) is not available")
 def test_run_embedding_path(demo_outliers, tmp_path):
     from artextract.training.train import TrainConfig, train
 
@@ -159,7 +156,7 @@ def test_run_embedding_path(demo_outliers, tmp_path):
                             batch_size=32, proj=16, hidden=16, progress=False), log=lambda *a: None)
     out = tmp_path / "issues.csv"
     assert main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style,genre", "--run", str(run),
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--no-progress"]) == 0
     df = pd.read_csv(out)
     assert list(df.columns) == COLUMNS and len(df) == 240 and set(df["task"]) == {"style", "genre"}
 
@@ -184,25 +181,25 @@ def test_other_fields_are_evidence(demo_outliers):
     wrong = set(np.array(c.ids)[flip])
     auc = {}
     for ctx in ("auto", None):
-        df = find_label_issues(c, "style", X, method="cleanlab", context=ctx)
+        df = rank_label_issues(c, "style", X, method="cleanlab", context=ctx)
         auc[ctx] = roc_auc_score(df["id"].isin(wrong), df["score"])
         assert df.attrs["context"] == (["artist", "genre", "timeframe"] if ctx else [])
     assert auc["auto"] > 0.9 > 0.75 > auc[None]
     with pytest.raises(CatalogError, match="unknown task"):
-        find_label_issues(c, "style", X, context=["painter"])
+        rank_label_issues(c, "style", X, context=["painter"])
     # naming the checked task itself is harmless: it is never its own evidence
-    assert find_label_issues(c, "style", X, context="style,artist").attrs["context"] == ["artist"]
+    assert rank_label_issues(c, "style", X, context="style,artist").attrs["context"] == ["artist"]
 
 
 def test_cli_unknown_context_field_is_a_clear_error_before_any_work(demo_outliers, tmp_path, capsys):
     root, _, _ = demo_outliers
     out = tmp_path / "issues.csv"
     rc = main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style", "--context", "painter",
-               "--out", str(out), "--quiet"])
+               "--out", str(out), "--no-progress"])
     assert rc == 2 and "unknown task 'painter'" in capsys.readouterr().err
     assert not out.exists()
     rc = main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style", "--context", "none",
-               "--out", str(out), "--quiet"])
+               "--out", str(out), "--no-progress"])
     assert rc == 0 and "used as evidence" not in capsys.readouterr().out
     assert set(pd.read_csv(out).head(4)["id"]) == planted(root, "style")
 
@@ -231,9 +228,9 @@ def test_style_statistics_reach_the_out_of_fold_classifier(demo_outliers):
     wrong = set(np.array(c.ids)[flip])
     auc = {}
     for name, f in (("with", Features(c.ids, X, style=style)), ("without", Features(c.ids, X))):
-        df = find_label_issues(c, "style", f, method="cleanlab", context=None)
+        df = rank_label_issues(c, "style", f, method="cleanlab", context=None)
         auc[name] = roc_auc_score(df["id"].isin(wrong), df["score"])
     assert auc["with"] > 0.9 > 0.75 > auc["without"]
     # one style matrix per extra view, or a clear error
     with pytest.raises(ValueError, match="per extra view"):
-        find_label_issues(c, "style", Features(c.ids, X, [X], style=style), context=None)
+        rank_label_issues(c, "style", Features(c.ids, X, [X], style=style), context=None)

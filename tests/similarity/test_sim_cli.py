@@ -3,7 +3,6 @@ trained run can be made."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 
 import pytest
@@ -28,12 +27,12 @@ def test_help_has_examples():
 
 def test_index_similar_evaluate(sim_demo, tmp_path, capsys):
     out = tmp_path / "demo.index"
-    rc, so, _ = run_cli(capsys, "index", "--catalog", sim_demo.path, "--backbone", "tiny_cnn", "--pretrained", "none",
-                        "--out", out, "-q")
-    assert rc == 0 and "built" in so and "60 painting(s) added" in so
-    rc, so, _ = run_cli(capsys, "index", "--catalog", sim_demo.path, "--backbone", "tiny_cnn", "--pretrained", "none",
-                        "--out", out, "-q")
-    assert rc == 0 and "updated" in so and "0 painting(s) added, 60 already indexed" in so
+    rc, _, err = run_cli(capsys, "index", "--catalog", sim_demo.path, "--backbone", "tiny_cnn", "--pretrained", "none",
+                         "--out", out, "--no-progress")
+    assert rc == 0 and "built" in err and "60 painting(s) added" in err
+    rc, _, err = run_cli(capsys, "index", "--catalog", sim_demo.path, "--backbone", "tiny_cnn", "--pretrained", "none",
+                         "--out", out, "--no-progress")
+    assert rc == 0 and "updated" in err and "0 painting(s) added, 60 already indexed" in err
 
     rc, so, _ = run_cli(capsys, "similar", "--index", out, "--id", "demo_0003", "-k", "4", "--json")
     res = json.loads(so)
@@ -63,7 +62,7 @@ def test_index_similar_evaluate(sim_demo, tmp_path, capsys):
     assert rc == 0 and "precision@10" in so and "mAP@10" in so
 
     # faces: none in the synthetic demo, and that is said, not an error
-    rc, so, err = run_cli(capsys, "similar", "--index", out, "--id", "demo_0002", "--mode", "face", "-q")
+    rc, so, err = run_cli(capsys, "similar", "--index", out, "--id", "demo_0002", "--mode", "face", "--no-progress")
     assert rc == 0 and "no face detected in painting 'demo_0002'" in so and "0 with face, 60 without face" in so
     assert "detecting faces in 60 painting(s)" in err
 
@@ -83,7 +82,7 @@ def test_cli_errors(sim_index_dir, sim_demo, tmp_path, capsys):
                          "--relevance", "mood")
     assert rc == 2 and "unknown task 'mood'" in err
     rc, _, err = run_cli(capsys, "index", "--catalog", sim_demo.path, "--backbone", "tiny_cnn", "--pretrained",
-                         "none", "--no-center", "--out", sim_index_dir, "-q")
+                         "none", "--no-center", "--out", sim_index_dir, "--no-progress")
     assert rc == 2 and "--rebuild" in err
     rc, _, err = run_cli(capsys, "index", "--catalog", sim_demo.path, "--run", tmp_path / "no_run",
                          "--out", tmp_path / "x.index")
@@ -96,15 +95,13 @@ def _train_tiny_run(catalog, out) -> None:
     assert rc == 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("artextract.training.inference") is None,
-                    reason="artextract.training.inference (trained runs) is not in this checkout")
 def test_index_from_a_trained_run(sim_demo, tmp_path, capsys):
     run_dir = tmp_path / "run"
     _train_tiny_run(sim_demo, run_dir)
     capsys.readouterr()
     out = tmp_path / "run.index"
-    rc, so, _ = run_cli(capsys, "index", "--catalog", sim_demo.path, "--run", run_dir, "--out", out, "-q")
-    assert rc == 0 and "60 painting(s) added" in so and "trained run" in so
+    rc, _, err = run_cli(capsys, "index", "--catalog", sim_demo.path, "--run", run_dir, "--out", out, "--no-progress")
+    assert rc == 0 and "60 painting(s) added" in err and "trained run" in err
     from artextract.similarity import EmbeddingIndex, find_similar
 
     idx = EmbeddingIndex.load(out)

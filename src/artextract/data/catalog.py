@@ -25,7 +25,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..utils import atomic_path
+
 META_KEY = b"artextract"
+#: The importers of `artextract ingest` (named in the error for a missing catalogue).
+INGEST_SOURCES = ("wikiart", "nga", "csv", "folder")
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 
@@ -96,6 +100,21 @@ class Catalog:
         return self.df["id"].tolist()
 
     def task(self, name: str) -> TaskSpec:
+        """The task ``name``.
+
+        Parameters
+        ----------
+        name : str
+
+        Returns
+        -------
+        TaskSpec
+
+        Raises
+        ------
+        CatalogError
+            The catalogue has no such task (the message lists those it has).
+        """
         if name not in self.tasks:
             raise CatalogError(
                 f"unknown task {name!r}; this catalogue has: {', '.join(self.tasks) or 'no tasks'}"
@@ -103,27 +122,71 @@ class Catalog:
         return self.tasks[name]
 
     def label_indices(self, name: str) -> np.ndarray:
-        """Class index per row for ``name``; -1 where the painting has no label."""
+        """Class index per row for ``name``; -1 where the painting has no label.
+
+        Parameters
+        ----------
+        name : str
+            A task of the catalogue.
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (rows,)
+        """
         spec = self.task(name)
         lookup = {c: i for i, c in enumerate(spec.classes)}
         col = self.df[name]
         return np.array([lookup[v] if isinstance(v, str) else -1 for v in col], dtype=np.int64)
 
     def image_path(self, rel: str) -> Path:
+        """The file of a ``path`` value (relative to the image root).
+
+        Parameters
+        ----------
+        rel : str
+
+        Returns
+        -------
+        Path
+        """
         return self.image_root / rel
 
     def image_paths(self) -> list[Path]:
         return [self.image_root / p for p in self.df["path"]]
 
     def missing_images(self) -> list[str]:
+        """The ``path`` values whose file is not on disk.
+
+        Returns
+        -------
+        list of str
+        """
         return [p for p in self.df["path"] if not (self.image_root / p).is_file()]
 
     def subset(self, mask: Iterable[bool] | np.ndarray) -> "Catalog":
+        """The rows where ``mask`` is true, with the same tasks, image root and source.
+
+        Parameters
+        ----------
+        mask : array_like of bool, shape (rows,)
+
+        Returns
+        -------
+        Catalog
+        """
         df = self.df.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
         return Catalog(df, self.tasks, self.image_root, self.source, dict(self.extra))
 
     # ------------------------------------------------------------------ summaries
     def info(self) -> dict:
+        """What `artextract catalog info` shows: rows per split, per task labelled rows, classes
+        present and class counts, missing images.
+
+        Returns
+        -------
+        dict
+            JSON-ready.
+        """
         out: dict = {
             "path": str(self.path) if self.path else None,
             "source": self.source,
@@ -152,6 +215,17 @@ class Catalog:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the catalogue as Parquet (atomically), its tasks and image root in the schema metadata.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The ``.parquet`` file; its folder is created.
+
+        Returns
+        -------
+        Path
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         df = self.df.copy()
@@ -173,19 +247,33 @@ class Catalog:
         schema_meta = dict(table.schema.metadata or {})
         schema_meta[META_KEY] = json.dumps(meta).encode()
         table = table.replace_schema_metadata(schema_meta)
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
         self.path = path
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Catalog":
+        """Read a catalogue written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or PathLike
+
+        Returns
+        -------
+        Catalog
+
+        Raises
+        ------
+        CatalogError
+            The file does not exist (the message names the importers), or is not a catalogue.
+        """
         path = Path(path)
         if not path.exists():
             raise CatalogError(
-                f"catalogue {path} does not exist; create one with `artextract ingest wikiart|nga|folder` "
-                "or `artextract demo-data`"
+                f"catalogue {path} does not exist; create one with `artextract ingest SOURCE` "
+                f"({'|'.join(INGEST_SOURCES)}) or `artextract demo-data`"
             )
         try:
             table = pq.read_table(path)
@@ -211,7 +299,17 @@ class Catalog:
 
 
 def format_info(info: dict) -> str:
-    """Human-readable rendering of :meth:`Catalog.info`."""
+    """Human-readable rendering of :meth:`Catalog.info`.
+
+    Parameters
+    ----------
+    info : dict
+        From :meth:`Catalog.info`.
+
+    Returns
+    -------
+    str
+    """
     lines = [
         f"catalogue   {info['path']}",
         f"source      {info['source']}",

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
+import logging
 import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
+from ..cli_options import add_json_option, add_seed_option
+
+logger = logging.getLogger(__name__)
+
+VAL_FRACTION = 0.2  # default validation share of the importers that make their own split
 
 
 def _cmd_ingest_wikiart(args) -> int:
@@ -21,8 +26,8 @@ def _cmd_ingest_wikiart(args) -> int:
             "point --images at the folder that holds the style folders (Impressionism/, Baroque/, ...)"
         )
     cat.save(args.out)
-    print(report.summary())
-    print(f"wrote {args.out} ({len(cat):,} paintings) in {time.time() - t0:.1f}s")
+    logger.info(report.summary())
+    logger.info("wrote %s (%s paintings) in %.1fs", args.out, f"{len(cat):,}", time.time() - t0)
     return 0
 
 
@@ -35,8 +40,24 @@ def _cmd_ingest_csv(args) -> int:
                            val_fraction=args.val_fraction)
     cat.save(args.out)
     for m in msgs:
-        print(m)
-    print(f"wrote {args.out} ({len(cat):,} paintings)")
+        logger.info(m)
+    logger.info("wrote %s (%s paintings)", args.out, f"{len(cat):,}")
+    return 0
+
+
+def _cmd_ingest_folder(args) -> int:
+    from .folder import ingest_folder
+
+    t0 = time.time()
+    cat, msgs, skipped = ingest_folder(args.images, task=args.task, val_fraction=args.val_fraction,
+                                       seed=args.seed, workers=args.workers)
+    cat.save(args.out)
+    for m in msgs:
+        logger.info(m)
+    if len(skipped):
+        report = skipped.write(Path(args.out).with_suffix(".skipped.json"))
+        logger.info("skip report: %s", report)
+    logger.info("wrote %s (%s paintings) in %.1fs", args.out, f"{len(cat):,}", time.time() - t0)
     return 0
 
 
@@ -59,12 +80,12 @@ def _cmd_prepare(args) -> int:
     t0 = time.time()
     res = cache.prepare(cat, workers=args.workers)
     dt = time.time() - t0
-    print(f"cache {cache.dir}: {res.added} added, {res.already} already prepared"
-          + (f", {res.added / dt:.1f} img/s" if res.added and dt > 0 else ""))
+    logger.info(f"cache {cache.dir}: {res.added} added, {res.already} already prepared"
+                + (f", {res.added / dt:.1f} img/s" if res.added and dt > 0 else ""))
     if len(res.failed):
-        print(res.failed.summary())
+        logger.warning(res.failed.summary())
         path = res.failed.write(cache.dir / "skip_report.json")
-        print(f"skip report: {path} (fix the files and run again with --retry-failed)")
+        logger.warning("skip report: %s (fix the files and run again with --retry-failed)", path)
     return 0
 
 
@@ -73,12 +94,25 @@ def _cmd_demo_data(args) -> int:
 
     t0 = time.time()
     cat = generate_demo(args.out, n=args.n, size=args.size, seed=args.seed)
-    print(f"wrote {len(cat)} synthetic paintings and {Path(args.out) / 'catalog.parquet'} "
-          f"in {time.time() - t0:.1f}s (planted wrong labels: {Path(args.out) / 'planted_errors.csv'})")
+    logger.info("wrote %d synthetic paintings and %s in %.1fs (planted wrong labels: %s)", len(cat),
+                Path(args.out) / "catalog.parquet", time.time() - t0, Path(args.out) / "planted_errors.csv")
     return 0
 
 
 def register(sub) -> None:
+    """Add ``ingest``, ``catalog``, ``prepare`` and ``demo-data`` (and the NGA commands).
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+
+    Returns
+    -------
+    None
+    """
+    from .cache import DEFAULT_SIZE
+    from .folder import DEFAULT_TASK
+
     p = add_command(sub, "ingest", "import a collection's labels and images into a catalogue",
                     "artextract ingest wikiart --labels 'WikiArt Dataset' --images wikiart --out wikiart.parquet")
     isub = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
@@ -96,44 +130,62 @@ def register(sub) -> None:
     c = add_command(isub, "csv", "import any CSV of images with categorical label columns",
                     "artextract ingest csv --csv paintings.csv --images imgs --path-col file "
                     "--tasks school,century --ordered century --out mine.parquet")
-    c.add_argument("--csv", required=True)
+    c.add_argument("--csv", required=True, help="CSV file with a header row, one row per image")
     c.add_argument("--images", required=True, help="image root that the path column is relative to")
-    c.add_argument("--path-col", default="path")
-    c.add_argument("--id-col", default=None, help="defaults to the path column")
+    c.add_argument("--path-col", default="path", help="column with the image path (default path)")
+    c.add_argument("--id-col", default=None, help="column with a unique id (default: the path column)")
     c.add_argument("--tasks", default="", help="comma-separated label columns")
     c.add_argument("--ordered", default="", help="comma-separated tasks whose classes are ordered (sorted order)")
     c.add_argument("--split-col", default=None, help="column with train/val/test; else a seeded stratified split")
-    c.add_argument("--val-fraction", type=float, default=0.2)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out", required=True)
+    c.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                   help=f"validation share of the seeded split, without --split-col (default {VAL_FRACTION})")
+    add_seed_option(c, help="seed of the split (default 0)")
+    c.add_argument("--out", required=True, help="catalogue to write (.parquet)")
     c.set_defaults(func=_cmd_ingest_csv)
 
-    if importlib.util.find_spec("artextract.data.nga_cli") is not None:
-        importlib.import_module("artextract.data.nga_cli").register(isub, sub)
+    f = add_command(isub, "folder", "import a folder with one sub-folder of images per class (ImageFolder layout)",
+                    "artextract ingest folder --images my_paintings --task style --out mine.parquet",
+                    description="Import DIR/CLASS/image.jpg (torchvision's ImageFolder layout) into one catalogue "
+                    "row per readable image; the first folder level is the label (deeper folders keep it). "
+                    "Files that cannot be decoded are reported, listed in OUT.skipped.json and left out. "
+                    "The split is seeded and stratified on the label.")
+    f.add_argument("--images", required=True, help="folder with one sub-folder per class")
+    f.add_argument("--task", default=DEFAULT_TASK, help=f"name of the label task (default {DEFAULT_TASK})")
+    f.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                   help=f"validation share of each class (default {VAL_FRACTION})")
+    add_seed_option(f, help="seed of the split (default 0)")
+    f.add_argument("--workers", type=int, default=4, help="threads that check the images decode (default 4)")
+    f.add_argument("--out", required=True, help="catalogue to write (.parquet)")
+    f.set_defaults(func=_cmd_ingest_folder)
+
+    importlib.import_module("artextract.data.nga_cli").register(isub, sub)
 
     p = add_command(sub, "catalog", "inspect a catalogue", "artextract catalog info wikiart.parquet")
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     i = add_command(csub, "info", "rows per task and split, classes present, images missing on disk",
                     "artextract catalog info demo/catalog.parquet --json")
-    i.add_argument("catalog")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("catalog", help="catalogue file (.parquet)")
+    add_json_option(i, "the summary")
     i.set_defaults(func=_cmd_info)
 
     p = add_command(sub, "prepare", "decode and resize every image once into the prepared-image cache",
                     "artextract prepare --catalog wikiart.parquet --size 256",
                     description="Decode every image once into a memory-mapped uint8 cache that training and "
                     "embedding read instead of JPEGs. Incremental and safe to interrupt: run it again to resume.")
-    p.add_argument("--catalog", required=True)
-    p.add_argument("--size", type=int, default=256, help="side of the stored square (default 256)")
+    p.add_argument("--catalog", required=True, help="catalogue file (.parquet)")
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"side of the stored square (default {DEFAULT_SIZE})")
     p.add_argument("--cache", default=None, help="cache folder (default: CATALOG with suffix .cache)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores, at most 4)")
     p.add_argument("--retry-failed", action="store_true", help="try again the files that failed before")
     p.set_defaults(func=_cmd_prepare)
 
+    from .demo import DEFAULT_IMAGE_SIZE, DEFAULT_N
+
     p = add_command(sub, "demo-data", "generate the synthetic demo corpus (deterministic, seconds)",
                     "artextract demo-data --out demo --n 300")
-    p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=300)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for the images, catalog.parquet and planted_errors.csv")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help=f"number of synthetic paintings (default {DEFAULT_N})")
+    p.add_argument("--size", type=int, default=DEFAULT_IMAGE_SIZE,
+                   help=f"side of the generated images in pixels (default {DEFAULT_IMAGE_SIZE})")
+    add_seed_option(p, help="seed of the corpus (default 0: the same corpus every time)")
     p.set_defaults(func=_cmd_demo_data)

@@ -23,6 +23,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from .catalog import Catalog, TaskSpec
 
+DEFAULT_N = 300          # paintings in the demo corpus
+DEFAULT_IMAGE_SIZE = 128  # side of each generated image
+
 STYLES = ["Brushwork", "Pointillism", "Geometric", "Color_Field", "Hatching"]
 GENRES = ["abstract", "landscape", "portrait", "still_life", "cityscape"]
 TIMEFRAMES = ["1850 to 1875", "1876 to 1900", "1901 to 1925", "1926 to 1950", "1951 to 1975", "1976 to 2000"]
@@ -131,10 +134,32 @@ def _render(style: str, hue: float, spread: float, scale: float, genre: str, siz
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def generate_demo(out: str | Path, n: int = 300, size: int = 128, seed: int = 0, noise: float = 0.03,
+def generate_demo(out: str | Path, n: int = DEFAULT_N, size: int = DEFAULT_IMAGE_SIZE, seed: int = 0, noise: float = 0.03,
                   val_fraction: float = 0.2) -> Catalog:
     """Write ``n`` synthetic paintings under ``out/images`` and return the saved catalogue
-    ``out/catalog.parquet``. The same arguments always give the same pixels and labels."""
+    ``out/catalog.parquet``. The same arguments always give the same pixels and labels.
+
+    Parameters
+    ----------
+    out : str or Path
+        The corpus folder (created).
+    n : int
+        Number of paintings.
+    size : int
+        Side of each image in pixels.
+    seed : int
+        Seed of the pixels, labels, split and planted errors.
+    noise : float
+        Per task (style, genre), ``n * noise`` training paintings (at least one) get a deliberately
+        wrong label, listed in ``planted_errors.csv``.
+    val_fraction : float
+        Share of paintings in the validation split.
+
+    Returns
+    -------
+    Catalog
+        The saved catalogue.
+    """
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -28,7 +28,6 @@ import random
 import re
 import threading
 import time
-import uuid as _uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import timezone
@@ -39,6 +38,7 @@ import httpx
 
 from .catalog import Catalog, CatalogError
 from .images import ImageLoadError, load_image
+from ..utils import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,20 @@ RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
 
 def iiif_image_url(iiifurl: str, size: int, base_url: str | None = None) -> str:
     """The IIIF Image API URL of the whole image fitted in a ``size`` box; ``base_url`` replaces the
-    ``https://api.nga.gov/iiif`` prefix."""
+    ``https://api.nga.gov/iiif`` prefix.
+
+    Parameters
+    ----------
+    iiifurl : str
+        The image's IIIF base URL (the catalogue's ``iiifurl``).
+    size : int
+        Side of the box in pixels.
+    base_url : str, optional
+
+    Returns
+    -------
+    str
+    """
     base = iiifurl.strip().rstrip("/")
     if base_url:
         base = _PREFIX_RE.sub(base_url.rstrip("/"), base)
@@ -58,7 +71,19 @@ def iiif_image_url(iiifurl: str, size: int, base_url: str | None = None) -> str:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid.
+
+    Parameters
+    ----------
+    value : str or None
+        The header's value.
+    now : float, optional
+        The current time (``time.time()``), for HTTP dates.
+
+    Returns
+    -------
+    float or None
+    """
     if not value:
         return None
     value = value.strip()
@@ -128,10 +153,7 @@ class DownloadSummary:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.report_path = str(path)
-        tmp = path.with_name(f".{path.name}.{_uuid.uuid4().hex[:8]}.part")
-        tmp.write_text(json.dumps(self.to_json(), indent=2))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=2), suffix=".part")
 
     def summary(self, limit: int = 10) -> str:
         lines = [
@@ -335,16 +357,7 @@ class _Downloader:
     @staticmethod
     def _write(dest: Path, data: bytes) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{_uuid.uuid4().hex[:8]}.part")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write_bytes(dest, data, fsync=True, suffix=".part")  # swept by _clean_stale_parts
 
 
 def _valid_existing(path: Path) -> bool | None:
@@ -380,6 +393,21 @@ def download_nga(catalog: Catalog, out_dir: str | os.PathLike, options: Download
     The JSON report is written to ``report_path`` (default ``out_dir/download_report.json``).
     Never raises for per-file or network problems: see ``summary.failed`` and ``summary.aborted``.
     A ``KeyboardInterrupt`` stops the workers, writes the report and propagates.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        An NGA catalogue (``iiifurl`` column).
+    out_dir : str or PathLike
+        Folder for ``<objectid>.jpg``.
+    options : DownloadOptions, optional
+    report_path : str or PathLike, optional
+    **kwargs
+        Fields of :class:`DownloadOptions`, when ``options`` is not given.
+
+    Returns
+    -------
+    DownloadSummary
     """
     unknown = set(kwargs) - set(DownloadOptions.__dataclass_fields__)
     if unknown:

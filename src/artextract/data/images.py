@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ..utils import atomic_write_text
+
 # Decode at most this many pixels (about 16k x 16k). PIL's own default warns at 89 Mpx and errors
 # at twice that; we turn the warning into an error at our limit so a bomb never reaches memory.
 DEFAULT_MAX_PIXELS = 256_000_000
+#: File suffixes treated as images when a folder is scanned (``ingest folder``, ``predict DIR``).
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"})
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -74,9 +78,26 @@ def load_image(
 ) -> Image.Image:
     """Open ``source`` (a path or the bytes of a file) and return a fully decoded RGB image.
 
-    ``draft_size`` lets JPEG decoding skip resolution it does not need (a large speed-up when the
-    image is going to be shrunk to that size anyway); the result is at least that large on its
-    shorter side whenever the original was.
+    Parameters
+    ----------
+    source : str, PathLike or bytes
+        A file, or the bytes of one.
+    max_pixels : int
+        Larger images are refused as possible decompression bombs.
+    draft_size : int, optional
+        Lets JPEG decoding skip resolution it does not need (a large speed-up when the image is
+        going to be shrunk to that size anyway); the result is at least that large on its shorter
+        side whenever the original was.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode RGB, EXIF orientation applied.
+
+    Raises
+    ------
+    ImageLoadError
+        With a per-file reason (missing, empty, not an image, truncated, corrupt, too large, ...).
     """
     path = None if isinstance(source, (bytes, bytearray)) else Path(source)
     if path is not None:
@@ -134,7 +155,18 @@ def load_image(
 
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to ``size`` and crop the centre square."""
+    """Resize the shorter side to ``size`` and crop the centre square.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+    size : int
+
+    Returns
+    -------
+    PIL.Image.Image
+        ``size`` x ``size``.
+    """
     w, h = img.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -151,6 +183,18 @@ class SkipReport:
     skipped: list[dict] = field(default_factory=list)
 
     def add(self, item_id: str, err: Exception | str) -> None:
+        """Record that ``item_id`` was skipped because of ``err``.
+
+        Parameters
+        ----------
+        item_id : str
+        err : Exception or str
+            An :class:`ImageLoadError` (its reason is kept) or any error or reason.
+
+        Returns
+        -------
+        None
+        """
         reason = err.reason if isinstance(err, ImageLoadError) else str(err)
         self.skipped.append({"id": str(item_id), "reason": reason})
 
@@ -158,6 +202,16 @@ class SkipReport:
         return len(self.skipped)
 
     def summary(self, limit: int = 5) -> str:
+        """A few lines for the user: how many were skipped, and the first ``limit`` with reasons.
+
+        Parameters
+        ----------
+        limit : int
+
+        Returns
+        -------
+        str
+        """
         if not self.skipped:
             return f"{self.job}: no files skipped"
         lines = [f"{self.job}: {len(self.skipped)} file(s) skipped:"]
@@ -168,7 +222,17 @@ class SkipReport:
         return "\n".join(lines)
 
     def write(self, path: str | os.PathLike) -> Path:
+        """Write the report as JSON (``{"job", "skipped": [{"id", "reason"}]}``).
+
+        Parameters
+        ----------
+        path : str or PathLike
+            Its folder is created.
+
+        Returns
+        -------
+        Path
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"job": self.job, "skipped": self.skipped}, indent=2))
-        return path
+        return atomic_write_text(path, json.dumps({"job": self.job, "skipped": self.skipped}, indent=2))

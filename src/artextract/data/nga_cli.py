@@ -1,10 +1,14 @@
 """Sub-commands for the National Gallery of Art: ``ingest nga`` and ``download nga``."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
+from ..cli_options import add_progress_option, add_seed_option
+
+logger = logging.getLogger(__name__)
 
 
 def _cmd_ingest_nga(args) -> int:
@@ -18,8 +22,8 @@ def _cmd_ingest_nga(args) -> int:
         raise UserError(f"no {args.classification} object with an image or an image URL in {args.opendata}")
     cat.save(args.out)
     for m in msgs:
-        print(m)
-    print(f"wrote {args.out} ({len(cat):,} objects, image root {cat.image_root}) in {time.time() - t0:.1f}s")
+        logger.info(m)
+    logger.info(f"wrote {args.out} ({len(cat):,} objects, image root {cat.image_root}) in {time.time() - t0:.1f}s")
     return 0
 
 
@@ -38,14 +42,14 @@ def _cmd_download_nga(args) -> int:
     summary = download_nga(cat, out, opts, report_path=args.report)
     if summary.aborted and not (summary.downloaded or summary.already_present):
         raise UserError(summary.aborted)  # nothing to show but the reason (e.g. no network)
-    print(summary.summary())
+    logger.info(summary.summary())
     if out != root:
         if args.update_catalog:
             cat.image_root = out
             cat.save(args.catalog)
-            print(f"catalogue {args.catalog}: image root is now {out}")
+            logger.info(f"catalogue {args.catalog}: image root is now {out}")
         else:
-            print(f"note: the catalogue still looks for images in {root}; pass --update-catalog "
+            logger.warning(f"note: the catalogue still looks for images in {root}; pass --update-catalog "
                   f"(or --out {root}) so that it uses {out}")
     if summary.aborted:
         raise UserError(summary.aborted + "; run the same command again to resume")
@@ -53,6 +57,21 @@ def _cmd_download_nga(args) -> int:
 
 
 def register(ingest_sub, top_sub) -> None:
+    """Add ``ingest nga`` and ``download nga``.
+
+    Parameters
+    ----------
+    ingest_sub : argparse subparsers action
+        The sources of ``artextract ingest``.
+    top_sub : argparse subparsers action
+        The top-level commands (``download`` goes there).
+
+    Returns
+    -------
+    None
+    """
+    from .cli import VAL_FRACTION
+
     p = add_command(
         ingest_sub, "nga", "import the National Gallery of Art open data (objects.csv, published_images.csv)",
         "artextract ingest nga --opendata opendata/data --out nga.parquet && "
@@ -77,8 +96,9 @@ def register(ingest_sub, top_sub) -> None:
     p.add_argument("--no-artist", action="store_true", help="do not make the artist task")
     p.add_argument("--artist-min-count", type=int, default=1,
                    help="label artist only for attributions with at least this many objects (default 1: all)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                   help=f"validation share of the seeded split, stratified on timeframe (default {VAL_FRACTION})")
+    add_seed_option(p, help="seed of the split (default 0)")
     p.set_defaults(func=_cmd_ingest_nga)
 
     d = add_command(top_sub, "download", "download the images of a catalogue (NGA IIIF)",
@@ -112,5 +132,5 @@ def register(ingest_sub, top_sub) -> None:
                    help="first retry delay in seconds, doubled on each retry (default 1)")
     n.add_argument("--timeout", type=float, default=30.0, help="connect/read timeout per request (default 30 s)")
     n.add_argument("--report", default=None, help="JSON report path (default OUT/download_report.json)")
-    n.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(n)
     n.set_defaults(func=_cmd_download_nga)

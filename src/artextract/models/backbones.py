@@ -35,9 +35,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..defaults import DEFAULT_BACKBONE  # noqa: F401  (re-exported)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_BACKBONE = "mobilenet_v2"
 
 
 class WeightsUnavailable(RuntimeError):
@@ -67,6 +68,12 @@ def register(name: str, offline: bool, description: str, default_size: int = 224
 
 
 def list_backbones() -> list[BackboneInfo]:
+    """The registered backbones, in registration order.
+
+    Returns
+    -------
+    list of BackboneInfo
+    """
     return list(_REGISTRY.values())
 
 
@@ -123,6 +130,16 @@ class Backbone(nn.Module):
 
 # ---------------------------------------------------------------------- weight files
 def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB chunks.
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    str
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -269,8 +286,6 @@ def _resnet50(pretrained: bool = True, weights: str | None = None, url: str | No
 
 
 def _timm(model_name: str, pretrained: bool = True, weights: str | None = None) -> Backbone:
-    if importlib.util.find_spec("timm") is None:
-        raise WeightsUnavailable("timm is not installed: `pip install timm`")
     import timm
     try:
         net = timm.create_model(model_name, pretrained=pretrained and not weights, num_classes=0,
@@ -312,20 +327,61 @@ def _tiny(pretrained: bool = False, weights: str | None = None) -> Backbone:
 
 
 def default_taps(name: str) -> tuple[str, ...]:
-    """A registered backbone's style-statistics taps, known without building it (none for timm models)."""
+    """A registered backbone's style-statistics taps, known without building it (none for timm models).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    tuple of str
+    """
     info = _REGISTRY.get(name)
     return info.taps if info else ()
 
 
 def default_size(name: str) -> int | None:
-    """A registered backbone's input size, known without building it (None for timm models)."""
+    """A registered backbone's input size, known without building it (None for timm models).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    int or None
+    """
     info = _REGISTRY.get(name)
     return info.default_size if info else None
 
 
 def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weights: str | None = None,
                     **kwargs) -> Backbone:
-    """Build a backbone by registry name (or ``timm:<model>``)."""
+    """Build a backbone by registry name (or ``timm:<model>``).
+
+    Parameters
+    ----------
+    name : str
+        A name of :func:`list_backbones`, or ``timm:<model>``.
+    pretrained : bool
+        ImageNet weights (raises rather than start from random when they cannot be had).
+    weights : str, optional
+        A weights file (.pth or .safetensors) instead of the packaged ones.
+    **kwargs
+        Builder options (``image_size`` for EfficientNet-Lite).
+
+    Returns
+    -------
+    Backbone
+
+    Raises
+    ------
+    ValueError
+        Unknown name.
+    WeightsUnavailable
+        Pretrained weights asked for but not available; the message says how to get them.
+    """
     if name.startswith("timm:"):
         return _timm(name[5:], pretrained=pretrained, weights=weights)
     if name not in _REGISTRY:

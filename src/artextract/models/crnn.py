@@ -20,16 +20,49 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..defaults import CRNN_DEFAULTS as D, POOLS
 from .backbones import Backbone
 
 
 class CRNNHead(nn.Module):
-    def __init__(self, in_channels: int, tasks: dict[str, int], *, proj: int = 256, hidden: int = 256,
-                 layers: int = 1, pool: str = "attention", dropout: float = 0.3, use_lstm: bool = True,
-                 linear_path: bool = False, linear_dropout: float = 0.5, stats_dim: int = 0):
+    """The multi-task head over a backbone's feature map (see the module docstring).
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels ``C`` of the feature map ``[B, C, h, w]``.
+    tasks : dict of str to int
+        Number of classes per task; one linear head each.
+    proj : int
+        Channels the map is projected to (1x1 convolution).
+    hidden : int
+        LSTM hidden size per direction.
+    layers : int
+        LSTM layers.
+    pool : {"attention", "mean"}
+        How the sequence of LSTM outputs is pooled.
+    dropout : float
+        Dropout before the recurrent path's heads (and between LSTM layers).
+    use_lstm : bool
+        False: pool the projected map without the LSTM (an ablation).
+    linear_path : bool
+        A second, linear path on the standardised global average, trained on its own loss; the
+        logits are the mean of the two paths.
+    linear_dropout : float
+        Dropout of the linear path.
+    stats_dim : int
+        Width of the backbone's style statistics read by both paths (0: none; needs ``linear_path``).
+
+    The defaults are :data:`artextract.defaults.CRNN_DEFAULTS`, the same as ``TrainConfig``'s.
+    """
+
+    def __init__(self, in_channels: int, tasks: dict[str, int], *, proj: int = D["proj"], hidden: int = D["hidden"],
+                 layers: int = D["layers"], pool: str = D["pool"], dropout: float = D["dropout"],
+                 use_lstm: bool = D["use_lstm"], linear_path: bool = D["linear_path"],
+                 linear_dropout: float = D["linear_dropout"], stats_dim: int = 0):
         super().__init__()
-        if pool not in ("attention", "mean"):
-            raise ValueError("pool must be 'attention' or 'mean'")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}")
         self.config = dict(in_channels=in_channels, tasks=dict(tasks), proj=proj, hidden=hidden, layers=layers,
                            pool=pool, dropout=dropout, use_lstm=use_lstm, linear_path=linear_path,
                            linear_dropout=linear_dropout, stats_dim=stats_dim)
@@ -144,14 +177,32 @@ class MultiTaskCRNN(nn.Module):
 
 def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], *,
                           class_weights: dict[str, torch.Tensor] | None = None, label_smoothing: float = 0.0,
-                          ordinal: dict[str, float] | None = None, task_weights: dict[str, float] | None = None
-                          ) -> tuple[torch.Tensor, dict[str, float]]:
+                          ordinal: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum over tasks of the mean loss over the paintings that have that task's label (target >= 0).
 
     A painting without a label for a task contributes nothing to that head, so no gradient reaches
     the head from it. ``ordinal[task] = w`` adds ``w`` times the squared earth mover's distance
     between the predicted and true class distributions, which penalises far-off classes of an
     ordered task more than neighbouring ones.
+
+    Parameters
+    ----------
+    logits : dict of str to Tensor
+        ``[B, K_task]`` per task.
+    targets : dict of str to Tensor
+        ``[B]`` class indices per task, -1 where a painting has no label.
+    class_weights : dict of str to Tensor, optional
+        Per-class cross-entropy weights per task.
+    label_smoothing : float
+    ordinal : dict of str to float, optional
+        EMD weight per ordered task.
+
+    Returns
+    -------
+    total : Tensor
+        The summed loss (a zero with a graph when no row has a label).
+    parts : dict of str to float
+        Each task's loss, for the tasks with labels in the batch.
     """
     total = None
     parts: dict[str, float] = {}
@@ -167,7 +218,6 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, to
             p = torch.softmax(lo, dim=1).cumsum(dim=1)
             onehot = nn.functional.one_hot(yy, lo.shape[1]).float().cumsum(dim=1)
             loss = loss + ordinal[task] * ((p - onehot) ** 2).sum(dim=1).mean()
-        loss = loss * (task_weights.get(task, 1.0) if task_weights else 1.0)
         parts[task] = float(loss.detach())
         total = loss if total is None else total + loss
     if total is None:  # a batch with no labels at all: a zero that still has a graph

@@ -2,10 +2,19 @@
 ``duplicates`` (the same painting present twice)."""
 from __future__ import annotations
 
+import json
+import logging
 import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
+from ..cli_options import DEFAULT_BACKBONE, add_backbone_options, add_json_option, add_progress_option, add_seed_option, pretrained
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FOLDS = 5
+DEFAULT_C = 1e-3
+SUMMARY_TOP = 5   # flagged paintings / pairs shown in the summary
 
 
 def _load(path: str):
@@ -18,12 +27,12 @@ def _features(args, cat):
     from .detect import backbone_features, run_features
 
     if args.run:
-        return run_features(cat, args.run, progress=not args.quiet)
+        return run_features(cat, args.run, progress=not args.no_progress)
     from ..models.backbones import WeightsUnavailable
 
     try:
-        return backbone_features(cat, args.backbone, flip=args.flip, pretrained=args.pretrained != "none",
-                                 weights=args.weights, progress=not args.quiet)
+        return backbone_features(cat, args.backbone, flip=args.flip, pretrained=pretrained(args),
+                                 weights=args.weights, progress=not args.no_progress)
     except (WeightsUnavailable, ValueError) as exc:
         raise UserError(str(exc)) from None
 
@@ -31,7 +40,7 @@ def _features(args, cat):
 def _cmd_outliers(args) -> int:
     import pandas as pd
 
-    from .detect import UncheckableTask, context_tasks, find_label_issues, labelled_rows, summarize
+    from .detect import UncheckableTask, context_tasks, labelled_rows, rank_label_issues, summarize
 
     cat = _load(args.catalog)
     tasks = list(cat.tasks) if args.task == "all" else [t.strip() for t in args.task.split(",") if t.strip()]
@@ -51,30 +60,50 @@ def _cmd_outliers(args) -> int:
                 raise
             skipped.append(str(exc))
     for msg in skipped:
-        print(f"skipped: {msg}")
+        logger.warning(f"skipped: {msg}")
     if not checkable:
         raise UserError("no task can be checked:\n  " + "\n  ".join(skipped))
     t0 = time.time()
     feats = _features(args, cat)
-    frames = []
+    frames, summaries = [], []
     for t in checkable:
-        df = find_label_issues(cat, t, feats, method=args.method, k=args.k, folds=args.folds, seed=args.seed,
+        df = rank_label_issues(cat, t, feats, method=args.method, k=args.k, folds=args.folds, seed=args.seed,
                                C=args.C, context=context)
         if df.attrs.get("context"):
-            print(f"{t}: the other fields {', '.join(df.attrs['context'])} are used as evidence too (--context none: image only)")
-        print(summarize(df))
+            logger.info(f"{t}: the other fields {', '.join(df.attrs['context'])} are used as evidence too "
+                        "(--context none: image only)")
+        if not args.json:
+            print(summarize(df))
         frames.append(df)
+        page = None
         if args.report:
             from .report import write_report
 
             rdir = Path(args.report) if len(checkable) == 1 else Path(args.report) / t
             page = write_report(cat, df, rdir)
-            print(f"report: {page}")
+            logger.info(f"report: {page}")
+        summaries.append(_task_summary(df, page))
     out = pd.concat(frames, ignore_index=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False)
-    print(f"wrote {args.out} ({len(out)} rows, {int(out['flagged'].sum())} flagged) in {time.time() - t0:.1f}s")
+    logger.info(f"wrote {args.out} ({len(out)} rows, {int(out['flagged'].sum())} flagged) in {time.time() - t0:.1f}s")
+    if args.json:
+        print(json.dumps({"out": str(args.out), "rows": len(out), "flagged": int(out["flagged"].sum()),
+                          "tasks": summaries, "skipped": skipped}, indent=2))
     return 0
+
+
+def _task_summary(df, page) -> dict:
+    """The JSON summary of one task's table (what :func:`summarize` prints)."""
+    top = df[df["flagged"]].head(SUMMARY_TOP)
+    return {
+        "task": df.attrs.get("task"), "method": df.attrs.get("method"), "features": df.attrs.get("features"),
+        "checked": len(df), "flagged": int(df["flagged"].sum()), "novelty": int(df["flag_novelty"].sum()),
+        "context": list(df.attrs.get("context") or []), "report": str(page) if page else None,
+        "top": [{"rank": int(r["rank"]), "id": r["id"], "given_label": r["given_label"],
+                 "suggested_label": r["suggested_label"], "suggested_prob": float(r["suggested_prob"])}
+                for _, r in top.iterrows()],
+    }
 
 
 def _cmd_duplicates(args) -> int:
@@ -85,21 +114,55 @@ def _cmd_duplicates(args) -> int:
     from ..models.backbones import WeightsUnavailable
 
     try:
-        df = find_duplicates(cat, backbone=backbone, phash_max=args.phash_max, dhash_max=args.dhash_max,
-                             cosine_min=args.cosine_min, progress=not args.quiet)
+        feats = None
+        if backbone:
+            from .detect import backbone_features
+
+            feats = backbone_features(cat, backbone, pretrained=pretrained(args), weights=args.weights,
+                                      style_stats=False, progress=not args.no_progress)
+        df = find_duplicates(cat, backbone=None, features=feats.X if feats else None,
+                             feature_ids=feats.ids if feats else None, phash_max=args.phash_max,
+                             dhash_max=args.dhash_max, cosine_min=args.cosine_min, progress=not args.no_progress)
     except (WeightsUnavailable, ValueError) as exc:
         raise UserError(str(exc)) from None
-    print(summarize_duplicates(df))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out, index=False)
-        print(f"wrote {args.out} ({len(df)} pairs)")
+        logger.info(f"wrote {args.out} ({len(df)} pairs)")
+    if args.json:
+        print(json.dumps(_duplicates_summary(df, args.out), indent=2))
+    else:
+        print(summarize_duplicates(df))
     return 0
 
 
+def _duplicates_summary(df, out) -> dict:
+    """The JSON summary of the pairs (what ``summarize_duplicates`` prints)."""
+    def num(v):
+        return None if v != v else float(v)  # NaN (no embedding) -> null
+
+    return {
+        "out": str(out) if out else None, "pairs": len(df),
+        "relations": {str(k): int(v) for k, v in df["relation"].value_counts().items()} if len(df) else {},
+        "top": [{"id_a": r["id_a"], "id_b": r["id_b"], "relation": r["relation"],
+                 "phash_distance": int(r["phash_distance"]), "dhash_distance": int(r["dhash_distance"]),
+                 "cosine": num(r["cosine"]), "found_by": r["found_by"]} for _, r in df.head(SUMMARY_TOP).iterrows()],
+    }
+
+
 def register(sub) -> None:
-    from .detect import CHOICES
+    """Add ``outliers`` and ``duplicates``.
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+
+    Returns
+    -------
+    None
+    """
     from .duplicates import COSINE_MIN, DHASH_MAX, PHASH_MAX
+    from .methods import CHOICES, method_help
 
     p = add_command(
         sub, "outliers", "find paintings whose labels do not fit (label issues) and paintings that fit no class",
@@ -109,30 +172,31 @@ def register(sub) -> None:
         "disagreement and confident learning (cleanlab) on out-of-fold probabilities, plus a label-free "
         "novelty score. One CSV row per labelled painting, most suspicious first, with the suggested label "
         "and the nearest neighbours as evidence.")
-    p.add_argument("--catalog", required=True)
+    p.add_argument("--catalog", required=True, help="catalogue file (.parquet)")
     p.add_argument("--task", required=True, help="task to check, several joined by commas, or 'all'")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--backbone", default="mobilenet_v2",
-                     help="backbone whose cached features are used (default mobilenet_v2); join several with + "
-                     "to concatenate them, e.g. mobilenet_v2+efficientnet_lite2")
+    add_backbone_options(p, backbone_group=src,
+                         backbone_help=f"backbone whose cached features are used (default {DEFAULT_BACKBONE}); "
+                         "join several with + to concatenate them, e.g. mobilenet_v2+efficientnet_lite2")
     src.add_argument("--run", default=None, help="use the embedding of a trained run directory instead")
-    p.add_argument("--pretrained", choices=("imagenet", "none"), default="imagenet",
-                   help="'none': random-init backbone (smoke tests only)")
-    p.add_argument("--weights", default=None, help="weights file for the backbone")
     p.add_argument("--flip", action="store_true", help="also use the mirrored image's features (slower, slightly better)")
     p.add_argument("--method", choices=CHOICES, default="ensemble",
-                   help="which score sets rank and flagged (every method's score is in the CSV anyway)")
+                   help="which score sets rank and flagged (every method's score is in the CSV anyway): "
+                   + method_help())
     p.add_argument("--k", type=int, default=None,
                    help="neighbours for k-NN disagreement (default: paintings/25, between 10 and 50)")
     p.add_argument("--context", default="auto",
                    help="other catalogue fields whose given labels the out-of-fold classifier also reads, "
                    "comma-separated; 'auto' (default): every other task; 'none': the image alone")
-    p.add_argument("--folds", type=int, default=5, help="folds for out-of-fold probabilities (default 5)")
-    p.add_argument("--C", type=float, default=1e-3, help="inverse L2 strength of the out-of-fold logistic regression")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=DEFAULT_FOLDS,
+                   help=f"folds for out-of-fold probabilities (default {DEFAULT_FOLDS})")
+    p.add_argument("--C", type=float, default=DEFAULT_C,
+                   help=f"inverse L2 strength of the out-of-fold logistic regression (default {DEFAULT_C:g})")
+    add_seed_option(p, help="seed of the folds (default 0)")
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("--report", default=None, help="folder for an HTML page of the flagged paintings")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
+    add_json_option(p, "the summary per task (the full table is the CSV)")
     p.set_defaults(func=_cmd_outliers)
 
     d = add_command(
@@ -140,14 +204,15 @@ def register(sub) -> None:
         "artextract duplicates --catalog wikiart.parquet --out duplicates.csv",
         description="Find near-duplicate pairs with perceptual hashes (pHash, dHash) of the prepared images and "
         "cosine similarity of backbone embeddings. Pairs in different splits are train/validation leaks.")
-    d.add_argument("--catalog", required=True)
+    d.add_argument("--catalog", required=True, help="catalogue file (.parquet)")
     d.add_argument("--out", default=None, help="CSV of pairs to write")
-    d.add_argument("--backbone", default="mobilenet_v2", help="embedding backbone, or 'none' for hashes only")
+    add_backbone_options(d, allow_none=True)
     d.add_argument("--phash-max", type=int, default=PHASH_MAX,
                    help=f"pHash Hamming distance (of 64 bits) that, with --dhash-max, means the same picture "
                    f"(default {PHASH_MAX})")
     d.add_argument("--dhash-max", type=int, default=DHASH_MAX, help=f"the same for dHash (default {DHASH_MAX})")
     d.add_argument("--cosine-min", type=float, default=COSINE_MIN,
                    help=f"embedding cosine that alone means the same picture (default {COSINE_MIN})")
-    d.add_argument("--quiet", action="store_true")
+    add_progress_option(d)
+    add_json_option(d, "the summary (the pairs are the CSV)")
     d.set_defaults(func=_cmd_duplicates)

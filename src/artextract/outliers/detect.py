@@ -1,6 +1,6 @@
 """Facade: which paintings' labels do not fit, for one task of a catalogue.
 
-:func:`find_label_issues` runs every method of :mod:`artextract.outliers.methods` on one feature
+:func:`rank_label_issues` runs every method of :mod:`artextract.outliers.methods` on one feature
 matrix and returns one row per labelled painting (``COLUMNS``), most suspicious first.
 :func:`backbone_features` and :func:`run_features` produce that matrix from cached backbone
 features or from a trained run's embedding.
@@ -19,9 +19,9 @@ from . import methods as M
 
 logger = logging.getLogger(__name__)
 
-LABEL_METHODS = ("zscore", "mahalanobis", "knn", "cleanlab")
-METHODS = LABEL_METHODS + ("novelty",)
-CHOICES = ("ensemble",) + METHODS
+LABEL_METHODS = M.LABEL_METHODS  # the ensemble's members
+METHODS = tuple(M.METHODS)        # every method's score and flag is a column
+CHOICES = M.CHOICES
 
 #: The columns of the output, in order. ``score_<method>`` and ``flag_<method>`` exist for every
 #: method in ``METHODS``.
@@ -143,7 +143,7 @@ def labelled_rows(catalog: Catalog, task: str) -> tuple[np.ndarray, list[str]]:
 # ---------------------------------------------------------------------- facade
 
 
-def find_label_issues(catalog: Catalog, task: str, features: Features | np.ndarray | None = None,
+def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarray | None = None,
                       ids: Sequence[str] | None = None, *, method: str = "ensemble", k: int | None = None,
                       folds: int = 5, seed: int = 0, C: float = 1e-3, repeats: int = 1,
                       weights: dict[str, float] | None = None, n_evidence: int = 5,

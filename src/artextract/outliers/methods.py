@@ -29,15 +29,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..utils import l2_normalize, quiet_faiss  # noqa: F401  (l2_normalize is re-exported)
+
 # ---------------------------------------------------------------------- helpers
 
 
-def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), eps)
-
-
 def class_counts(y: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """Members per class.
+
+    Parameters
+    ----------
+    y : array_like of int, shape (n,)
+    n_classes : int, optional
+        Length of the result (default ``y.max() + 1``).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (K,)
+    """
     return np.bincount(y, minlength=int(n_classes or (y.max() + 1 if len(y) else 0)))
 
 
@@ -97,7 +106,20 @@ def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Cosine k-nearest neighbours of every row among the others (itself excluded).
 
     Features are centred and L2-normalised first. Returns ``(indices [n, k'], similarities [n, k'])``
-    with ``k' = min(k, n - 1)``, nearest first."""
+    with ``k' = min(k, n - 1)``, nearest first.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Features, one row per painting.
+    k : int
+        Neighbours per row.
+
+    Returns
+    -------
+    indices : numpy.ndarray of int64, shape (n, k')
+    similarities : numpy.ndarray of float32, shape (n, k')
+    """
     X, _ = _check(X)
     n = len(X)
     k = int(min(k, n - 1))
@@ -112,9 +134,7 @@ def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims = np.take_along_axis(S, idx, 1)
         order = np.argsort(-sims, axis=1, kind="stable")
         return np.take_along_axis(idx, order, 1).astype(np.int64), np.take_along_axis(sims, order, 1)
-    import logging
-
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    quiet_faiss()
     import faiss  # large catalogues: exact inner-product search without an n x n matrix
     index = faiss.IndexFlatIP(Z.shape[1])
     index.add(Z)
@@ -156,7 +176,28 @@ class KnnResult:
 
 def knn_disagreement(X: np.ndarray, y: np.ndarray, k: int = 10, *, n_classes: int | None = None,
                      temperature: float = 0.1, graph: tuple[np.ndarray, np.ndarray] | None = None) -> KnnResult:
-    """k-nearest-neighbour label disagreement: ``1 - P_knn(given label)``."""
+    """k-nearest-neighbour label disagreement: ``1 - P_knn(given label)``.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Features, one row per painting.
+    y : array_like of int, shape (n,)
+        Labels in ``0 .. K-1``.
+    k : int
+        Neighbours.
+    n_classes : int, optional
+        ``K`` (default ``y.max() + 1``).
+    temperature : float
+        Softness of the similarity weights.
+    graph : (indices, similarities), optional
+        A precomputed :func:`knn_graph`.
+
+    Returns
+    -------
+    KnnResult
+        ``scores`` (higher = more likely wrong), ``probs [n, K]``, the neighbours and their similarities.
+    """
     X, y = _check(X, y)
     K = int(n_classes or y.max() + 1)
     idx, sims = graph if graph is not None else knn_graph(X, k)
@@ -169,7 +210,21 @@ def knn_disagreement(X: np.ndarray, y: np.ndarray, k: int = 10, *, n_classes: in
 
 def zscore_scores(X: np.ndarray, y: np.ndarray, min_class_size: int = 3) -> np.ndarray:
     """The original study's rule: z-score, within each class, of the Euclidean distance of every
-    painting to its class mean. ``NaN`` for classes with fewer than ``min_class_size`` members."""
+    painting to its class mean. ``NaN`` for classes with fewer than ``min_class_size`` members.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Features, one row per painting.
+    y : array_like of int, shape (n,)
+        Labels in ``0 .. K-1``.
+    min_class_size : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        Higher = farther from the class mean; ``NaN`` in small classes.
+    """
     X, y = _check(X, y)
     z = np.full(len(y), np.nan)
     for c in np.unique(y):
@@ -197,7 +252,25 @@ def mahalanobis_scores(X: np.ndarray, y: np.ndarray, *, n_classes: int | None = 
     Each painting is compared with a *leave-one-out* mean of its own class (shrunk towards the
     overall mean by ``prior_strength`` pseudo-members), so it cannot pull its class centre towards
     itself and classes of one or two members still get a centre. Classes absent from ``y`` get an
-    infinite distance."""
+    infinite distance.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Features, one row per painting.
+    y : array_like of int, shape (n,)
+        Labels in ``0 .. K-1``.
+    n_classes : int, optional
+    n_components : int, optional
+        PCA dimensions (default :func:`default_components`).
+    prior_strength : float
+        Pseudo-members that shrink each class mean towards the overall mean.
+
+    Returns
+    -------
+    CentroidResult
+        ``scores`` (own-class minus nearest-other distance), ``probs [n, K]``, ``dist2 [n, K]``.
+    """
     X, y = _check(X, y)
     from sklearn.covariance import LedoitWolf
 
@@ -240,7 +313,19 @@ def mahalanobis_scores(X: np.ndarray, y: np.ndarray, *, n_classes: int | None = 
 def stratified_folds(y: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     """Fold number per row. Members of each class are shuffled and dealt round-robin from a random
     starting fold, so every class is spread as evenly as it can be and classes with fewer members
-    than folds are still allowed (they are simply missing from some training folds)."""
+    than folds are still allowed (they are simply missing from some training folds).
+
+    Parameters
+    ----------
+    y : array_like of int, shape (n,)
+        Labels in ``0 .. K-1``.
+    folds : int
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+    """
     rng = np.random.default_rng(seed)
     f = np.zeros(len(y), np.int64)
     start = 0
@@ -288,6 +373,16 @@ def fit_softmax(X: np.ndarray, y: np.ndarray, n_classes: int, C: float = 1e-3, m
 
 
 def softmax(Z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits ``[n, K]``, computed stably.
+
+    Parameters
+    ----------
+    Z : numpy.ndarray, shape (n, K)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, K)
+    """
     Z = Z - Z.max(axis=1, keepdims=True)
     E = np.exp(Z)
     return E / E.sum(axis=1, keepdims=True)
@@ -304,7 +399,31 @@ def out_of_fold_probs(X: np.ndarray, y: np.ndarray, *, n_classes: int | None = N
     ``sample_weight`` down-weights training rows (e.g. suspected wrong labels in a second pass).
 
     Copes with tiny classes: a class whose every member is in the held-out fold gets probability
-    ~0 from that fold's model, which correctly says "nothing else looks like this label"."""
+    ~0 from that fold's model, which correctly says "nothing else looks like this label".
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Features, one row per painting.
+    y : array_like of int, shape (n,)
+        Labels in ``0 .. K-1``.
+    n_classes : int, optional
+    folds : int
+    seed : int
+        Seed of the fold draw.
+    C : float
+        Inverse L2 strength (sklearn's convention).
+    repeats : int
+    max_iter : int
+        L-BFGS iterations per fit.
+    extra_views : list of array_like, optional
+    sample_weight : array_like, shape (n,), optional
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, K)
+        Rows sum to 1; no row is predicted by a model that saw it.
+    """
     X, y = _check(X, y)
     n = len(y)
     K = int(n_classes or y.max() + 1)
@@ -344,7 +463,24 @@ class ConfidentResult:
 def confident_learning_scores(y: np.ndarray, probs: np.ndarray, *, method: str = "self_confidence",
                               filter_by: str = "prune_by_noise_rate") -> ConfidentResult:
     """cleanlab's label-quality score (``1 -`` it, so higher = worse) and its confident-learning
-    filter. Classes with no member in ``y`` are dropped from ``probs`` before cleanlab sees them."""
+    filter. Classes with no member in ``y`` are dropped from ``probs`` before cleanlab sees them.
+
+    Parameters
+    ----------
+    y : array_like of int, shape (n,)
+        Labels in ``0 .. K-1``.
+    probs : array_like, shape (n, K)
+        Out-of-fold class probabilities.
+    method : str
+        cleanlab's label-quality score.
+    filter_by : str
+        cleanlab's filter.
+
+    Returns
+    -------
+    ConfidentResult
+        ``scores`` (higher = more likely wrong) and ``issues`` (bool).
+    """
     y = np.asarray(y, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     present = np.unique(y)
@@ -370,7 +506,18 @@ def confident_learning_scores(y: np.ndarray, probs: np.ndarray, *, method: str =
 
 
 def estimated_issue_count(y: np.ndarray, probs: np.ndarray) -> int:
-    """cleanlab's estimate of how many labels are wrong, from (out-of-fold) probabilities."""
+    """cleanlab's estimate of how many labels are wrong, from (out-of-fold) probabilities.
+
+    Parameters
+    ----------
+    y : array_like of int, shape (n,)
+        Labels in ``0 .. K-1``.
+    probs : array_like, shape (n, K)
+
+    Returns
+    -------
+    int
+    """
     y = np.asarray(y, dtype=np.int64)
     present = np.unique(y)
     if len(present) < 2:
@@ -401,7 +548,23 @@ def novelty_scores(X: np.ndarray, y: np.ndarray | None = None, *, dist2: np.ndar
     (Checked on WikiArt with injected non-paintings - a blank, a black, a noise, a text, a
     checkerboard and a gradient image: they rank 2, 3, 6, 18, 33 and 315 of 1409, with ~1 % of the
     collection above 3. The mean cosine distance to the nearest neighbours, the obvious choice,
-    ranks them near the middle, since flat or dark images have many equally flat neighbours.)"""
+    ranks them near the middle, since flat or dark images have many equally flat neighbours.)
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Features, one row per painting.
+    y : array_like of int, shape (n,), optional
+        Labels; without them one centre for the whole collection.
+    dist2 : array_like, shape (n, K), optional
+        Squared distances to the class centres from :func:`mahalanobis_scores`.
+    n_components : int, optional
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        Robust z-scores; above 3: far from every class.
+    """
     X, y = _check(X, y)
     if dist2 is None:
         if y is None:
@@ -422,7 +585,17 @@ DEFAULT_WEIGHTS = {"cleanlab": 2.0, "knn": 1.0, "mahalanobis": 1.0}
 
 def default_k(n: int) -> int:
     """Neighbours for k-NN disagreement: more for larger collections (AUROC on WikiArt rose from
-    k=10 to k=50), never fewer than 10."""
+    k=10 to k=50), never fewer than 10.
+
+    Parameters
+    ----------
+    n : int
+        Labelled paintings.
+
+    Returns
+    -------
+    int
+    """
     return int(np.clip(n // 25, 10, 50))
 
 
@@ -434,7 +607,20 @@ def default_components(n: int) -> int:
 def ensemble(scores: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
     """Weighted mean of percentile ranks of the method scores (each in (0, 1]); a method that has no
     score for a row (``NaN``) is left out of that row's mean. Rank averaging needs no calibration
-    between methods whose scores live on different scales."""
+    between methods whose scores live on different scales.
+
+    Parameters
+    ----------
+    scores : dict of str to array_like, shape (n,)
+        Each method's scores (higher = more likely wrong).
+    weights : dict of str to float, optional
+        Default :data:`DEFAULT_WEIGHTS`; methods without a positive weight are left out.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        In (0, 1]; higher = more likely wrong.
+    """
     weights = DEFAULT_WEIGHTS if weights is None else weights
     names = [m for m in scores if weights.get(m, 0) > 0]
     if not names:
@@ -442,3 +628,40 @@ def ensemble(scores: dict[str, np.ndarray], weights: dict[str, float] | None = N
     R = np.stack([percentile_rank(scores[m]) for m in names])
     w = np.array([weights[m] for m in names])[:, None] * np.isfinite(R)
     return np.nansum(np.nan_to_num(R) * w, axis=0) / np.maximum(w.sum(axis=0), 1e-12)
+
+
+# ---------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the facade: its scoring function, whether it checks labels, and a line of help."""
+
+    function: object
+    checks_labels: bool
+    help: str
+
+
+#: Every method, by name. The facade's ``score_<name>``/``flag_<name>`` columns, the ensemble's
+#: members (those that check labels) and the CLI's ``--method`` choices all derive from this table.
+METHODS: dict[str, Method] = {
+    "zscore": Method(zscore_scores, True, "the original study's z-score of the distance to the class mean"),
+    "mahalanobis": Method(mahalanobis_scores, True, "Mahalanobis distance to the own class centre vs the nearest other"),
+    "knn": Method(knn_disagreement, True, "share of nearest neighbours with another label"),
+    "cleanlab": Method(confident_learning_scores, True,
+                       "confident learning (cleanlab) on out-of-fold probabilities"),
+    "novelty": Method(novelty_scores, False, "fits no class: far from every class centre (label-free)"),
+}
+LABEL_METHODS = tuple(n for n, m in METHODS.items() if m.checks_labels)
+CHOICES = ("ensemble",) + tuple(METHODS)
+
+
+def method_help() -> str:
+    """One line per ``--method`` choice, for the CLI.
+
+    Returns
+    -------
+    str
+    """
+    return "; ".join([f"ensemble: the weighted rank mean of {', '.join(DEFAULT_WEIGHTS)} (default)"]
+                     + [f"{n}: {m.help}" for n, m in METHODS.items()])

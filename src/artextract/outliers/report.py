@@ -49,10 +49,10 @@ class _Thumbs:
         self.paths = dict(zip(catalog.df["id"], catalog.df["path"]))
         self.cache = None
         try:
-            from ..data.cache import PreparedCache, default_cache_dir
+            from ..data.cache import DEFAULT_SIZE, PreparedCache, default_cache_dir
             root = default_cache_dir(catalog)
-            if (root / "s256" / "index.json").exists():
-                self.cache = PreparedCache(root, 256)
+            if (root / f"s{DEFAULT_SIZE}" / "index.json").exists():
+                self.cache = PreparedCache(root, DEFAULT_SIZE)
         except Exception:
             self.cache = None
         self.done: dict[str, str | None] = {}
@@ -84,7 +84,7 @@ def _img(src: str | None, alt: str) -> str:
 
 def write_report(catalog: Catalog, df: pd.DataFrame, out_dir: str | os.PathLike, *, max_items: int = 150,
                  max_outliers: int = 30, title: str | None = None) -> Path:
-    """Write ``out_dir/index.html`` for the output of :func:`~artextract.outliers.detect.find_label_issues`."""
+    """Write ``out_dir/index.html`` for the output of :func:`~artextract.outliers.detect.rank_label_issues`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     thumbs = _Thumbs(catalog, out)

@@ -4,15 +4,18 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
+from ..cli_options import DEFAULT_BACKBONE, add_backbone_options, add_json_option, add_progress_option, pretrained
 
+logger = logging.getLogger(__name__)
 
-def _err(*a) -> None:
-    print(*a, file=sys.stderr, flush=True)
+DEFAULT_K = 10
+MODES = ("image", "face", "pose")
 
 
 def _user_errors(fn):
@@ -47,26 +50,26 @@ def _cmd_index(args) -> int:
         except RuntimeError as exc:
             raise UserError(str(exc)) from None
     else:
-        embedder = BackboneEmbedder(args.backbone, pretrained=args.pretrained != "none", weights=args.weights,
+        embedder = BackboneEmbedder(args.backbone, pretrained=pretrained(args), weights=args.weights,
                                     image_size=args.image_size, center=not args.no_center)
     t0 = time.time()
     index, summary = index_catalog(cat, embedder, args.out, index_type=args.index_type, rebuild=args.rebuild,
-                                   progress=not args.quiet, log=_err, nlist=args.nlist, nprobe=args.nprobe,
+                                   progress=not args.no_progress, nlist=args.nlist, nprobe=args.nprobe,
                                    hnsw_m=args.hnsw_m, ef_search=args.ef_search)
     verb = "built" if summary["created"] else "updated"
-    print(f"{verb} {args.out}: {summary['added']:,} painting(s) added, {summary['already']:,} already indexed, "
-          f"{len(summary['skipped']):,} skipped ({time.time() - t0:.1f}s)")
-    print(index.describe())
+    logger.info(f"{verb} {args.out}: {summary['added']:,} painting(s) added, {summary['already']:,} already indexed, "
+                f"{len(summary['skipped']):,} skipped ({time.time() - t0:.1f}s)")
+    logger.info(index.describe())
     if len(summary["skipped"]):
-        print(summary["skipped"].summary())
+        logger.warning(summary["skipped"].summary())
     if args.faces:
         from .face import face_index
-        fi = face_index(index, progress=not args.quiet, log=_err)
-        print(f"faces: {fi.with_face:,} of {len(index):,} paintings have at least one detected face")
+        fi = face_index(index, progress=not args.no_progress)
+        logger.info(f"faces: {fi.with_face:,} of {len(index):,} paintings have at least one detected face")
     if args.poses:
         from .pose import pose_index
-        pi = pose_index(index, progress=not args.quiet, log=_err)
-        print(f"poses: {pi.with_body:,} of {len(index):,} paintings have a detected body")
+        pi = pose_index(index, progress=not args.no_progress)
+        logger.info(f"poses: {pi.with_body:,} of {len(index):,} paintings have a detected body")
     return 0
 
 
@@ -118,7 +121,7 @@ def _rows_all(index, args, catalog_arg):
                     yield index.ids[q], r, index.ids[p], float(s)
     elif args.mode == "face":
         from .face import face_index
-        fi = face_index(index, catalog_arg, progress=not args.quiet, log=_err)
+        fi = face_index(index, catalog_arg, progress=not args.no_progress)
         for k_ in index.ids:
             faces = fi.faces_of(k_)
             if not faces:
@@ -128,7 +131,7 @@ def _rows_all(index, args, catalog_arg):
                 yield k_, r["rank"], r["id"], r["score"]
     else:
         from .pose import pose_index
-        pi = pose_index(index, catalog_arg, progress=not args.quiet, log=_err)
+        pi = pose_index(index, catalog_arg, progress=not args.no_progress)
         for k_ in index.ids:
             kp, size = pi.keypoints_of(k_)
             if kp is None:
@@ -138,7 +141,7 @@ def _rows_all(index, args, catalog_arg):
                 yield k_, r["rank"], r["id"], r["score"]
     if left_out:
         what = "face" if args.mode == "face" else "body"
-        _err(f"{len(left_out):,} of {len(index):,} paintings have no detected {what} and have no rows"
+        logger.warning(f"{len(left_out):,} of {len(index):,} paintings have no detected {what} and have no rows"
              f" (e.g. {', '.join(left_out[:3])})")
 
 
@@ -176,15 +179,15 @@ def _cmd_similar(args) -> int:
             if args.out:
                 f.close()
         if args.out:
-            _err(f"wrote {n:,} rows to {args.out}")
+            logger.info(f"wrote {n:,} rows to {args.out}")
         return 0
     if (args.image is None) == (args.id is None):
         raise UserError("give one of IMAGE, --id ID or --all")
     res = find_similar(index, image=args.image, id=args.id, k=args.k, mode=args.mode, catalog=catalog_arg,
-                       progress=not args.quiet, log=_err)
+                       progress=not args.no_progress)
     if args.draw:
         files = draw_result(res, index, args.draw, query_image=args.image)
-        _err(f"drew {len(files)} image(s) into {args.draw}")
+        logger.info(f"drew {len(files)} image(s) into {args.draw}")
     if args.json:
         print(json.dumps(res, indent=2))
     elif args.out:
@@ -194,7 +197,7 @@ def _cmd_similar(args) -> int:
             w.writerow(["query_id", "rank", "neighbor_id", "score"])
             for r in res["results"]:
                 w.writerow([qid, r["rank"], r["id"], f"{r['score']:.6f}"])
-        _err(f"wrote {len(res['results'])} rows to {args.out}" + (f"; {res['message']}" if res["message"] else ""))
+        logger.info(f"wrote {len(res['results'])} rows to {args.out}" + (f"; {res['message']}" if res["message"] else ""))
     else:
         _print_result(res, _labels(index, catalog_arg))
     return 0
@@ -217,7 +220,17 @@ def _cmd_evaluate(args) -> int:
 
 
 def register(sub) -> None:
-    from .index import INDEX_TYPES
+    """Add ``index``, ``similar`` and ``evaluate-retrieval``.
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+
+    Returns
+    -------
+    None
+    """
+    from .index import HNSW_EF_SEARCH, HNSW_M, INDEX_TYPES, IVF_MIN_NPROBE
 
     p = add_command(
         sub, "index", "embed a catalogue's paintings into a similarity index (FAISS)",
@@ -226,28 +239,27 @@ def register(sub) -> None:
         "run's multi-task embedding) as an L2-normalised vector and store them with their ids in a FAISS index "
         "directory. Run it again on a grown catalogue to add only the new paintings.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--backbone", default="mobilenet_v2",
-                     help="backbone whose pooled features are the embedding (default mobilenet_v2)")
+    add_backbone_options(p, backbone_group=src,
+                         backbone_help=f"backbone whose pooled features are the embedding (default {DEFAULT_BACKBONE})")
     src.add_argument("--run", default=None, help="trained run directory whose embedding to use instead")
-    p.add_argument("--catalog", required=True)
+    p.add_argument("--catalog", required=True, help="catalogue whose paintings are indexed")
     p.add_argument("--out", required=True, help="index directory (created, or updated if it exists)")
     p.add_argument("--index-type", choices=INDEX_TYPES, default="flat",
                    help="flat: exact (default); ivf / hnsw: approximate, for large collections")
-    p.add_argument("--pretrained", choices=("imagenet", "none"), default="imagenet",
-                   help="backbone weights (none: a seeded random init, for tests)")
-    p.add_argument("--weights", default=None, help="backbone weights file instead of the packaged ones")
     p.add_argument("--image-size", type=int, default=None, help="backbone input size (default: its own)")
     p.add_argument("--no-center", action="store_true",
                    help="do not centre backbone features on the collection mean before normalising")
     p.add_argument("--nlist", type=int, default=None, help="IVF cells (default about sqrt(N))")
-    p.add_argument("--nprobe", type=int, default=None, help="IVF cells probed per query (default nlist/8, at least 32)")
-    p.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per node (default 32)")
-    p.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth (default by size: 128 up to 30k vectors, "
-                   "256 up to 300k, then 512)")
+    p.add_argument("--nprobe", type=int, default=None,
+                   help=f"IVF cells probed per query (default nlist/8, at least {IVF_MIN_NPROBE})")
+    p.add_argument("--hnsw-m", type=int, default=HNSW_M, help=f"HNSW links per node (default {HNSW_M})")
+    p.add_argument("--ef-search", type=int, default=None,
+                   help="HNSW search breadth (default by size: {} up to 30k vectors, {} up to 300k, then {})".format(
+                       *HNSW_EF_SEARCH))
     p.add_argument("--rebuild", action="store_true", help="replace an existing index instead of adding to it")
     p.add_argument("--faces", action="store_true", help="also detect faces now (otherwise on first face search)")
     p.add_argument("--poses", action="store_true", help="also find body poses now (otherwise on first pose search)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=_cmd_index)
 
     p = add_command(
@@ -256,14 +268,15 @@ def register(sub) -> None:
         description="The k nearest paintings with their scores (cosine similarity), never the query painting "
         "itself. --mode face compares detected faces (YuNet + SFace), --mode pose compares body poses "
         "(mediapipe, 33 keypoints); their descriptors are computed on first use and kept in the index.")
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", required=True, help="index folder (from `artextract index`)")
     p.add_argument("image", nargs="?", default=None, help="query image file")
     p.add_argument("--id", default=None, help="query by the id of an indexed painting")
     p.add_argument("--all", action="store_true",
                    help="neighbours of every indexed painting as CSV query_id,rank,neighbor_id,score")
-    p.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
-    p.add_argument("--mode", choices=("image", "face", "pose"), default="image")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-k", type=int, default=DEFAULT_K, help=f"neighbours per query (default {DEFAULT_K})")
+    p.add_argument("--mode", choices=MODES, default="image",
+                   help="what is compared: the whole image (default), detected faces, or body poses")
+    add_json_option(p, "the neighbours (with --all: of every painting)")
     p.add_argument("--out", default=None, help="write the result as CSV to this file")
     p.add_argument("--draw", default=None, metavar="DIR",
                    help="write the query and the results with face boxes / skeletons drawn on into DIR")
@@ -271,7 +284,7 @@ def register(sub) -> None:
                    help="catalogue for labels and image paths (default: the one the index was built from)")
     p.add_argument("--nprobe", type=int, default=None, help="IVF: cells probed (more = better recall, slower)")
     p.add_argument("--ef-search", type=int, default=None, help="HNSW: search breadth (more = better recall)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=_cmd_similar)
 
     p = add_command(
@@ -280,11 +293,11 @@ def register(sub) -> None:
         description="Every painting labelled for the task queries the index for its k nearest labelled "
         "paintings; a neighbour is relevant when it has the same label. Prints P@k, R@k, mAP@k and P@k "
         "per class.")
-    p.add_argument("--index", required=True)
-    p.add_argument("--catalog", required=True)
+    p.add_argument("--index", required=True, help="index folder (from `artextract index`)")
+    p.add_argument("--catalog", required=True, help="catalogue with the labels of the relevance task")
     p.add_argument("--relevance", required=True, help="label task: style, artist, genre, timeframe, ...")
-    p.add_argument("-k", type=int, default=10)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("-k", type=int, default=DEFAULT_K, help=f"neighbours per query (default {DEFAULT_K})")
+    add_json_option(p, "the scores")
     p.add_argument("--nprobe", type=int, default=None, help="IVF: cells probed")
     p.add_argument("--ef-search", type=int, default=None, help="HNSW: search breadth")
     p.set_defaults(func=_cmd_evaluate)

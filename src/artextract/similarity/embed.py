@@ -23,21 +23,30 @@ import numpy as np
 from PIL import Image
 
 from ..data.cache import DEFAULT_SIZE
+from ..defaults import DEFAULT_BACKBONE
 from ..data.catalog import Catalog
 from ..data.images import SkipReport, load_image, resize_center_crop
+from ..utils import l2_normalize  # noqa: F401  (re-exported for the index)
 
 logger = logging.getLogger(__name__)
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None]
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), dtype=np.float32)
 
 
 def as_image(img: Image.Image | str | os.PathLike | bytes, draft_size: int | None = None) -> Image.Image:
-    """A PIL image, a path or the bytes of a file -> RGB PIL image (through the safe loader)."""
+    """A PIL image, a path or the bytes of a file -> RGB PIL image (through the safe loader).
+
+    Parameters
+    ----------
+    img : PIL.Image.Image, str, PathLike or bytes
+    draft_size : int, optional
+        See :func:`artextract.data.images.load_image`.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode RGB.
+    """
     if isinstance(img, Image.Image):
         return img if img.mode == "RGB" else img.convert("RGB")
     return load_image(img, draft_size=draft_size)
@@ -80,7 +89,7 @@ class Embedder:
 class BackboneEmbedder(Embedder):
     kind = "backbone"
 
-    def __init__(self, backbone: str = "mobilenet_v2", *, pretrained: bool = True, weights: str | None = None,
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, *, pretrained: bool = True, weights: str | None = None,
                  image_size: int | None = None, cache_size: int = DEFAULT_SIZE, seed: int = 0,
                  center: bool = True, mean: np.ndarray | None = None, device=None):
         self.backbone = backbone

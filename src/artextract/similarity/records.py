@@ -18,14 +18,37 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..utils import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 
 def encode_array(a: np.ndarray) -> str:
+    """A float32 array as base64 text (for a JSON-lines record).
+
+    Parameters
+    ----------
+    a : array_like
+
+    Returns
+    -------
+    str
+    """
     return base64.b64encode(np.ascontiguousarray(a, np.float32).tobytes()).decode("ascii")
 
 
 def decode_array(s: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of :func:`encode_array`.
+
+    Parameters
+    ----------
+    s : str
+    shape : tuple of int
+
+    Returns
+    -------
+    numpy.ndarray of float32
+    """
     return np.frombuffer(base64.b64decode(s), np.float32).reshape(shape).copy()
 
 
@@ -40,9 +63,7 @@ class RecordStore:
             old = json.loads(meta_path.read_text())
             if old != meta and self.file.exists():
                 os.replace(self.file, self.dir / "records.old.jsonl")  # made with other settings
-        tmp = meta_path.with_name("meta.json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, meta_path)
+        atomic_write_text(meta_path, json.dumps(meta, indent=2))
         self.records: dict[str, dict] = {}
         if self.file.exists():
             with open(self.file, encoding="utf-8") as f:
@@ -108,7 +129,17 @@ class RecordStore:
 
 def index_items(index, catalog=None) -> list[tuple[str, str | None]]:
     """``(id, image path)`` of every painting of ``index``; a ``catalog`` (object or path) given
-    here overrides the stored paths (for images that moved)."""
+    here overrides the stored paths (for images that moved).
+
+    Parameters
+    ----------
+    index : EmbeddingIndex
+    catalog : Catalog or str, optional
+
+    Returns
+    -------
+    list of (str, str or None)
+    """
     if index.path is None:
         from .index import SimilarityError
 

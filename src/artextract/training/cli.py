@@ -1,29 +1,52 @@
 """Sub-commands: train, evaluate, predict, backbones."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import logging
 from pathlib import Path
 
 from ..cli import UserError, add_command
+from ..cli_options import add_backbone_options, add_json_option, add_progress_option, add_seed_option, pretrained
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
+logger = logging.getLogger(__name__)
+
+PREDICT_BATCH = 32   # images decoded and classified together by `predict`
+DEFAULT_TOP_K = 3
+
+
+# fields whose flags are the shared options of cli_options (the rest come from TrainConfig's fields)
+_SHARED = ("backbone", "pretrained", "weights", "seed", "progress")
+
+
+def _train_values(args) -> dict:
+    """The TrainConfig fields given on the command line (the others are absent from ``args``)."""
+    from .config import TRAIN_FIELDS
+
+    given = {k: v for k, v in vars(args).items() if k in TRAIN_FIELDS and k not in ("pretrained", "progress")}
+    if "pretrained" in vars(args):
+        given["pretrained"] = pretrained(args)
+    if "no_progress" in vars(args):
+        given["progress"] = not args.no_progress
+    return given
 
 
 def _cmd_train(args) -> int:
     from ..models.backbones import WeightsUnavailable
-    from .train import TrainConfig, train
+    from .config import ConfigError, TrainConfig
+    from .train import train
 
-    cfg = TrainConfig(
-        catalog=args.catalog, out=args.out, tasks=args.tasks.split(",") if args.tasks else None,
-        backbone=args.backbone, pretrained=args.pretrained != "none", weights=args.weights,
-        image_size=args.image_size, cache_size=args.cache_size, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, proj=args.proj, hidden=args.hidden, pool=args.pool, use_lstm=not args.no_lstm, class_weighting=args.class_weighting,
-        label_smoothing=args.label_smoothing, ordinal_weight=args.ordinal_weight, patience=args.patience, select_by=args.select_by,
-        holdout_fraction=args.holdout_fraction, seed=args.seed, require_all_labels=args.require_all_labels,
-        finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        linear_path=not args.no_linear_path, style_stats=not args.no_style_stats, refit=not args.no_refit,
-        ema=args.ema, mixup=args.mixup, progress=not args.no_progress,
-    )
+    try:
+        values = TrainConfig.read_file(args.config) if args.config else {}
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    values.update(_train_values(args))  # flags given on the command line override the file
+    missing = [k for k in ("catalog", "out") if not values.get(k)]
+    if missing:
+        raise UserError("give " + " and ".join(f"--{k}" for k in missing)
+                        + (f" (or put {' and '.join(missing)} in {args.config})" if args.config else ""))
+    cfg = TrainConfig(**values)
     try:
         train(cfg, resume=args.resume)
     except WeightsUnavailable as exc:
@@ -43,18 +66,20 @@ def _cmd_evaluate(args) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         print(format_metrics(metrics))
-        print(f"metrics, confusion matrices and per-class tables in {out_dir}")
+        logger.info(f"metrics, confusion matrices and per-class tables in {out_dir}")
     return 0
 
 
 def _expand(inputs: list[str]) -> list[Path]:
+    from ..data.images import IMAGE_EXTS
+
     files: list[Path] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
             files += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
         else:
-            files.append(p)
+            files.append(p)  # a missing or unreadable file is reported by the loader
     return files
 
 
@@ -84,7 +109,7 @@ def _cmd_predict(args) -> int:
             names.append(f)
         except ImageLoadError as exc:
             errors.append({"image": str(f), "error": exc.reason})
-        if len(batch) >= 32:
+        if len(batch) >= PREDICT_BATCH:
             flush()
     flush()
     if args.json:
@@ -95,7 +120,7 @@ def _cmd_predict(args) -> int:
             for t, v in r["predictions"].items():
                 print(f"  {t:<10} " + ", ".join(f"{x['label']} {x['prob']:.2f}" for x in v))
         for e in errors:
-            print(f"{e['image']}: skipped: {e['error']}")
+            logger.warning(f"{e['image']}: skipped: {e['error']}")
     return 1 if errors and not results else 0
 
 
@@ -107,79 +132,104 @@ def _cmd_backbones(args) -> int:
     return 0
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_train_config_options(p) -> None:
+    """One flag per :class:`TrainConfig` field, with the field's help and default.
+
+    ``--backbone``/``--pretrained``/``--weights``, ``--seed`` and ``--no-progress`` are the shared
+    options of :mod:`artextract.cli_options`. A bool field that is on by default gets ``--no-NAME``
+    (or its ``metadata["flag"]``), one off by default ``--NAME``. Every flag's default is
+    ``argparse.SUPPRESS``: a flag not given leaves the field to ``--config`` or to the dataclass.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The ``train`` parser.
+
+    Returns
+    -------
+    None
+    """
+    from .config import TRAIN_FIELDS, base_type, coerce, field_types
+
+    types = field_types()
+    add_backbone_options(p)
+    add_seed_option(p, help=TRAIN_FIELDS["seed"].metadata["help"] + f" (default {TRAIN_FIELDS['seed'].default})")
+    add_progress_option(p)
+    for name, f in TRAIN_FIELDS.items():
+        if name in _SHARED:
+            continue
+        meta, default = f.metadata, f.default
+        t, _ = base_type(types[name])
+        if t is bool:
+            if default:
+                p.add_argument(meta.get("flag", "--no-" + name.replace("_", "-")), dest=name,
+                               action="store_false", help=meta["help"])
+            else:
+                p.add_argument(meta.get("flag", _flag(name)), dest=name, action="store_true", help=meta["help"])
+            continue
+        shown = "" if default is dataclasses.MISSING or default is None else f" (default {default})"
+        kw = dict(dest=name, help=meta["help"] + shown, metavar=name.upper() if t is not str or not meta.get("choices")
+                  else None)
+        if meta.get("choices"):
+            kw["choices"] = meta["choices"]
+            kw.pop("metavar")
+        if t is list:
+            kw["type"] = lambda s, n=name: coerce(n, s, source="--" + n)
+        elif t in (int, float):
+            kw["type"] = t
+        p.add_argument(_flag(name), **kw)
+    for action in p._actions:  # argparse has no public way to list a parser's options
+        if action.dest in TRAIN_FIELDS or action.dest == "no_progress":
+            action.default = argparse.SUPPRESS
+
+
 def register(sub) -> None:
+    """Add ``train``, ``evaluate``, ``predict`` and ``backbones``.
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+
+    Returns
+    -------
+    None
+    """
     p = add_command(sub, "train", "train the multi-task CRNN on a catalogue",
                     "artextract train --catalog wikiart.parquet --tasks artist,genre,style --out runs/wikiart",
                     description="Masked multi-task training: each painting trains every head it has a label for "
                     "and no other. Default recipe: frozen backbone, feature maps computed once from the prepared "
                     "cache, the recurrent head trained on them (seconds per epoch on a CPU). --finetune then "
                     "trains end to end (for a GPU). Checkpoints every epoch; --resume continues after a kill. "
-                    "Works under torchrun (DistributedDataParallel).")
-    p.add_argument("--catalog", required=True)
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--tasks", default=None, help="comma-separated tasks (default: every task of the catalogue)")
-    p.add_argument("--backbone", default="mobilenet_v2", help="see `artextract backbones` (default mobilenet_v2)")
-    p.add_argument("--pretrained", choices=["imagenet", "none"], default="imagenet")
-    p.add_argument("--weights", default=None, help="backbone weights file (.pth or .safetensors)")
-    p.add_argument("--image-size", type=int, default=None, help="backbone input size (default: the backbone's)")
-    p.add_argument("--cache-size", type=int, default=256, help="prepared-image cache size (default 256)")
-    from .config import SELECT_BY, TrainConfig
-
-    d = TrainConfig("", "")  # one source of truth for the defaults
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--proj", type=int, default=d.proj, help="channels the feature map is projected to")
-    p.add_argument("--hidden", type=int, default=d.hidden, help="LSTM hidden size per direction")
-    p.add_argument("--pool", choices=["attention", "mean"], default="attention")
-    p.add_argument("--no-lstm", action="store_true", help="ablation: pool the projected map without the LSTM")
-    p.add_argument("--no-linear-path", action="store_true",
-                   help="ablation: only the recurrent path (by default a linear path on the standardised global "
-                   "feature is trained beside it as a classifier of its own, and their logits are averaged)")
-    p.add_argument("--no-style-stats", action="store_true",
-                   help="ablation: the linear path reads the last map's average only (by default it also reads "
-                   "the mean and spread of earlier stages' channels, texture and palette cues)")
-    p.add_argument("--ema", type=float, default=d.ema, help="EMA decay per step of the kept weights (0: off)")
-    p.add_argument("--mixup", type=float, default=d.mixup, help="feature-map mixup alpha (0: off)")
-    p.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default=d.class_weighting)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--ordinal-weight", type=float, default=d.ordinal_weight,
-                   help="EMD loss weight for ordered tasks (0: off)")
-    p.add_argument("--select-by", choices=list(SELECT_BY), default=d.select_by,
-                   help="what chooses the best epoch and stops early: the validation log loss (default; smooth) "
-                   "or the tasks' mean validation macro-F1 (noisy on a small validation set)")
-    p.add_argument("--patience", type=int, default=d.patience,
-                   help="stop after this many epochs without a better validation score (--select-by)")
-    p.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction,
-                   help="validation share held out of train when the catalogue has no val rows")
-    p.add_argument("--no-refit", action="store_true",
-                   help="keep the first pass: by default, after the held-out rows chose the epoch, the head is "
-                   "trained again on every row for that many epochs (not done with the catalogue's own val split)")
-    p.add_argument("--require-all-labels", action="store_true",
-                   help="the original study's recipe: train only on paintings that have every task's label")
-    p.add_argument("--finetune", action="store_true", help="then unfreeze the backbone and train end to end")
-    p.add_argument("--finetune-epochs", type=int, default=5)
-    p.add_argument("--finetune-lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+                    "Works under torchrun (DistributedDataParallel). The run folder keeps the resolved "
+                    "settings as args.yaml, which --config reads back.")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="YAML or TOML file of these settings (the keys are the flags' names with _); flags "
+                   "given here override it. A run folder's args.yaml is such a file")
+    add_train_config_options(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out after an interruption")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 
     p = add_command(sub, "evaluate", "per-task metrics, confusion matrices and per-class tables",
                     "artextract evaluate --run runs/wikiart --catalog wikiart.parquet --split val --json")
-    p.add_argument("--run", required=True)
-    p.add_argument("--catalog", required=True)
-    p.add_argument("--split", default="val")
+    p.add_argument("--run", required=True, help="trained run folder (from `artextract train`)")
+    p.add_argument("--catalog", required=True, help="catalogue whose SPLIT rows are evaluated")
+    p.add_argument("--split", default="val", help="split to evaluate: train, val or test (default val)")
     p.add_argument("--out", default=None, help="output folder (default RUN/eval-SPLIT)")
-    p.add_argument("--json", action="store_true")
+    add_json_option(p, "the metrics")
     p.set_defaults(func=_cmd_evaluate)
 
     p = add_command(sub, "predict", "top-k labels per task for images or folders of images",
                     "artextract predict --run runs/wikiart painting.jpg more_paintings/ --top-k 3")
-    p.add_argument("--run", required=True)
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--run", required=True, help="trained run folder (from `artextract train`)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="image files, or folders searched recursively for images")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                   help=f"labels shown per task, most probable first (default {DEFAULT_TOP_K})")
+    add_json_option(p, "the predictions and the unreadable files")
     p.set_defaults(func=_cmd_predict)
 
     p = add_command(sub, "backbones", "list the available backbones", "artextract backbones")

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from ..data.cache import DEFAULT_SIZE
 from ..data.catalog import Catalog, CatalogError, TaskSpec
 from ..data.images import load_image, resize_center_crop
 from ..models.backbones import Backbone, create_backbone
@@ -34,7 +35,7 @@ class Run:
         b = config["backbone"]
         self.backbone_name: str = b["name"]
         self.image_size: int = b["image_size"]
-        self.cache_size: int = config.get("cache_size", 256)
+        self.cache_size: int = config.get("cache_size", DEFAULT_SIZE)
         self.finetuned: bool = bool(b.get("finetuned"))
 
     @classmethod

@@ -341,6 +341,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(json.dumps(config, indent=2))
+        cfg.save_args(out)  # args.yaml: the resolved settings, for `train --config`
         (out / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
 
     t0 = time.time()

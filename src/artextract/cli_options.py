@@ -1,0 +1,102 @@
+"""Options that several commands share, defined once so that they read the same everywhere."""
+from __future__ import annotations
+
+import argparse
+
+from .defaults import DEFAULT_BACKBONE
+
+PRETRAINED_CHOICES = ("imagenet", "none")
+DEFAULT_SEED = 0
+
+
+def add_backbone_options(parser, *, backbone_help: str | None = None, backbone_group=None,
+                         allow_none: bool = False, weights: bool = True) -> None:
+    """Add ``--backbone``, ``--pretrained`` and (optionally) ``--weights``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    backbone_help : str, optional
+        Help for ``--backbone`` when the command reads it in its own way.
+    backbone_group : argparse group, optional
+        Where ``--backbone`` goes (e.g. a mutually exclusive group with ``--run``); default ``parser``.
+    allow_none : bool
+        Mention that ``none`` turns the embedding off (the command handles it).
+    weights : bool
+        Also add ``--weights``.
+
+    Returns
+    -------
+    None
+    """
+    text = backbone_help or (f"backbone, see `artextract backbones` (default {DEFAULT_BACKBONE})"
+                             + ("; 'none': no embedding" if allow_none else ""))
+    (backbone_group or parser).add_argument("--backbone", default=DEFAULT_BACKBONE, help=text)
+    parser.add_argument("--pretrained", choices=PRETRAINED_CHOICES, default="imagenet",
+                        help="backbone weights: imagenet (default) or none (a seeded random init, for tests)")
+    if weights:
+        parser.add_argument("--weights", default=None,
+                            help="backbone weights file (.pth or .safetensors) instead of the packaged ones")
+
+
+def pretrained(args: argparse.Namespace) -> bool:
+    """Whether ``--pretrained`` asks for pretrained weights.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments with ``pretrained``.
+
+    Returns
+    -------
+    bool
+    """
+    return args.pretrained != "none"
+
+
+def add_progress_option(parser) -> None:
+    """Add ``--no-progress`` (dest ``no_progress``): no progress bars on stderr.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+
+    Returns
+    -------
+    None
+    """
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (on stderr)")
+
+
+def add_seed_option(parser, help: str = "random seed (default 0)") -> None:
+    """Add ``--seed`` (int, default :data:`DEFAULT_SEED`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    help : str
+        What the seed decides for this command.
+
+    Returns
+    -------
+    None
+    """
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=help)
+
+
+def add_json_option(parser, what: str = "the result") -> None:
+    """Add ``--json``: print one JSON document on stdout instead of the table.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    what : str
+        What the document holds, for the help text.
+
+    Returns
+    -------
+    None
+    """
+    parser.add_argument("--json", action="store_true",
+                        help=f"print {what} as one JSON document on stdout (messages stay on stderr)")

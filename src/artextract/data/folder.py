@@ -1,0 +1,110 @@
+"""Importer for a folder of class folders (torchvision's ``ImageFolder`` layout).
+
+::
+
+    DIR/
+      Baroque/a.jpg
+      Baroque/more/b.jpg      deeper paths keep the first level as the label
+      Impressionism/c.png
+
+One catalogue row per readable image: ``id`` and ``path`` are the path relative to ``DIR``, the
+label of task ``TASK`` (default ``label``) is the first folder. Files that are not images by their
+suffix are ignored; image files that cannot be decoded are reported and left out. Images lying
+directly in ``DIR`` have no class folder and are reported and left out too. The split is seeded and
+stratified on the label.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from .catalog import Catalog, CatalogError, TaskSpec
+from .images import IMAGE_EXTS, ImageLoadError, SkipReport, load_image
+from .tabular import stratified_split
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TASK = "label"
+CHECK_SIZE = 64   # readability check decodes JPEGs at reduced size (draft), which is much faster
+
+
+def _check(path: Path) -> str | None:
+    """None if ``path`` decodes as an image, else the reason it does not."""
+    try:
+        load_image(path, draft_size=CHECK_SIZE)
+    except ImageLoadError as exc:
+        return exc.reason
+    return None
+
+
+def ingest_folder(images: str | Path, *, task: str = DEFAULT_TASK, val_fraction: float = 0.2, seed: int = 0,
+                  workers: int = 4) -> tuple[Catalog, list[str], SkipReport]:
+    """Import a folder with one sub-folder per class into a catalogue.
+
+    Parameters
+    ----------
+    images : str or Path
+        The root folder; each first-level sub-folder is a class.
+    task : str
+        Name of the label task (default ``label``).
+    val_fraction : float
+        Share of each class put in the validation split.
+    seed : int
+        Seed of the split.
+    workers : int
+        Threads that decode the images to check that they are readable.
+
+    Returns
+    -------
+    catalog : Catalog
+        One row per readable image, ``image_root`` = ``images`` (absolute).
+    messages : list of str
+        What was left out and how the split was made, for the user.
+    skipped : SkipReport
+        The image files that could not be read, with the reasons.
+
+    Raises
+    ------
+    CatalogError
+        ``images`` is not a folder, the task name is unusable, or no readable image lies in a class folder.
+    """
+    root = Path(images)
+    if not root.is_dir():
+        raise CatalogError(f"{root} is not a folder; --images takes a folder with one sub-folder per class")
+    if not task or task in ("id", "path", "split"):
+        raise CatalogError(f"--task {task!r} is not a usable task name (id, path and split are catalogue columns)")
+    msgs: list[str] = []
+    files = sorted(p for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not any(
+                       part.startswith(".") for part in p.relative_to(root).parts))
+    loose = [p for p in files if p.parent == root]
+    if loose:
+        msgs.append(f"left out {len(loose)} image(s) directly in {root} (not in a class folder), "
+                    f"e.g. {[p.name for p in loose[:3]]}")
+    files = [p for p in files if p.parent != root]
+    skipped = SkipReport("ingest folder")
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = list(pool.map(_check, files))
+    rows = []
+    for p, why in zip(files, reasons):
+        rel = p.relative_to(root).as_posix()
+        if why is not None:
+            skipped.add(rel, why)
+            continue
+        rows.append({"id": rel, "path": rel, task: rel.split("/", 1)[0]})
+    if len(skipped):
+        msgs.append(skipped.summary())
+    if not rows:
+        raise CatalogError(f"no readable image in a class folder under {root} "
+                           f"(expected {root}/CLASS/image.jpg; suffixes {', '.join(sorted(IMAGE_EXTS))})")
+    df = pd.DataFrame(rows)
+    classes = sorted(df[task].unique())
+    if len(classes) < 2:
+        msgs.append(f"only one class folder ({classes[0]!r}): there is nothing to tell apart yet")
+    df["split"] = stratified_split(df[task], val_fraction, seed)
+    msgs.append(f"{len(df):,} image(s) in {len(classes)} class(es); seeded split, {val_fraction:.0%} val "
+                f"stratified on {task}")
+    return Catalog(df, {task: TaskSpec(task, classes)}, root.resolve(), source="folder"), msgs, skipped

@@ -1,0 +1,175 @@
+"""The demo pipeline, ``artextract demo``: every step of the tool on the synthetic corpus, then a report.
+
+Each step is an ordinary ``artextract`` command, run in this process; re-running reuses what is done.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .cli import UserError, add_command
+from .defaults import DEFAULT_BACKBONE
+
+logger = logging.getLogger(__name__)
+
+DEMO_SIZE = 128     # side of the demo's prepared images
+DEMO_N = 300        # synthetic paintings
+DEMO_EPOCHS = 30
+
+
+def _step(name: str, argv: list[str]) -> None:
+    from .cli import main
+
+    logger.info("\n== %s: artextract %s", name, " ".join(argv))
+    t0 = time.time()
+    rc = main(argv)
+    if rc != 0:
+        raise UserError(f"demo step '{name}' failed (exit {rc})")
+    logger.info("   (%.1fs)", time.time() - t0)
+
+
+def next_steps(cat: str, run: Path, index: Path | None, outliers: list[str]) -> list[str]:
+    """The commands that explore the demo and do the same on real collections.
+
+    Parameters
+    ----------
+    cat : str
+        The demo catalogue.
+    run : Path
+        The demo's training run.
+    index : Path or None
+        The demo's similarity index, if built.
+    outliers : list of str
+        The demo's outlier CSVs.
+
+    Returns
+    -------
+    list of str
+        Shell lines (comments start with ``#``).
+    """
+    serve = (f"artextract serve --catalog {cat} --run {run}"
+             + (f" --index {index}" if index is not None else "") + "".join(f" --outliers {f}" for f in outliers))
+    return [
+        "# explore the demo in your browser",
+        serve,
+        "",
+        "# the same on real WikiArt (ArtGAN 'WikiArt Dataset' label files + images)",
+        "artextract ingest wikiart --labels 'WikiArt Dataset' --images wikiart --out wikiart.parquet",
+        "artextract train --catalog wikiart.parquet --tasks artist,genre,style --out runs/wikiart",
+        "artextract outliers --catalog wikiart.parquet --task style --run runs/wikiart --out style_issues.csv",
+        "artextract index --catalog wikiart.parquet --run runs/wikiart --out wikiart.index",
+        "artextract report --run runs/wikiart --outliers style_issues.csv --index wikiart.index --out report/",
+        "",
+        "# the National Gallery of Art open data (objects.csv, published_images.csv) and its IIIF images",
+        "artextract ingest nga --opendata opendata/data --out nga.parquet",
+        "artextract download nga --catalog nga.parquet",
+        "artextract train --catalog nga.parquet --tasks timeframe --out runs/nga",
+        "",
+        "# your own images, one folder per class",
+        "artextract ingest folder --images my_paintings --task style --out mine.parquet",
+    ]
+
+
+def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, backbone: str = DEFAULT_BACKBONE,
+             fresh: bool = False, progress: bool | None = None) -> tuple[Path, list[str]]:
+    """Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, evaluate
+    retrieval, and write ``OUT/report.html``.
+
+    Parameters
+    ----------
+    out : str or Path
+        The demo folder (created; reused when it exists).
+    n : int
+        Number of synthetic paintings.
+    epochs : int
+        Training epochs.
+    backbone : str
+        Backbone of the classifier.
+    fresh : bool
+        Delete ``out`` first.
+    progress : bool, optional
+        Progress bars (default: when stderr is a terminal).
+
+    Returns
+    -------
+    report : Path
+        The report page.
+    next_steps : list of str
+        The commands that explore the demo and do the same on real collections (see :func:`next_steps`).
+    """
+    out = Path(out)
+    if out.exists() and fresh:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data, run, index = out / "data", out / "run", out / "index"
+    cat = str(data / "catalog.parquet")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    no_progress = [] if progress else ["--no-progress"]
+    if not Path(cat).exists():
+        _step("generate the synthetic corpus", ["demo-data", "--out", str(data), "--n", str(n)])
+    _step("prepare the image cache", ["prepare", "--catalog", cat, "--size", str(DEMO_SIZE)])
+    # a finished run resumes instantly; an interrupted one continues where it stopped
+    _step("train the multi-task CRNN", ["train", "--catalog", cat, "--out", str(run), "--cache-size", str(DEMO_SIZE),
+                                        "--epochs", str(epochs), "--backbone", backbone,
+                                        *(["--resume"] if (run / "state.pt").exists() else []), *no_progress])
+    _step("evaluate", ["evaluate", "--run", str(run), "--catalog", cat])
+    outliers = []
+    for task in ("style", "genre"):
+        f = out / f"outliers_{task}.csv"
+        _step(f"find labels that do not fit ({task})",
+              ["outliers", "--catalog", cat, "--task", task, "--run", str(run), "--out", str(f), *no_progress])
+        outliers.append(str(f))
+    if not (index / "index.faiss").exists() and not index.exists():
+        _step("index for similarity search", ["index", "--catalog", cat, "--run", str(run), "--out", str(index),
+                                              *no_progress])
+    _step("retrieval quality by style", ["evaluate-retrieval", "--index", str(index), "--catalog", cat,
+                                         "--relevance", "style", "-k", "10"])
+    from .data.catalog import Catalog
+    from .report.build import build_report
+
+    nxt = next_steps(cat, run, index if index.exists() else None, outliers)
+    logger.info("\n== report")
+    page = build_report(out, catalog=Catalog.load(cat), run_dir=run, outliers_csv=outliers,
+                        index_dir=index if index.exists() else None, title="ArtExtract demo (synthetic corpus)",
+                        next_steps=nxt)
+    return page, nxt
+
+
+def _cmd_demo(args) -> int:
+    t0 = time.time()
+    path, nxt = run_demo(args.out, n=args.n, epochs=args.epochs, backbone=args.backbone, fresh=args.fresh,
+                         progress=False if args.no_progress else None)
+    print(f"\nDone in {time.time() - t0:.0f}s. Report: {path}\n")
+    print("\n".join(nxt))
+    return 0
+
+
+def register(sub) -> None:
+    """Add the ``demo`` command.
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+
+    Returns
+    -------
+    None
+    """
+    from .cli_options import add_progress_option
+
+    p = add_command(sub, "demo", "run the whole pipeline on the synthetic demo corpus and write a report",
+                    "artextract demo --out demo-output",
+                    description="Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, "
+                    "evaluate retrieval, and write OUT/report.html. Re-running reuses what is done.")
+    p.add_argument("--out", default="demo-output", help="demo folder (default demo-output)")
+    p.add_argument("--n", type=int, default=DEMO_N, help=f"number of synthetic paintings (default {DEMO_N})")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"training epochs (default {DEMO_EPOCHS})")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help=f"backbone of the classifier, see `artextract backbones` (default {DEFAULT_BACKBONE})")
+    p.add_argument("--fresh", action="store_true", help="delete OUT first")
+    add_progress_option(p)
+    p.set_defaults(func=_cmd_demo)

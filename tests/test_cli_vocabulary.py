@@ -1,0 +1,113 @@
+"""One CLI vocabulary: every option of every command has help, shared options read the same
+everywhere, and the train flags are TrainConfig's fields."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from artextract.cli import build_parser, main
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """(path, parser) for every command and sub-command, depth first."""
+    yield prefix, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, prefix + (name,))
+
+
+def _options(parser):
+    return [a for a in parser._actions
+            if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction, argparse._VersionAction))]
+
+
+ALL = list(_commands(build_parser()))
+LEAVES = [(path, p) for path, p in ALL
+          if path and not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
+
+
+def test_the_walk_sees_every_command():
+    names = {" ".join(path) for path, _ in LEAVES}
+    assert {"train", "evaluate", "predict", "outliers", "duplicates", "index", "similar", "evaluate-retrieval",
+            "ingest wikiart", "ingest csv", "ingest nga", "ingest folder", "catalog info", "prepare",
+            "demo-data", "download nga", "report", "demo", "serve", "backbones"} <= names
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"artextract {' '.join(path)} {a.option_strings[0] if a.option_strings else a.dest}"
+               for path, p in ALL for a in _options(p) if not (a.help and a.help.strip())
+               and a.help is not argparse.SUPPRESS]
+    assert not missing, "options without help text:\n  " + "\n  ".join(missing)
+
+
+@pytest.mark.parametrize("cmd", ["train", "outliers", "ingest folder", "demo-data", "ingest csv"])
+def test_help_prints_every_option(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(cmd.split() + ["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    parser = dict((" ".join(path), p) for path, p in ALL)[cmd]
+    for a in _options(parser):
+        if a.option_strings:
+            assert a.option_strings[-1] in text
+
+
+def _by_flag(flag: str):
+    """{command: action} for every command that has ``flag``."""
+    return {" ".join(path): a for path, p in LEAVES for a in _options(p) if flag in a.option_strings}
+
+
+@pytest.mark.parametrize("flag", ["--backbone", "--pretrained", "--weights", "--no-progress", "--seed", "--json"])
+def test_shared_options_read_the_same_everywhere(flag):
+    found = _by_flag(flag)
+    assert len(found) >= 2, f"{flag} is not shared"
+    kinds = {(type(a).__name__, a.type, tuple(a.choices or ())) for a in found.values()}
+    assert len(kinds) == 1, f"{flag} differs between commands: {found}"
+    if flag in ("--pretrained", "--weights", "--no-progress"):
+        assert len({a.help for a in found.values()}) == 1, f"{flag} has different help texts"
+
+
+def test_json_on_every_command_that_prints_a_result_table():
+    assert set(_by_flag("--json")) >= {"catalog info", "evaluate", "predict", "similar", "evaluate-retrieval",
+                                       "outliers", "duplicates"}
+
+
+def test_quiet_means_only_the_global_log_level():
+    """`-q/--quiet` is the top-level "warnings only"; no command uses it for progress bars."""
+    assert not _by_flag("--quiet") and not _by_flag("-q")
+    top = {a.dest for a in _options(build_parser())}
+    assert {"log_quiet", "log_verbose"} <= top
+
+
+def test_pretrained_and_backbone_defaults_are_the_package_default():
+    from artextract.defaults import DEFAULT_BACKBONE
+
+    assert {a.default for a in _by_flag("--backbone").values()} <= {DEFAULT_BACKBONE, argparse.SUPPRESS}
+    assert {a.default for a in _by_flag("--pretrained").values()} <= {"imagenet", argparse.SUPPRESS}
+
+
+def test_train_flags_are_the_trainconfig_fields():
+    from artextract.training.config import TrainConfig
+
+    train = dict((" ".join(path), p) for path, p in ALL)["train"]
+    dests = {a.dest for a in _options(train)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert fields - {"pretrained", "progress"} <= dests            # one flag per field ...
+    assert {"pretrained", "no_progress"} <= dests                    # ... the shared ones included
+    assert dests - fields <= {"config", "resume", "no_progress"}     # and nothing else
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata.get("help"), f"TrainConfig.{f.name} has no help"
+
+
+def test_ingest_error_names_the_real_importers(tmp_path, capsys):
+    from artextract.data.catalog import INGEST_SOURCES
+
+    ingest = dict((" ".join(path), p) for path, p in ALL)["ingest"]
+    sources = next(a for a in ingest._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(INGEST_SOURCES) == set(sources)
+    assert main(["catalog", "info", str(tmp_path / "nope.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and all(s in err for s in INGEST_SOURCES)
