@@ -73,13 +73,20 @@ def _cmd_prepare(args) -> int:
     from .cache import PreparedCache, default_cache_dir
     from .catalog import Catalog
 
+    from .. import distributed
+
+    rank, world = distributed.init()  # under torchrun every rank decodes its share into the one cache
     cat = Catalog.load(args.catalog)
     cache = PreparedCache(args.cache or default_cache_dir(cat), args.size)
-    if args.retry_failed:
+    if args.retry_failed and rank == 0:
         cache.retry_failures()
+    distributed.barrier(world)
     t0 = time.time()
-    res = cache.prepare(cat, workers=args.workers)
+    res = cache.prepare(cat, workers=args.workers, rank=rank, world=world)
     dt = time.time() - t0
+    distributed.shutdown(world)
+    if rank != 0:
+        return 0
     logger.info(f"cache {cache.dir}: {res.added} added, {res.already} already prepared"
                 + (f", {res.added / dt:.1f} img/s" if res.added and dt > 0 else ""))
     if len(res.failed):

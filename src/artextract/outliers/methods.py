@@ -102,6 +102,10 @@ def principal_axes(Xc: np.ndarray, d: int, seed: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------- neighbours
 
 
+KNN_DENSE_MAX = 4_000   # up to this many rows the k-NN graph comes from one n x n product (<= 0.3 GB)
+KNN_BLOCK = 8_192       # larger: FAISS exact search, this many query rows at a time
+
+
 def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Cosine k-nearest neighbours of every row among the others (itself excluded).
 
@@ -127,7 +131,7 @@ def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
     Z = l2_normalize(X - X.mean(0, keepdims=True))
     Z = np.ascontiguousarray(Z, dtype=np.float32)
-    if n <= 20000:
+    if n <= KNN_DENSE_MAX:
         S = Z @ Z.T
         np.fill_diagonal(S, -np.inf)
         idx = np.argpartition(-S, k - 1, axis=1)[:, :k]
@@ -135,16 +139,18 @@ def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(-sims, axis=1, kind="stable")
         return np.take_along_axis(idx, order, 1).astype(np.int64), np.take_along_axis(sims, order, 1)
     quiet_faiss()
-    import faiss  # large catalogues: exact inner-product search without an n x n matrix
+    import faiss  # larger catalogues: exact inner-product search in blocks, never an n x n matrix
     index = faiss.IndexFlatIP(Z.shape[1])
     index.add(Z)
-    sims, idx = index.search(Z, k + 1)
-    out_i = np.zeros((n, k), np.int64)
-    out_s = np.zeros((n, k), np.float32)
-    for r in range(n):  # drop the row itself (usually first, not always with duplicates)
-        keep = idx[r] != r
-        out_i[r] = idx[r][keep][:k]
-        out_s[r] = sims[r][keep][:k]
+    out_i = np.empty((n, k), np.int64)
+    out_s = np.empty((n, k), np.float32)
+    for s in range(0, n, KNN_BLOCK):
+        sims, idx = index.search(Z[s:s + KNN_BLOCK], k + 1)
+        # drop the row itself (usually first, not always with duplicates); where it is absent, the last
+        drop = idx == np.arange(s, s + len(idx))[:, None]
+        drop[~drop.any(1), -1] = True
+        out_i[s:s + len(idx)] = idx[~drop].reshape(len(idx), k)
+        out_s[s:s + len(idx)] = sims[~drop].reshape(len(idx), k)
     return out_i, out_s
 
 

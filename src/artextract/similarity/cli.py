@@ -52,10 +52,17 @@ def _cmd_index(args) -> int:
     else:
         embedder = BackboneEmbedder(args.backbone, pretrained=pretrained(args), weights=args.weights,
                                     image_size=args.image_size, center=not args.no_center)
+    from .. import distributed
+
+    rank, world = distributed.init()  # under torchrun every rank embeds its share; rank 0 builds the index
     t0 = time.time()
     index, summary = index_catalog(cat, embedder, args.out, index_type=args.index_type, rebuild=args.rebuild,
                                    progress=not args.no_progress, nlist=args.nlist, nprobe=args.nprobe,
-                                   hnsw_m=args.hnsw_m, ef_search=args.ef_search)
+                                   hnsw_m=args.hnsw_m, ef_search=args.ef_search, pq_m=args.pq_m,
+                                   rank=rank, world=world)
+    distributed.shutdown(world)
+    if index is None:  # a rank other than 0: its share is in the feature store
+        return 0
     verb = "built" if summary["created"] else "updated"
     logger.info(f"{verb} {args.out}: {summary['added']:,} painting(s) added, {summary['already']:,} already indexed, "
                 f"{len(summary['skipped']):,} skipped ({time.time() - t0:.1f}s)")
@@ -115,10 +122,16 @@ def _rows_all(index, args, catalog_arg):
     """(query_id, rank, neighbor_id, score) rows for every indexed painting, and a note on the left-out."""
     left_out: list[str] = []
     if args.mode == "image":
-        for qp, scores, pos in index.search_all(args.k):
-            for q, srow, prow in zip(qp, scores, pos):
-                for r, (s, p) in enumerate(((s, p) for s, p in zip(srow, prow) if p >= 0), 1):
-                    yield index.ids[q], r, index.ids[p], float(s)
+        from tqdm.auto import tqdm
+
+        # batches of queries, so a 10M-painting index streams its rows in bounded memory
+        with tqdm(total=len(index), desc="similar --all", unit="painting", file=sys.stderr,
+                  disable=args.no_progress) as bar:
+            for qp, scores, pos in index.search_all(args.k):
+                for q, srow, prow in zip(qp, scores, pos):
+                    for r, (s, p) in enumerate(((s, p) for s, p in zip(srow, prow) if p >= 0), 1):
+                        yield index.ids[q], r, index.ids[p], float(s)
+                bar.update(len(qp))
     elif args.mode == "face":
         from .face import face_index
         fi = face_index(index, catalog_arg, progress=not args.no_progress)
@@ -230,7 +243,7 @@ def register(sub) -> None:
     -------
     None
     """
-    from .index import HNSW_EF_SEARCH, HNSW_M, INDEX_TYPES, IVF_MIN_NPROBE
+    from .index import HNSW_EF_SEARCH, HNSW_M, INDEX_TYPES, IVF_MIN_NPROBE, PQ_MAX_CODE_BYTES
 
     p = add_command(
         sub, "index", "embed a catalogue's paintings into a similarity index (FAISS)",
@@ -245,7 +258,8 @@ def register(sub) -> None:
     p.add_argument("--catalog", required=True, help="catalogue whose paintings are indexed")
     p.add_argument("--out", required=True, help="index directory (created, or updated if it exists)")
     p.add_argument("--index-type", choices=INDEX_TYPES, default="flat",
-                   help="flat: exact (default); ivf / hnsw: approximate, for large collections")
+                   help="flat: exact (default); ivf / hnsw: approximate, for large collections; "
+                        "ivfpq: compressed (at most 64 bytes per painting), for 10M+ paintings")
     p.add_argument("--image-size", type=int, default=None, help="backbone input size (default: its own)")
     p.add_argument("--no-center", action="store_true",
                    help="do not centre backbone features on the collection mean before normalising")
@@ -253,6 +267,8 @@ def register(sub) -> None:
     p.add_argument("--nprobe", type=int, default=None,
                    help=f"IVF cells probed per query (default nlist/8, at least {IVF_MIN_NPROBE})")
     p.add_argument("--hnsw-m", type=int, default=HNSW_M, help=f"HNSW links per node (default {HNSW_M})")
+    p.add_argument("--pq-m", type=int, default=None,
+                   help=f"ivfpq: code bytes per painting (default: dimension/4, at most {PQ_MAX_CODE_BYTES})")
     p.add_argument("--ef-search", type=int, default=None,
                    help="HNSW search breadth (default by size: {} up to 30k vectors, {} up to 300k, then {})".format(
                        *HNSW_EF_SEARCH))

@@ -58,7 +58,9 @@ IVF_TRAIN_POINTS_PER_CELL = 64   # k-means on at most 64 vectors per cell, 10 it
 IVF_TRAIN_ITERATIONS = 10
 PQ_MAX_CODE_BYTES = 48           # PQ code bytes per vector: with the 8-byte id and direct-map entry, 64 bytes
 PQ_MIN_TRAIN = 1_000             # product quantisers (256 centroids per sub-space) need this many vectors
-PQ_TRAIN_MAX = 100_000           # OPQ, k-means and PQ train on at most this many of the vectors
+PQ_TRAIN_MAX = 65_536            # k-means and PQ train on at most this many of the vectors
+OPQ_TRAIN_MAX = 32_768           # the OPQ rotation on at most this many, for OPQ_ITERATIONS rounds
+OPQ_ITERATIONS = 8
 
 
 class SimilarityError(ValueError):
@@ -185,6 +187,8 @@ class EmbeddingIndex:
         p["nprobe"] = int(p["nprobe"] or default_nprobe(p["nlist"]))
         p["trained_on"] = int(n)
         index = faiss.index_factory(d, f"OPQ{m}_{d_out},IVF{p['nlist']},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+        opq = faiss.downcast_VectorTransform(index.chain.at(0))
+        opq.niter, opq.max_train_points = OPQ_ITERATIONS, OPQ_TRAIN_MAX
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.seed = 1234
         ivf.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_CELL
