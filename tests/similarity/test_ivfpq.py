@@ -33,7 +33,7 @@ def test_ivfpq_recall_and_size(data, tmp_path):
     assert idx.bytes_per_vector() <= 64
     assert idx.params["pq_m"] == 8  # 32-d: 8 code bytes, 8 + 8 + 8 = 24 bytes per vector
     r = recall_at_10(idx.search_vectors(q, 10)[1], truth)
-    assert r > 0.5, r  # measured 0.70 on this data; a broken rotation or code book gives < 0.1
+    assert r > 0.5, r  # measured 0.73 on this data; a broken rotation or code book gives < 0.1
     idx.set_search_params(nprobe=idx.params["nlist"])
     assert recall_at_10(idx.search_vectors(q, 10)[1], truth) >= r - 1e-9
     # saved and loaded, it answers the same
