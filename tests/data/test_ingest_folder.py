@@ -83,7 +83,7 @@ def test_cli_ingest_folder(folder, tmp_path, capsys):
     assert len(cat) == 7 and cat.source == "folder" and cat.task("style").classes == ["Baroque", "Cubism"]
     report = json.loads((tmp_path / "mine.skipped.json").read_text())
     assert {s["id"] for s in report["skipped"]} == {"Cubism/broken.jpg", "Cubism/cut.jpg"}
-    assert main(["catalog", "info", str(out), "--json"]) == 0
+    assert main(["catalog", "info", str(out), "--json", "--check-files"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["rows"] == 7 and info["tasks"]["style"]["labelled"] == 7
     assert info["missing_images"]["count"] == 0
@@ -94,3 +94,22 @@ def test_cli_ingest_folder(folder, tmp_path, capsys):
     capsys.readouterr()
     assert main(["ingest", "folder", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "x.parquet")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_catalog_info_stats_files_only_when_asked(tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    from artextract.data.catalog import Catalog, TaskSpec
+
+    df = pd.DataFrame({"id": ["a", "b"], "path": ["a.jpg", "b.jpg"], "split": "train", "style": ["X", "Y"]})
+    cat = Catalog(df, {"style": TaskSpec("style", ["X", "Y"])}, tmp_path)
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    cat.save(tmp_path / "c.parquet")
+    calls = []
+    real = Catalog.missing_images
+    monkeypatch.setattr(Catalog, "missing_images", lambda self: calls.append(1) or real(self))
+    assert main(["catalog", "info", str(tmp_path / "c.parquet"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["missing_images"] is None and not calls
+    assert main(["catalog", "info", str(tmp_path / "c.parquet"), "--json", "--check-files"]) == 0
+    assert json.loads(capsys.readouterr().out)["missing_images"] == {"count": 1, "examples": ["b.jpg"]}
+    assert calls == [1]

@@ -287,7 +287,7 @@ def test_cli_ingest_wikiart_and_catalog_info_json(labels_dir, sample_dir, sample
     assert rc == 0
     text = capsys.readouterr().err
     assert "1,403" in text and "81,446" in text and "conflicting labels" in text
-    assert main(["catalog", "info", str(out), "--json"]) == 0
+    assert main(["catalog", "info", str(out), "--json", "--check-files"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["rows"] == 1_403
     assert info["source"] == "wikiart"
@@ -307,6 +307,8 @@ def test_cli_ingest_wikiart_and_catalog_info_json(labels_dir, sample_dir, sample
     assert cat.image_root == sample_dir.resolve()
     # human-readable info too
     assert main(["catalog", "info", str(out)]) == 0
+    assert "missing images: not checked" in capsys.readouterr().out
+    assert main(["catalog", "info", str(out), "--check-files"]) == 0
     assert "missing images: none" in capsys.readouterr().out
 
 

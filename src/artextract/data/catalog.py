@@ -178,9 +178,15 @@ class Catalog:
         return Catalog(df, self.tasks, self.image_root, self.source, dict(self.extra))
 
     # ------------------------------------------------------------------ summaries
-    def info(self) -> dict:
+    def info(self, check_files: bool = False) -> dict:
         """What `artextract catalog info` shows: rows per split, per task labelled rows, classes
-        present and class counts, missing images.
+        present and class counts, and (``check_files``) the images missing on disk.
+
+        Parameters
+        ----------
+        check_files : bool
+            Stat every image file (slow on a network drive with 100k+ paintings); otherwise
+            ``missing_images`` is None.
 
         Returns
         -------
@@ -209,8 +215,11 @@ class Catalog:
                 "classes_present": int((counts > 0).sum()),
                 "class_counts": {c: int(counts.get(c, 0)) for c in spec.classes},
             }
-        missing = self.missing_images()
-        out["missing_images"] = {"count": len(missing), "examples": missing[:5]}
+        if check_files:
+            missing = self.missing_images()
+            out["missing_images"] = {"count": len(missing), "examples": missing[:5]}
+        else:
+            out["missing_images"] = None
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -328,7 +337,9 @@ def format_info(info: dict) -> str:
         )
     m = info["missing_images"]
     lines.append("")
-    if m["count"]:
+    if m is None:
+        lines.append("missing images: not checked (pass --check-files to look for every image on disk)")
+    elif m["count"]:
         lines.append(f"missing images: {m['count']} (e.g. {', '.join(m['examples'][:3])})")
     else:
         lines.append("missing images: none")

@@ -64,7 +64,7 @@ def _cmd_ingest_folder(args) -> int:
 def _cmd_info(args) -> int:
     from .catalog import Catalog, format_info
 
-    info = Catalog.load(args.catalog).info()
+    info = Catalog.load(args.catalog).info(check_files=args.check_files)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
 
@@ -172,6 +172,8 @@ def register(sub) -> None:
     i = add_command(csub, "info", "rows per task and split, classes present, images missing on disk",
                     "artextract catalog info demo/catalog.parquet --json")
     i.add_argument("catalog", help="catalogue file (.parquet)")
+    i.add_argument("--check-files", action="store_true",
+                   help="also look for every image file on disk and count the missing ones (slow for large collections)")
     add_json_option(i, "the summary")
     i.set_defaults(func=_cmd_info)
 
