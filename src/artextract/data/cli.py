@@ -20,8 +20,11 @@ def _cmd_ingest_wikiart(args) -> int:
             f"none of the {report.rows_listed:,} listed images were found under {args.images}; "
             "point --images at the folder that holds the style folders (Impressionism/, Baroque/, ...)"
         )
+    cat, period_msgs = _period(cat, args)
     cat.save(args.out)
     print(report.summary())
+    for m in period_msgs:
+        print(m)
     print(f"wrote {args.out} ({len(cat):,} paintings) in {time.time() - t0:.1f}s")
     return 0
 
@@ -33,11 +36,19 @@ def _cmd_ingest_csv(args) -> int:
                            tasks=args.tasks.split(",") if args.tasks else [], split_col=args.split_col,
                            ordered=args.ordered.split(",") if args.ordered else [], seed=args.seed,
                            val_fraction=args.val_fraction)
+    cat, period_msgs = _period(cat, args)
+    msgs += period_msgs
     cat.save(args.out)
     for m in msgs:
         print(m)
     print(f"wrote {args.out} ({len(cat):,} paintings)")
     return 0
+
+
+def _period(cat, args):
+    from .periods import apply_period_arguments
+
+    return apply_period_arguments(cat, args)
 
 
 def _cmd_info(args) -> int:
@@ -79,6 +90,8 @@ def _cmd_demo_data(args) -> int:
 
 
 def register(sub) -> None:
+    from .periods import add_period_arguments
+
     p = add_command(sub, "ingest", "import a collection's labels and images into a catalogue",
                     "artextract ingest wikiart --labels 'WikiArt Dataset' --images wikiart --out wikiart.parquet")
     isub = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
@@ -91,6 +104,7 @@ def register(sub) -> None:
     w.add_argument("--labels", required=True, help="folder with artist_train, genre_train.csv, style_class.txt, ...")
     w.add_argument("--images", required=True, help="folder with the style folders (may hold only a subset)")
     w.add_argument("--out", required=True, help="catalogue to write (.parquet)")
+    add_period_arguments(w)
     w.set_defaults(func=_cmd_ingest_wikiart)
 
     c = add_command(isub, "csv", "import any CSV of images with categorical label columns",
@@ -106,10 +120,12 @@ def register(sub) -> None:
     c.add_argument("--val-fraction", type=float, default=0.2)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True)
+    add_period_arguments(c)
     c.set_defaults(func=_cmd_ingest_csv)
 
     if importlib.util.find_spec("artextract.data.nga_cli") is not None:
-        importlib.import_module("artextract.data.nga_cli").register(isub, sub)
+        dsub = importlib.import_module("artextract.data.nga_cli").register(isub, sub)
+        importlib.import_module("artextract.data.iiif_cli").register(isub, dsub)
 
     p = add_command(sub, "catalog", "inspect a catalogue", "artextract catalog info wikiart.parquet")
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -306,10 +306,7 @@ def _metadata(pairs, lang: str | None) -> dict[str, str]:
         name = column_name(label)
         if name in ROW_COLUMNS:
             name = f"metadata_{name}"
-        cols.setdefault(name, [])
-        for v in vals:
-            if v not in cols[name]:
-                cols[name].append(v)
+        cols.setdefault(name, []).extend(vals)
     return {k: "; ".join(v) for k, v in cols.items()}
 
 
