@@ -294,14 +294,13 @@ def add_period_task(catalog: Catalog, field_name: str, bins: str | int = "nga", 
     out[f"{name}_end"] = res.end.values
     out[f"{name}_width"] = res.width.values
     present = set(res.labels.dropna())
-    classes = res.bins.classes if res.bins.kind == "nga" else [c for c in res.bins.classes if c in present]
-    keep = [i for i, c in enumerate(res.bins.classes) if c in classes]
+    classes = list(res.bins.classes)   # every bin from the first to the last: class distance = bin distance
     tasks = dict(catalog.tasks)
     tasks[name] = TaskSpec(name, classes, ordered=True)
     extra = dict(catalog.extra)
     periods = dict(extra.get("periods", {}))
     periods[name] = {"field": field_name, "bins": res.bins.kind, "classes": classes,
-                     "bounds": [list(res.bins.bounds[i]) for i in keep]}
+                     "bounds": [list(b) for b in res.bins.bounds]}
     extra["periods"] = periods
     msgs = [f"{name}: {int(res.labels.notna().sum()):,} of {len(df):,} row(s) dated from {field_name} into "
             f"{len(present)} of {len(classes)} {'NGA timeframe' if res.bins.kind == 'nga' else res.bins.kind.split(':')[1] + '-year'} "
