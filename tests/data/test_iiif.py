@@ -13,8 +13,7 @@ from iiif_server import IIIFServer  # noqa: E402
 
 from artextract.cli import main  # noqa: E402
 from artextract.data.catalog import Catalog, CatalogError  # noqa: E402
-from artextract.data.iiif import (column_name, ingest_iiif, language_text, manifest_rows,  # noqa: E402
-                                  strip_html)
+from artextract.data.iiif import column_name, ingest_iiif, language_text, strip_html  # noqa: E402
 
 FIX = Path(__file__).resolve().parent / "iiif_fixtures"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "iiif_examples"

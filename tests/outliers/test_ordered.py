@@ -19,20 +19,27 @@ def test_ordered_scores_on_arrays():
                   [0.80, 0.15, 0.05, 0.00, 0.00],
                   [0.02, 0.08, 0.80, 0.08, 0.02]])
     y = np.array([0, 1, 4, 2])   # right, one class off, four classes off, right
-    r = M.ordered_label_scores(y, P)
+    r = M.ordered_label_scores(y, P, calibrate=False)
     assert r.scores[0] < r.scores[1] < r.scores[2] and r.scores[3] < r.scores[1]
-    assert r.scores[2] == pytest.approx(0.80 * 4 + 0.15 * 3 + 0.05 * 2)
+    assert r.distance[2] == pytest.approx(0.80 * 4 + 0.15 * 3 + 0.05 * 2)
+    assert r.scores[2] == pytest.approx(0.80 * 3 + 0.15 * 3 + 0.05 * 2 + 1.0)   # capped at 3, + P(wrong)
+    assert M.ordered_label_scores(y, P, calibrate=False, cap=None).scores[2] == pytest.approx(r.distance[2] + 1.0)
+    assert r.scores[1] == pytest.approx(0.80 * 2 + 0.05 * 2)
     assert r.far_mass[1] == pytest.approx(0.0) and r.far_mass[2] == pytest.approx(1.0)
     assert r.center.tolist() == [0, 0, 0, 2]
     assert r.radius.tolist()[:3] == [0, 0, 0] and r.radius[3] == 0
+    # temperature scaling sharpens probabilities that a strongly regularised model spreads thin
+    flat = np.full((4, 5), 0.1) + 0.5 * np.eye(5)[[0, 1, 2, 3]]
+    cal, t = M.calibrate_temperature(np.array([0, 1, 2, 3]), flat / flat.sum(1, keepdims=True))
+    assert t < 1 and (cal[np.arange(4), [0, 1, 2, 3]] > 0.9).all()
     assert M.format_range("1601 to 1650", 1) == "1601 to 1650 ± 1 bin"
     assert M.format_range("1601 to 1650", 2) == "1601 to 1650 ± 2 bins" and M.format_range("x", 0) == "x"
     # a wide date range tolerates the neighbouring bins: less suspect there, not elsewhere
-    wide = M.ordered_label_scores(y, P, lo=np.array([0, 0, 4, 2]), hi=np.array([0, 1, 4, 2]))
+    wide = M.ordered_label_scores(y, P, lo=np.array([0, 0, 4, 2]), hi=np.array([0, 1, 4, 2]), calibrate=False)
     assert wide.scores[1] < r.scores[1] and wide.scores[2] == pytest.approx(r.scores[2])
     # positions: a class absent from the labels still counts between the others
     gap = M.ordered_label_scores(np.array([0]), np.array([[0.0, 1.0]]), positions=np.array([0, 3]))
-    assert gap.scores[0] == pytest.approx(3.0)
+    assert gap.distance[0] == pytest.approx(3.0)
     spread = M.ordered_label_scores(np.array([2]), np.array([[0.2, 0.2, 0.2, 0.2, 0.2]]))
     assert spread.center[0] == 2 and spread.radius[0] == 1      # 60 % within ± 1
 
@@ -87,7 +94,8 @@ def test_far_flips_rank_above_near_ones_on_the_demo_timeframe(demo_tiny):
     auc = roc_auc_score(np.r_[np.ones(len(s_far)), np.zeros(len(s_near))], np.r_[s_far, s_near])
     assert auc > 0.85, auc
     # ... and says how far: near flips about one class off, far ones two or more
-    assert 0.7 < np.median(s_near) < 1.7 and np.median(s_far) > 2.0
+    d_near, d_far = res.loc[ids[near], "class_distance"], res.loc[ids[far], "class_distance"]
+    assert 0.5 < np.median(d_near) < 1.7 and np.median(d_far) > 2.0
     # ... and far above the clean labels; cleanlab's unordered score cannot tell far from near as well
     clean = ~(near | far)
     assert np.median(s_far) > np.quantile(res.loc[ids[clean], "score_ordered"], 0.9)

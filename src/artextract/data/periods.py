@@ -315,13 +315,6 @@ def add_period_task(catalog: Catalog, field_name: str, bins: str | int = "nga", 
     return cat, msgs
 
 
-def period_stats(catalog: Catalog, field_name: str, bins: str | int = "nga") -> dict:
-    """Counts for a report: parsed, unparsed, blank."""
-    res = period_task(catalog.df[field_name], bins)
-    return {"labelled": int(res.labels.notna().sum()), "unparsed": res.n_unparsed, "blank": res.n_blank,
-            "unparsed_examples": res.unparsed[:10]}
-
-
 # ---------------------------------------------------------------------- command-line helpers
 
 

@@ -270,7 +270,7 @@ def find_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     if ordered is not None:
         res, lo, hi = ordered
         df["score_ordered"] = res.scores
-        df["class_distance"] = res.scores.round(3)
+        df["class_distance"] = res.distance.round(3)
         df["far_mass"] = res.far_mass.round(4)
         df["tolerated"] = [classes[a] if a == b else f"{classes[a]} .. {classes[b]}" for a, b in zip(lo, hi)]
         df["suggested_range"] = [M.format_range(classes[present[c]], r) for c, r in zip(res.center, res.radius)]
