@@ -118,3 +118,35 @@ def test_csv_importer_option(tmp_path, capsys):
     assert cat.tasks["period"].classes[:2] == ["1500 to 1524", "1525 to 1549"]   # contiguous bins
     assert main(["ingest", "csv", "--csv", str(tmp_path / "p.csv"), "--images", str(tmp_path / "imgs"),
                  "--path-col", "file", "--period-from", "nodate", "--out", str(out)]) == 2
+
+
+def test_nga_importer_option_and_timeframe_tolerance(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import nga_fixtures as fx
+
+    fx.build_opendata(tmp_path / "opendata")   # skips without ../shared/data (real NGA headers and images)
+    out = tmp_path / "nga.parquet"
+    assert main(["ingest", "nga", "--opendata", str(tmp_path / "opendata"), "--out", str(out),
+                 "--period-from", "displaydate"]) == 0
+    assert "period:" in capsys.readouterr().out
+    cat = Catalog.load(out)
+    assert cat.tasks["period"].ordered and cat.tasks["timeframe"].ordered
+    dated = cat.df.dropna(subset=["period"])
+    assert len(dated) > 0 and (dated["period_width"] == 10).all()       # "c. YEAR": +-5 years
+    # the NGA timeframe's tolerance comes from beginyear/endyear
+    import numpy as np
+
+    from artextract.outliers.ordered import date_tolerance
+
+    rows = np.arange(len(cat))
+    lo, hi = date_tolerance(cat, "timeframe", rows)
+    b = make_bins("nga")
+    for r in rows[:20]:
+        by, ey = cat.df["beginyear"][r], cat.df["endyear"][r]
+        if pd.notna(by):
+            assert lo[r] == b.index(by) and hi[r] == b.index(ey)
+    lo2, hi2 = date_tolerance(cat, "period", rows)
+    assert (lo2[dated.index] <= hi2[dated.index]).all()
