@@ -1,10 +1,13 @@
 """Sub-commands for IIIF collections: ``ingest iiif`` and ``download iiif``."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
+
+logger = logging.getLogger(__name__)
 
 
 def _csv_list(value: str | None) -> list[str]:
@@ -41,9 +44,9 @@ def _cmd_ingest_iiif(args) -> int:
     out = Path(args.out)
     rpath = Path(args.report) if args.report else out.with_name(out.stem + REPORT_SUFFIX)
     report.write(rpath)
-    print(report.summary())
-    print(f"wrote {args.out} ({len(cat):,} row(s), image root {cat.image_root}) in {time.time() - t0:.1f}s; "
-          f"get the images with `artextract download iiif --catalog {args.out}`")
+    logger.info(report.summary())
+    logger.info("wrote %s (%s row(s), image root %s) in %.1fs; get the images with `artextract download iiif "
+                "--catalog %s`", args.out, f"{len(cat):,}", cat.image_root, time.time() - t0, args.out)
     return 1 if report.failures else 0
 
 
