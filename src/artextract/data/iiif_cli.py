@@ -99,8 +99,9 @@ def register(ingest_sub, download_sub) -> None:
                    help="read URLs starting with PREFIX from REPLACEMENT instead (a mirror URL or a local folder); "
                    "may be repeated")
     add_period_arguments(p)
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="validation share of the seeded split, stratified on the first task (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--timeout", type=float, default=30.0, help="connect/read timeout per request (default 30 s)")
     p.add_argument("--retries", type=int, default=3, help="retries per document after the first attempt (default 3)")
     p.add_argument("--report", default=None, help="ingest report path (default: beside --out)")
