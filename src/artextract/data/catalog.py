@@ -29,7 +29,7 @@ from ..utils import atomic_path
 
 META_KEY = b"artextract"
 #: The importers of `artextract ingest` (named in the error for a missing catalogue).
-INGEST_SOURCES = ("wikiart", "nga", "csv", "folder")
+INGEST_SOURCES = ("wikiart", "nga", "csv", "folder", "iiif")
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 

@@ -25,8 +25,11 @@ def _cmd_ingest_wikiart(args) -> int:
             f"none of the {report.rows_listed:,} listed images were found under {args.images}; "
             "point --images at the folder that holds the style folders (Impressionism/, Baroque/, ...)"
         )
+    cat, period_msgs = _period(cat, args)
     cat.save(args.out)
     logger.info(report.summary())
+    for m in period_msgs:
+        logger.info(m)
     logger.info("wrote %s (%s paintings) in %.1fs", args.out, f"{len(cat):,}", time.time() - t0)
     return 0
 
@@ -38,6 +41,8 @@ def _cmd_ingest_csv(args) -> int:
                            tasks=args.tasks.split(",") if args.tasks else [], split_col=args.split_col,
                            ordered=args.ordered.split(",") if args.ordered else [], seed=args.seed,
                            val_fraction=args.val_fraction)
+    cat, period_msgs = _period(cat, args)
+    msgs += period_msgs
     cat.save(args.out)
     for m in msgs:
         logger.info(m)
@@ -51,6 +56,8 @@ def _cmd_ingest_folder(args) -> int:
     t0 = time.time()
     cat, msgs, skipped = ingest_folder(args.images, task=args.task, val_fraction=args.val_fraction,
                                        seed=args.seed, workers=args.workers)
+    cat, period_msgs = _period(cat, args)
+    msgs += period_msgs
     cat.save(args.out)
     for m in msgs:
         logger.info(m)
@@ -59,6 +66,12 @@ def _cmd_ingest_folder(args) -> int:
         logger.info("skip report: %s", report)
     logger.info("wrote %s (%s paintings) in %.1fs", args.out, f"{len(cat):,}", time.time() - t0)
     return 0
+
+
+def _period(cat, args):
+    from .periods import apply_period_arguments
+
+    return apply_period_arguments(cat, args)
 
 
 def _cmd_info(args) -> int:
@@ -119,6 +132,7 @@ def register(sub) -> None:
     """
     from .cache import DEFAULT_SIZE
     from .folder import DEFAULT_TASK
+    from .periods import add_period_arguments
 
     p = add_command(sub, "ingest", "import a collection's labels and images into a catalogue",
                     "artextract ingest wikiart --labels 'WikiArt Dataset' --images wikiart --out wikiart.parquet")
@@ -132,6 +146,7 @@ def register(sub) -> None:
     w.add_argument("--labels", required=True, help="folder with artist_train, genre_train.csv, style_class.txt, ...")
     w.add_argument("--images", required=True, help="folder with the style folders (may hold only a subset)")
     w.add_argument("--out", required=True, help="catalogue to write (.parquet)")
+    add_period_arguments(w)
     w.set_defaults(func=_cmd_ingest_wikiart)
 
     c = add_command(isub, "csv", "import any CSV of images with categorical label columns",
@@ -148,6 +163,7 @@ def register(sub) -> None:
                    help=f"validation share of the seeded split, without --split-col (default {VAL_FRACTION})")
     add_seed_option(c, help="seed of the split (default 0)")
     c.add_argument("--out", required=True, help="catalogue to write (.parquet)")
+    add_period_arguments(c)
     c.set_defaults(func=_cmd_ingest_csv)
 
     f = add_command(isub, "folder", "import a folder with one sub-folder of images per class (ImageFolder layout)",
@@ -163,9 +179,11 @@ def register(sub) -> None:
     add_seed_option(f, help="seed of the split (default 0)")
     f.add_argument("--workers", type=int, default=4, help="threads that check the images decode (default 4)")
     f.add_argument("--out", required=True, help="catalogue to write (.parquet)")
+    add_period_arguments(f)
     f.set_defaults(func=_cmd_ingest_folder)
 
-    importlib.import_module("artextract.data.nga_cli").register(isub, sub)
+    dsub = importlib.import_module("artextract.data.nga_cli").register(isub, sub)
+    importlib.import_module("artextract.data.iiif_cli").register(isub, dsub)
 
     p = add_command(sub, "catalog", "inspect a catalogue", "artextract catalog info wikiart.parquet")
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

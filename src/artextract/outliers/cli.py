@@ -83,7 +83,12 @@ def _cmd_outliers(args) -> int:
             page = write_report(cat, df, rdir)
             logger.info(f"report: {page}")
         summaries.append(_task_summary(df, page))
-    out = pd.concat(frames, ignore_index=True)
+    if args.task == "all" and len(frames) > 1:
+        from .report import issue_queue
+
+        out = issue_queue(cat, frames)   # one queue across every task
+    else:
+        out = pd.concat(frames, ignore_index=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False)
     logger.info(f"wrote {args.out} ({len(out)} rows, {int(out['flagged'].sum())} flagged) in {time.time() - t0:.1f}s")
@@ -173,7 +178,9 @@ def register(sub) -> None:
         "novelty score. One CSV row per labelled painting, most suspicious first, with the suggested label "
         "and the nearest neighbours as evidence.")
     p.add_argument("--catalog", required=True, help="catalogue file (.parquet)")
-    p.add_argument("--task", required=True, help="task to check, several joined by commas, or 'all'")
+    p.add_argument("--task", required=True,
+                   help="task to check, several joined by commas, or 'all': one queue across every task, each row "
+                   "naming its suspect label (task=label) with how the painting's other labels agree")
     src = p.add_mutually_exclusive_group()
     add_backbone_options(p, backbone_group=src,
                          backbone_help=f"backbone whose cached features are used (default {DEFAULT_BACKBONE}); "

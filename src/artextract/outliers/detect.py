@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..data.catalog import Catalog, CatalogError
 from . import methods as M
+from .ordered import ordered_scores
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,12 @@ COLUMNS = (
     + [f"flag_{m}" for m in METHODS]
     + ["split", "neighbor_ids", "neighbor_labels", "neighbor_similarities", "note"]
 )
+
+#: Extra columns for an ordered task (periods, timeframes): the ordered score, the expected class
+#: distance of the given label and the probability mass two or more classes away (both under the
+#: out-of-fold probabilities, in classes beyond what the painting's date range tolerates), the
+#: classes the date range tolerates, and the suggestion as a range ("1601 to 1650 ± 1 bin").
+ORDERED_COLUMNS = ["score_ordered", "class_distance", "far_mass", "tolerated", "suggested_range"]
 
 ZSCORE_THRESHOLD = 3.0
 #: The ensemble flags a painting (among cleanlab's estimated number of issues, by score) only when
@@ -208,13 +215,17 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     ctx = context_columns(catalog, ctx_tasks, rows)
     scores, flags, probs = _score_all(X, y, K, k=k, folds=folds, seed=seed, C=C, repeats=repeats,
                                       views=views, graph=graph, context=ctx, style=style, style_views=style_views)
+    ordered = ordered_scores(catalog, task, rows, present, y, probs["cleanlab"]) \
+        if catalog.task(task).ordered else None  # (result, tolerated first class, last class)
+    if ordered is not None:
+        scores["ordered"] = ordered[0].scores
     # combined probabilities -> suggested label
     w = M.DEFAULT_WEIGHTS if weights is None else weights
     wsum = sum(w.get(m, 0.0) for m in probs) or 1.0
     P = sum(w.get(m, 0.0) * probs[m] for m in probs) / wsum if any(w.get(m, 0) for m in probs) \
         else sum(probs.values()) / len(probs)
     if method == "ensemble":
-        score = M.ensemble({m: scores[m] for m in LABEL_METHODS}, weights)
+        score = M.ensemble({m: scores[m] for m in (*LABEL_METHODS, "ordered") if m in scores}, weights)
         n_flag = M.estimated_issue_count(y, probs["cleanlab"])
         order = np.argsort(-score, kind="stable")
         flagged = np.zeros(len(y), bool)
@@ -256,9 +267,17 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
         "neighbor_similarities": [SEP.join(f"{s:.3f}" for s in sim[i]) for i in range(len(y))],
         "note": notes,
     })
+    if ordered is not None:
+        res, lo, hi = ordered
+        df["score_ordered"] = res.scores
+        df["class_distance"] = res.distance.round(3)
+        df["far_mass"] = res.far_mass.round(4)
+        df["tolerated"] = [classes[a] if a == b else f"{classes[a]} .. {classes[b]}" for a, b in zip(lo, hi)]
+        df["suggested_range"] = [M.format_range(classes[present[c]], r) for c, r in zip(res.center, res.radius)]
     df.attrs.update({"task": task, "method": method, "features": features.source, "n_flagged": int(flagged.sum()),
-                     "classes": names, "k": k, "context": ctx_tasks})
-    return df[COLUMNS].sort_values("rank").reset_index(drop=True)
+                     "classes": names, "k": k, "context": ctx_tasks, "ordered": ordered is not None})
+    cols = COLUMNS + (ORDERED_COLUMNS if ordered is not None else [])
+    return df[cols].sort_values("rank").reset_index(drop=True)
 
 
 def context_tasks(catalog: Catalog, task: str, context: Sequence[str] | str | None) -> list[str]:

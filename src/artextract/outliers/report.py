@@ -136,6 +136,9 @@ def _item(r, thumbs: _Thumbs, labels: dict) -> str:
         f"{m} {r[f'score_{m}']:.2f}" for m in ("cleanlab", "knn", "mahalanobis", "zscore", "novelty")
         if f"score_{m}" in r and pd.notna(r[f"score_{m}"]))
     note = f"<br><span class='scores'>{esc(str(r['note']))}</span>" if r.get("note") else ""
+    if isinstance(r.get("suggested_range"), str):
+        note += (f"<br><span class='scores'>{r['class_distance']:.2f} class(es) off; likely "
+                 f"{esc(r['suggested_range'])}</span>")
     return (
         "<div class='item'>"
         f"<div class='main'>{_img(thumbs(r['id']), r['id'])}</div>"
@@ -147,3 +150,77 @@ def _item(r, thumbs: _Thumbs, labels: dict) -> str:
         f"<div class='strip'>{''.join(strip) or '<span class=none>no neighbours</span>'}</div>"
         "</div>"
     )
+
+
+# ---------------------------------------------------------------------- one queue across tasks
+
+#: Columns of :func:`issue_queue`'s table before the per-task columns.
+QUEUE_COLUMNS = ["queue_rank", "suspect", "other_labels_agree", "other_labels"]
+
+
+def label_agreement(catalog: Catalog, task: str, ids, given) -> tuple[np.ndarray, list[str]]:
+    """How a painting's other labels agree with its ``task`` label.
+
+    For every other task where the painting has a label ``v``, the share of the *other* paintings
+    labelled ``v`` whose ``task`` label is the painting's given one ("artist Claude Monet: 0 of 24
+    others are Baroque, most are Impressionism"). Returns the lowest share per painting (NaN when
+    no other label says anything) and a text per painting."""
+    df = catalog.df
+    pos = {k: i for i, k in enumerate(df["id"])}
+    rows = np.array([pos[k] for k in ids], dtype=np.int64)
+    others = [t for t in catalog.tasks if t != task]
+    lowest = np.full(len(rows), np.nan)
+    texts = [[] for _ in rows]
+    col = df[task].to_numpy(object)
+    for t in others:
+        ot = df[t].to_numpy(object)
+        table = pd.crosstab(pd.Series(ot, name=t), pd.Series(col, name=task))   # labelled in both only
+        totals = table.sum(axis=1)
+        for j, (r, g) in enumerate(zip(rows, given)):
+            v = ot[r]
+            if not isinstance(v, str) or v not in table.index:
+                continue
+            same = int(table.at[v, g]) if g in table.columns else 0
+            if col[r] == g:          # leave the painting itself out
+                same -= 1
+            n = int(totals[v]) - (1 if isinstance(col[r], str) else 0)
+            if n <= 0:
+                texts[j].append(f"{t} {v!r}: no other painting")
+                continue
+            share = same / n
+            lowest[j] = share if np.isnan(lowest[j]) else min(lowest[j], share)
+            row = table.loc[v].copy()
+            if isinstance(col[r], str) and col[r] in row.index:
+                row[col[r]] -= 1
+            top = row.idxmax()
+            txt = f"{t} {v!r}: {same} of {n} others {g!r}"
+            if top != g and row[top] > 0:
+                txt += f", most {top!r} ({int(row[top])})"
+            texts[j].append(txt)
+    return lowest, ["; ".join(x) for x in texts]
+
+
+def issue_queue(catalog: Catalog, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One review queue across tasks, from :func:`~artextract.outliers.detect.rank_label_issues`
+    tables: every row names its suspect label (``task=label``) and says how the painting's other
+    labels agree with it. Flagged rows first, then by score (each task's ensemble is a percentile
+    rank, so scores compare across tasks); ``queue_rank`` numbers the result."""
+    parts = []
+    for df in frames:
+        if not len(df):
+            continue
+        task = df["task"].iloc[0]
+        d = df.copy()
+        d["suspect"] = task + "=" + d["given_label"].astype(str)
+        low, txt = label_agreement(catalog, task, d["id"].tolist(), d["given_label"].tolist())
+        d["other_labels_agree"] = np.round(low, 3)
+        d["other_labels"] = txt
+        parts.append(d)
+    if not parts:
+        return pd.DataFrame(columns=QUEUE_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values(["flagged", "score"], ascending=[False, False], kind="stable").reset_index(drop=True)
+    out.insert(0, "queue_rank", np.arange(1, len(out) + 1))
+    rest = [c for c in out.columns if c not in QUEUE_COLUMNS]
+    return out[["queue_rank"] + [c for c in rest if c == "id"] + QUEUE_COLUMNS[1:] +
+               [c for c in rest if c not in ("queue_rank", "id")]]
