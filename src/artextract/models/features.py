@@ -149,7 +149,6 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}")
     root = Path(cache_dir) if cache_dir else default_cache_dir(catalog)
-    cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log, rank=rank, world=world)
     name = backbone if isinstance(backbone, str) else backbone.name
     net: Backbone | None = backbone if isinstance(backbone, Backbone) else None
     # the input size is known without loading weights, so a fully cached store costs no model load
@@ -158,14 +157,18 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
         torch.manual_seed(seed)  # deterministic random init for --pretrained none
         net = create_backbone(name, pretrained=pretrained, weights=weights)
         size = image_size or net.default_size
+    meta = {"backbone": name, "image_size": size, "view": view, "pretrained": bool(pretrained),
+            "weights": str(weights) if weights else None}
+    sdir = root / "features" / _store_name(name, size, view, weights, pretrained, seed)
+    done = _complete(sdir, meta, catalog.ids, net.taps if net is not None else default_taps(name))
+    if done is not None:  # every painting's features are stored: no pixels, no model needed
+        return FeatureSet(*done[:2], name, size, view, SkipReport("features"), done[2])
+    cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log, rank=rank, world=world)
     ids = [k for k in catalog.df["id"] if cache.has(k)]
     skipped = SkipReport("features")
     for k in catalog.df["id"]:
         if not cache.has(k):
             skipped.add(k, cache.failures.get(k, "image not prepared"))
-    sdir = root / "features" / _store_name(name, size, view, weights, pretrained, seed)
-    meta = {"backbone": name, "image_size": size, "view": view, "pretrained": bool(pretrained),
-            "weights": str(weights) if weights else None}
     with job_lock(sdir, "feature store", rank):
         plan = None
         if rank == 0:
@@ -217,6 +220,17 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
             for st in stores:
                 st.reload()
     return FeatureSet(maps, pooled, name, size, view, skipped, stats)
+
+
+def _complete(sdir: Path, meta: dict, ids: list[str], taps) -> tuple | None:
+    """The stores of ``sdir`` when they hold finished features (and statistics, for a backbone with taps)
+    of every id; else None."""
+    if not (sdir / "maps" / "index.json").exists():
+        return None
+    maps, pooled, stats = _open_stores(sdir, meta)
+    if (pooled.slots(ids) < 0).any() or (taps and (stats is None or (stats.slots(ids) < 0).any())):
+        return None
+    return maps, pooled, stats
 
 
 def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrained: bool, weights, seed: int,

@@ -127,7 +127,8 @@ def _cmd_duplicates(args) -> int:
                                       style_stats=False, progress=not args.no_progress)
         df = find_duplicates(cat, backbone=None, features=feats.X if feats else None,
                              feature_ids=feats.ids if feats else None, phash_max=args.phash_max,
-                             dhash_max=args.dhash_max, cosine_min=args.cosine_min, progress=not args.no_progress)
+                             dhash_max=args.dhash_max, cosine_min=args.cosine_min, progress=not args.no_progress,
+                             cache_size=args.cache_size)
     except (WeightsUnavailable, ValueError) as exc:
         raise UserError(str(exc)) from None
     if args.out:
@@ -214,6 +215,8 @@ def register(sub) -> None:
     d.add_argument("--catalog", required=True, help="catalogue file (.parquet)")
     d.add_argument("--out", default=None, help="CSV of pairs to write")
     add_backbone_options(d, allow_none=True)
+    d.add_argument("--cache-size", type=int, default=256,
+                   help="side of the prepared images the hashes are taken from (default 256)")
     d.add_argument("--phash-max", type=int, default=PHASH_MAX,
                    help=f"pHash Hamming distance (of 64 bits) that, with --dhash-max, means the same picture "
                    f"(default {PHASH_MAX})")

@@ -122,7 +122,7 @@ def relation(split_a: str, split_b: str) -> str:
 def find_duplicates(catalog: Catalog, *, hashes: Hashes | None = None, features: np.ndarray | None = None,
                     feature_ids: list[str] | None = None, backbone: str | None = "mobilenet_v2",
                     phash_max: int = PHASH_MAX, dhash_max: int = DHASH_MAX, cosine_min: float = COSINE_MIN,
-                    progress: bool = True, log=logger.info) -> pd.DataFrame:
+                    progress: bool = True, log=logger.info, cache_size: int = 256) -> pd.DataFrame:
     """Pairs of paintings that look like the same picture, with their hash distances and embedding
     cosine; ``relation`` says ``within train`` / ``within val`` / ``leak train/val`` ...
 
@@ -133,9 +133,9 @@ def find_duplicates(catalog: Catalog, *, hashes: Hashes | None = None, features:
     WikiArt sample a dHash of 3-5 also joins unrelated flat, low-detail pictures.
 
     ``features``/``feature_ids`` give an embedding directly; otherwise ``backbone`` features are used
-    (``backbone=None``: hashes only)."""
+    (``backbone=None``: hashes only). The hashes are taken from the prepared images of ``cache_size``."""
     if hashes is None:
-        hashes = image_hashes(catalog, progress=progress, log=log)
+        hashes = image_hashes(catalog, size=cache_size, progress=progress, log=log)
     if features is None and backbone:
         from .detect import backbone_features
 

@@ -64,13 +64,9 @@ def _map_png(emb: np.ndarray, labels: list, title: str, out: Path, seed: int = 0
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
+    from .layout import embed_2d
 
-    x = PCA(n_components=min(50, emb.shape[1], len(emb) - 1), random_state=seed).fit_transform(emb)
-    if len(emb) > 5:
-        x = TSNE(n_components=2, perplexity=min(30, max(2, len(emb) // 4)), random_state=seed,
-                 init="pca").fit_transform(x)
+    x = embed_2d(emb, seed=seed)  # openTSNE of a bounded sample, the rest placed: bounded time at any size
     fig, ax = plt.subplots(figsize=(8, 6.5))
     lab = pd.Series(labels).fillna("(no label)")
     cats = sorted(lab.unique(), key=lambda s: (s == "(no label)", s))
