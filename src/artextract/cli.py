@@ -139,10 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     from .data.catalog import CatalogError
     from .data.images import ImageLoadError
+    from .data.lock import StoreBusy
 
     try:
         rc = args.func(args)
-    except (UserError, CatalogError, ImageLoadError, FileNotFoundError) as exc:
+    except (UserError, CatalogError, ImageLoadError, FileNotFoundError, StoreBusy) as exc:
         print(f"artextract {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,6 +23,31 @@ def _load(path: str):
     return Catalog.load(path)
 
 
+def _shard_features(args, cat) -> bool:
+    """Under torchrun: every rank computes its share of the features into the stores; True on the ranks
+    other than 0, whose work is then done (rank 0 goes on with the stored features)."""
+    from .. import distributed
+
+    rank, world = distributed.init()
+    if world == 1:
+        return False
+    from ..models.features import extract_features
+
+    if args.run:
+        from ..training.inference import Run
+
+        Run.load(args.run)._feature_set(cat, rank == 0 and not args.no_progress, rank=rank, world=world)
+    else:
+        from .detect import parse_backbones
+
+        for name in parse_backbones(args.backbone):
+            for view in ("center", "flip") if args.flip else ("center",):
+                extract_features(cat, name, view=view, pretrained=pretrained(args), weights=args.weights,
+                                 progress=rank == 0 and not args.no_progress, rank=rank, world=world)
+    distributed.shutdown(world)
+    return rank != 0
+
+
 def _features(args, cat):
     from .detect import backbone_features, run_features
 
@@ -43,6 +68,8 @@ def _cmd_outliers(args) -> int:
     from .detect import UncheckableTask, context_tasks, labelled_rows, rank_label_issues, summarize
 
     cat = _load(args.catalog)
+    if _shard_features(args, cat):
+        return 0
     tasks = list(cat.tasks) if args.task == "all" else [t.strip() for t in args.task.split(",") if t.strip()]
     if not tasks:
         raise UserError("--task needs a task name (or 'all')")
