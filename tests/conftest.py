@@ -1,7 +1,10 @@
 """Shared test helpers.
 
 - ``shared_data`` (fixture): Path to ``../shared/data`` (the team's real WikiArt/NGA files, never
-  copied into the project); the test is skipped when it is absent.
+  copied into the project); the test is skipped when it is absent. ``ARTEXTRACT_SHARED_DATA=PATH``
+  points it elsewhere; ``ARTEXTRACT_SHARED_DATA=/nonexistent`` runs the suite as a clean clone does.
+  Every behaviour is tested on fixtures built in ``tests/``; the shared data only adds checks on
+  real files.
 - ``@pytest.mark.shared_data``: the same skip for tests that only build paths themselves
   (``SHARED_DATA`` below).
 - ``demo_catalog`` (fixture, session): a small synthetic demo corpus (120 images, 64 px), generated
@@ -9,11 +12,12 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("ARTEXTRACT_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 SHARED_DATA_REASON = "../shared/data not found: the shared WikiArt/NGA data is only present in the team's workspace"
 
 
