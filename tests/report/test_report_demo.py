@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from artextract.cli import main
 from artextract.report.build import SECTIONS
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_writes_a_full_report(tmp_path, capsys):
     out = tmp_path / "demo-output"
     assert main(["demo", "--out", str(out), "--n", "60", "--epochs", "3"]) == 0
@@ -22,5 +25,16 @@ def test_demo_end_to_end_writes_a_full_report(tmp_path, capsys):
     assert (out / "run" / "eval-val" / "metrics.json").exists()
     # the next commands are printed
     assert "artextract serve --catalog" in printed and "artextract ingest wikiart" in printed
-    # a second run reuses what is done
+    # a second run reuses what is done: no file of the run or the index is written again
+    def stamps():
+        files = [p for p in (*(out / "run").rglob("*"), *(out / "index").rglob("*"), out / "data" / "catalog.parquet")
+                 if p.is_file() and "eval-" not in str(p)]
+        return {str(p): p.stat().st_mtime_ns for p in files}
+
+    before = stamps()
+    assert str(out / "run" / "model.safetensors") in before and any("index" in k for k in before)
+    capsys.readouterr()
     assert main(["demo", "--out", str(out), "--n", "60", "--epochs", "3"]) == 0
+    again = capsys.readouterr().out
+    assert stamps() == before
+    assert "index for similarity search" not in again and "generate the synthetic corpus" not in again
