@@ -1,10 +1,11 @@
 """Label-issue detection on the demo corpus: planted errors, degenerate inputs, the CSV, the report
 and the command line."""
-import importlib.util
+from math import comb
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import hypergeom
 
 from artextract.cli import main
 from artextract.data.catalog import Catalog, CatalogError
@@ -27,8 +28,12 @@ def test_planted_style_errors_rank_at_the_top(demo_outliers):
     df = find_label_issues(cat, "style", feats)
     bad = planted(root, "style")
     ranks = df.loc[df["id"].isin(bad), "rank"]
-    assert len(ranks) == len(bad) > 0
-    assert ranks.max() <= 0.05 * len(df), sorted(ranks)  # every planted error in the top 5 %
+    assert len(ranks) == len(bad) == 4
+    # every planted error in the top 6 (5 %): a random ranking puts all 4 there with probability
+    # C(6,4) / C(120,4) = 1.8e-6 (hypergeometric)
+    assert hypergeom.sf(len(bad) - 1, len(df), len(bad), 6) == pytest.approx(comb(6, 4) / comb(120, 4))
+    assert hypergeom.sf(len(bad) - 1, len(df), len(bad), 6) < 0.01
+    assert ranks.max() <= 6, sorted(ranks)
     assert df.loc[df["id"].isin(bad), "flagged"].mean() >= 0.75
     assert df["flagged"].sum() <= 3 * len(bad)
     # the suggestion for a planted error is its true label
@@ -37,12 +42,19 @@ def test_planted_style_errors_rank_at_the_top(demo_outliers):
     assert (hits["suggested_label"] == pl.loc[hits.index, "true_label"]).mean() >= 0.75
 
 
-def test_planted_genre_errors_rank_above_chance(demo_outliers):
-    # genre on the demo is composition at 64 px, which ImageNet features carry only weakly
+def test_planted_genre_errors_rank_in_the_top_half(demo_outliers):
+    """Genre on the demo is composition at 64 px, which ImageNet features carry only weakly: the four
+    planted genre errors rank 21, 31, 45 and 58 of 120. All four in the top 60 is what a random
+    ranking does with probability C(60,4) / C(120,4) = 6 %, so this is a weak check; the style test
+    above is the one a random ranker fails (p = 1.8e-6)."""
     root, cat, feats = demo_outliers
     df = find_label_issues(cat, "genre", feats)
-    ranks = df.loc[df["id"].isin(planted(root, "genre")), "rank"]
-    assert ranks.mean() < 0.5 * len(df)
+    bad = planted(root, "genre")
+    ranks = df.loc[df["id"].isin(bad), "rank"]
+    assert len(ranks) == 4
+    assert hypergeom.sf(3, len(df), 4, 60) == pytest.approx(comb(60, 4) / comb(120, 4))
+    assert ranks.max() <= 60, sorted(ranks)
+    assert ranks.mean() <= 45, sorted(ranks)
 
 
 def test_output_columns_and_rows(demo_outliers, tmp_path):
@@ -148,15 +160,10 @@ def test_cli_help_has_examples(capsys):
         assert f"example:\n  artextract {cmd}" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(importlib.util.find_spec("artextract.training.inference") is None,
-                    reason="artextract.training.inference (trained runs) is not available")
-def test_run_embedding_path(demo_outliers, tmp_path):
-    from artextract.training.train import TrainConfig, train
-
+@pytest.mark.slow
+def test_run_embedding_path(demo_outliers, tiny_run, tmp_path):
     root, cat, _ = demo_outliers
-    run = train(TrainConfig(catalog=str(root / "catalog.parquet"), out=str(tmp_path / "run"), tasks=["style", "genre"],
-                            backbone="tiny_cnn", pretrained=False, cache_size=64, image_size=64, epochs=2,
-                            batch_size=32, proj=16, hidden=16, progress=False), log=lambda *a: None)
+    run = tiny_run.run
     out = tmp_path / "issues.csv"
     assert main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style,genre", "--run", str(run),
                  "--out", str(out), "--quiet"]) == 0
