@@ -98,15 +98,9 @@ def test_cli_errors(sim_index_dir, sim_demo, tmp_path, capsys):
     assert rc == 2 and "does not exist" in err
 
 
-def _train_tiny_run(catalog, out) -> None:
-    rc = main(["train", "--catalog", str(catalog.path), "--out", str(out), "--backbone", "tiny_cnn",
-               "--pretrained", "none", "--epochs", "1", "--no-progress"])
-    assert rc == 0
-
-
-def test_index_from_a_trained_run(sim_demo, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    _train_tiny_run(sim_demo, run_dir)
+@pytest.mark.slow
+def test_index_from_a_trained_run(sim_demo, tiny_run, tmp_path, capsys):
+    run_dir = tiny_run.run
     capsys.readouterr()
     out = tmp_path / "run.index"
     rc, so, _ = run_cli(capsys, "index", "--catalog", sim_demo.path, "--run", run_dir, "--out", out, "-q")
@@ -120,4 +114,6 @@ def test_index_from_a_trained_run(sim_demo, tmp_path, capsys):
     assert res["results"][0]["id"] == "demo_0020" and res["results"][0]["score"] > 0.99
     rc, so, _ = run_cli(capsys, "evaluate-retrieval", "--index", out, "--catalog", sim_demo.path,
                         "--relevance", "style", "--json")
-    assert rc == 0 and json.loads(so)["queries"] == 60
+    res = json.loads(so)
+    # the run learned style: its embedding retrieves the same style far above a random ranking's 11/59
+    assert rc == 0 and res["queries"] == 60 and res["precision_at_k"] > 0.3, res
