@@ -190,6 +190,7 @@ def test_not_an_nga_catalogue(tmp_path):
         download_nga(Catalog(df.assign(iiifurl=["x"]), {}, tmp_path), tmp_path, sizee=3)
 
 
+@pytest.mark.slow
 def test_kill_midway_and_resume(nga_catalog, tmp_path, sample):
     cat = Catalog.load(nga_catalog)
     root = cat.image_root

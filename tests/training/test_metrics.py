@@ -84,6 +84,14 @@ def test_perfect_and_all_wrong():
     assert m["mae_classes"] == pytest.approx(err.mean()) and m["within_one"] == 0.0
 
 
+def test_within_one_counts_errors_of_one_class_only():
+    # errors of 0, 1, 2 and 3 classes: within one is 2 of 4, the mean error 6/4
+    y = np.array([2, 2, 2, 2])
+    p = _probs([[2, 0, 1, 3, 4, 5, 6], [3, 0, 1, 2, 4, 5, 6], [4, 0, 1, 2, 3, 5, 6], [5, 0, 1, 2, 3, 4, 6]])
+    m = task_metrics(p, y, ordered=True)
+    assert m["within_one"] == 0.5 and m["mae_classes"] == 1.5
+
+
 def test_top5_with_fewer_than_five_classes_is_every_class():
     p = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
     m = task_metrics(p, np.array([0, 2]))
@@ -118,8 +126,12 @@ def test_macro_f1_is_not_micro_f1_on_imbalanced_classes():
 
 
 def test_per_class_table_hand_values():
+    import warnings
+
     classes = [f"c{i}" for i in range(C)]
-    rows = per_class_table(P, Y, classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # classes never predicted or never true: no warning
+        rows = per_class_table(P, Y, classes)
     assert [r["class"] for r in rows] == classes
     by = {r["class"]: r for r in rows}
     assert by["c0"] == {"class": "c0", "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
