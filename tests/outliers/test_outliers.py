@@ -23,6 +23,7 @@ def with_column(cat, task, values):
     return Catalog(df, cat.tasks, cat.image_root, cat.source, dict(cat.extra))
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_planted_style_errors_rank_at_the_top(demo_outliers):
     root, cat, feats = demo_outliers
     df = find_label_issues(cat, "style", feats)
@@ -42,6 +43,7 @@ def test_planted_style_errors_rank_at_the_top(demo_outliers):
     assert (hits["suggested_label"] == pl.loc[hits.index, "true_label"]).mean() >= 0.75
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_planted_genre_errors_rank_in_the_top_half(demo_outliers):
     """Genre on the demo is composition at 64 px, which ImageNet features carry only weakly: the four
     planted genre errors rank 21, 31, 45 and 58 of 120. All four in the top 60 is what a random
@@ -57,6 +59,7 @@ def test_planted_genre_errors_rank_in_the_top_half(demo_outliers):
     assert ranks.mean() <= 45, sorted(ranks)
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_output_columns_and_rows(demo_outliers, tmp_path):
     _, cat, feats = demo_outliers
     labels = cat.df["style"].tolist()
@@ -80,6 +83,7 @@ def test_output_columns_and_rows(demo_outliers, tmp_path):
     assert list(pd.read_csv(path).columns) == COLUMNS
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_array_features_and_each_method(demo_outliers):
     _, cat, feats = demo_outliers
     for method in ("zscore", "mahalanobis", "knn", "cleanlab", "novelty"):
@@ -90,6 +94,7 @@ def test_array_features_and_each_method(demo_outliers):
         find_label_issues(cat, "style", feats, method="magic")
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_degenerate_tasks_say_why(demo_outliers):
     _, cat, feats = demo_outliers
     with pytest.raises(CatalogError, match="unknown task 'colour'"):
@@ -105,6 +110,7 @@ def test_degenerate_tasks_say_why(demo_outliers):
         find_label_issues(few, "style", feats)
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_classes_of_one_or_two_members(demo_outliers):
     _, cat, feats = demo_outliers
     labels = cat.df["style"].tolist()
@@ -124,6 +130,7 @@ def test_classes_of_one_or_two_members(demo_outliers):
     assert (df["given_label"] == "Color_Field").sum() == 2
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_report_is_self_contained(demo_outliers, tmp_path):
     from artextract.outliers.report import write_report
 
@@ -139,6 +146,7 @@ def test_report_is_self_contained(demo_outliers, tmp_path):
     assert text.count("<img") >= 6 * df["flagged"].sum()
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_cli_outliers(demo_outliers, tmp_path, capsys):
     root, _, _ = demo_outliers
     out = tmp_path / "issues.csv"
@@ -160,7 +168,7 @@ def test_cli_help_has_examples(capsys):
         assert f"example:\n  artextract {cmd}" in capsys.readouterr().out
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_run_embedding_path(demo_outliers, tiny_run, tmp_path):
     root, cat, _ = demo_outliers
     run = tiny_run.run
@@ -171,6 +179,7 @@ def test_run_embedding_path(demo_outliers, tiny_run, tmp_path):
     assert list(df.columns) == COLUMNS and len(df) == 240 and set(df["task"]) == {"style", "genre"}
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_other_fields_are_evidence(demo_outliers):
     """Features that say nothing (noise), but style follows the artist: only the context finds the flips."""
     from sklearn.metrics import roc_auc_score
@@ -201,6 +210,7 @@ def test_other_fields_are_evidence(demo_outliers):
     assert find_label_issues(c, "style", X, context="style,artist").attrs["context"] == ["artist"]
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_cli_unknown_context_field_is_a_clear_error_before_any_work(demo_outliers, tmp_path, capsys):
     root, _, _ = demo_outliers
     out = tmp_path / "issues.csv"
@@ -214,6 +224,7 @@ def test_cli_unknown_context_field_is_a_clear_error_before_any_work(demo_outlier
     assert set(pd.read_csv(out).head(4)["id"]) == planted(root, "style")
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_style_statistics_reach_the_out_of_fold_classifier(demo_outliers):
     """Pooled features that say nothing (noise), style statistics that follow the label: only a
     classifier that reads them finds the flips; k-NN stays in the space of the pooled features."""
