@@ -262,6 +262,7 @@ def test_ddp_two_processes_gloo(demo, tmp_path):
     assert len(hist) == 3
 
 
+@pytest.mark.slow   # uses the session's trained run
 def test_training_beats_chance_on_the_demo_corpus(tiny_run):
     """The session run (10 epochs of tiny_cnn features) learns every task of the demo corpus.
 
@@ -291,6 +292,7 @@ def test_training_beats_chance_on_the_demo_corpus(tiny_run):
     assert hist[-1]["loss"] < hist[0]["loss"]
 
 
+@pytest.mark.slow   # uses the session's trained run
 def test_cli_evaluate_and_predict(tiny_run, tmp_path, capsys):
     run, demo = tiny_run
     capsys.readouterr()
@@ -330,6 +332,7 @@ def test_cli_evaluate_and_predict(tiny_run, tmp_path, capsys):
     assert main(["predict", "--run", str(run), str(d / "bad.jpg")]) == 1
 
 
+@pytest.mark.slow   # uses the session's trained run
 def test_refuses_to_overwrite_a_run(tiny_run):
     before = {p: p.stat().st_mtime_ns for p in tiny_run.run.iterdir() if p.is_file()}
     with pytest.raises(Exception, match="--resume"):
@@ -337,6 +340,7 @@ def test_refuses_to_overwrite_a_run(tiny_run):
     assert {p: p.stat().st_mtime_ns for p in tiny_run.run.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.slow   # uses the session's trained run
 def test_run_predictions_match_between_catalog_and_single_images(tiny_run):
     from PIL import ImageOps
 
