@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_rows(tmp_path):
     out = tmp_path / "tp.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_throughput.py"), "--backbones", "tiny_cnn",

@@ -1,26 +1,34 @@
 """Test helpers for the NGA importer and downloader.
 
+- :func:`generate_sample` writes a folder of small generated JPEGs named ``<objectid>.jpg`` (the
+  layout of ``shared/data/nga_sample`` and of what ``artextract download nga`` writes) and returns
+  a :class:`Sample`; :func:`real_sample` reads the shared sample of real NGA images instead
+  (skipping when ``../shared/data`` is absent).
 - :func:`build_opendata` writes ``objects.csv`` and ``published_images.csv`` in the real NGA format
-  (real headers, taken from ``shared/data/nga``) around the 106 real images of
-  ``shared/data/nga_sample``: multi-line quoted fields, blank and odd timeframes, non-painting rows,
-  alternate views, a duplicated primary view, objects without images.
+  (the real column headers, kept in ``tests/fixtures/nga``; rows written here) around a sample:
+  multi-line quoted fields, blank and odd timeframes, non-painting rows, alternate views, a
+  duplicated primary view, objects without images.
 - :class:`FaultServer` serves those images as a IIIF server on 127.0.0.1 and injects faults.
 """
 from __future__ import annotations
 
 import csv
 import http.server
+import io
+import os
 import re
 import socket
 import struct
 import threading
 import time
 import uuid as uuidlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nga"
+SHARED = Path(os.environ.get("ARTEXTRACT_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 NGA_DIR = SHARED / "nga"
 SAMPLE_DIR = SHARED / "nga_sample"
 
@@ -34,6 +42,52 @@ ARTISTS = ["Giotto", "Duccio di Buoninsegna", "Workshop of Duccio", "Sienese 14t
            "Fra Angelico and Fra Filippo Lippi", 'Master of the "Saint" Lucy Legend']
 
 
+@dataclass
+class Sample:
+    """A folder of ``<objectid>.jpg`` images and, per image, the fields of its primary NGA view."""
+
+    dir: Path
+    rows: list[dict]   # relative_path, objectid, image_uuid, iiifurl, iiifthumburl, width, height
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def images(self) -> dict[str, bytes]:
+        """uuid -> bytes of the image (what the IIIF server serves)."""
+        return {m["image_uuid"]: (self.dir / m["relative_path"]).read_bytes() for m in self.rows}
+
+    def bytes_by_id(self) -> dict[str, bytes]:
+        """objectid -> bytes of the image (what the downloader must write)."""
+        return {m["objectid"]: (self.dir / m["relative_path"]).read_bytes() for m in self.rows}
+
+
+def _uuid(n: int) -> str:
+    return str(uuidlib.UUID(int=0xABCDEF << 96 | n))
+
+
+def generate_sample(folder: Path, n: int = 60) -> Sample:
+    """Write ``n`` distinct small JPEGs (varied sizes and colours) named ``<objectid>.jpg``."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        oid = str(11 + 37 * i)                    # NGA object ids are plain integers
+        uid = str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"nga-test-{oid}"))
+        w, h = 48 + (i * 13) % 40, 40 + (i * 29) % 48
+        img = Image.new("RGB", (w, h), ((40 * i) % 256, (90 + 17 * i) % 256, (200 - 11 * i) % 256))
+        d = ImageDraw.Draw(img)
+        d.rectangle([i % 10, (3 * i) % 15, w // 2 + i % 7, h - 5], fill=((7 * i) % 256, 250 - (5 * i) % 200, 60))
+        d.ellipse([w // 3, h // 4, w - 3, h // 2 + i % 9], outline=(255, 255, (31 * i) % 256), width=2)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=85)
+        (folder / f"{oid}.jpg").write_bytes(buf.getvalue())
+        base = f"https://api.nga.gov/iiif/{uid}"
+        rows.append({"relative_path": f"{oid}.jpg", "objectid": oid, "image_uuid": uid, "iiifurl": base,
+                     "iiifthumburl": f"{base}/full/!200,200/0/default.jpg", "width": str(w), "height": str(h)})
+    return Sample(folder, rows)
+
+
 def require_shared() -> None:
     missing = [p for p in (NGA_DIR / "objects.header_only.csv", NGA_DIR / "sql_tables" / "published_images.sql",
                            SAMPLE_DIR / "manifest.csv") if not p.is_file()]
@@ -41,37 +95,50 @@ def require_shared() -> None:
         pytest.skip(f"shared test data not found ({missing[0]}); it lives in ../shared/data next to the project")
 
 
+def real_sample() -> Sample:
+    """The shared sample of real NGA images (``../shared/data/nga_sample``); skips when absent."""
+    require_shared()
+    with open(SAMPLE_DIR / "manifest.csv", newline="", encoding="utf-8") as fh:
+        return Sample(SAMPLE_DIR, list(csv.DictReader(fh)))
+
+
 def object_columns() -> list[str]:
-    with open(NGA_DIR / "objects.header_only.csv", newline="", encoding="utf-8") as fh:
+    """The columns of NGA's objects.csv, in order."""
+    with open(FIXTURES / "objects.header.csv", newline="", encoding="utf-8") as fh:
         return next(csv.reader(fh))
 
 
 def published_image_columns(openaccess: bool) -> list[str]:
-    """The columns of published_images as listed in its .sql schema (+ openaccess for newer exports)."""
-    text = (NGA_DIR / "sql_tables" / "published_images.sql").read_text()
-    cols = re.findall(r"^\s*([a-z_]+)\s*\|", text, flags=re.M)
-    cols = [c for c in cols if c != "column"]
-    assert "depictstmsobjectid" in cols and "viewtype" in cols, cols
+    """The columns of published_images (+ openaccess for newer exports)."""
+    with open(FIXTURES / "published_images.header.csv", newline="", encoding="utf-8") as fh:
+        cols = next(csv.reader(fh))
     return cols + (["openaccess"] if openaccess else [])
 
 
-def manifest() -> list[dict]:
-    with open(SAMPLE_DIR / "manifest.csv", newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _uuid(n: int) -> str:
-    return str(uuidlib.UUID(int=0xABCDEF << 96 | n))
-
-
-def build_opendata(folder: Path, openaccess: bool = False) -> dict:
-    """Write objects.csv and published_images.csv to ``folder``; return what the importer should find."""
+def real_published_image_columns() -> list[str]:
+    """The columns of published_images as listed in the shared export's .sql schema."""
     require_shared()
+    text = (NGA_DIR / "sql_tables" / "published_images.sql").read_text()
+    return [c for c in re.findall(r"^\s*([a-z_]+)\s*\|", text, flags=re.M) if c != "column"]
+
+
+def real_object_columns() -> list[str]:
+    require_shared()
+    with open(NGA_DIR / "objects.header_only.csv", newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh))
+
+
+N_OTHER_CLASSIFICATIONS = 20      # non-painting objects written by build_opendata (4 of each)
+N_PAINTINGS_WITHOUT_IMAGE = 3
+
+
+def build_opendata(folder: Path, sample: Sample, openaccess: bool = False) -> dict:
+    """Write objects.csv and published_images.csv to ``folder``; return what the importer should find."""
     folder.mkdir(parents=True, exist_ok=True)
     ocols, pcols = object_columns(), published_image_columns(openaccess)
     rows, images = [], []
     expected: dict[str, dict] = {}
-    man = manifest()
+    man = sample.rows
     for i, m in enumerate(man):
         oid = m["objectid"]
         if i % 9 == 4:
@@ -83,7 +150,7 @@ def build_opendata(folder: Path, openaccess: bool = False) -> dict:
         else:
             tf = TIMEFRAMES[i % len(TIMEFRAMES)]
             tf_raw = tf
-        artist = ARTISTS[i % len(ARTISTS)]
+        artist = ARTISTS[min(i % 10, len(ARTISTS) - 1)]   # the last artist has half the paintings
         begin = 1250 + 7 * i
         row = {c: "" for c in ocols}
         row.update({
@@ -149,16 +216,6 @@ def build_opendata(folder: Path, openaccess: bool = False) -> dict:
         for im in images:
             w.writerow({c: im.get(c, "") for c in pcols})
     return expected
-
-
-def sample_images() -> dict[str, bytes]:
-    """uuid -> bytes of the real sample image."""
-    require_shared()
-    return {m["image_uuid"]: (SAMPLE_DIR / m["relative_path"]).read_bytes() for m in manifest()}
-
-
-def sample_bytes_by_id() -> dict[str, bytes]:
-    return {m["objectid"]: (SAMPLE_DIR / m["relative_path"]).read_bytes() for m in manifest()}
 
 
 # ---------------------------------------------------------------------------------------- server

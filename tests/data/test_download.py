@@ -27,12 +27,21 @@ FAST = dict(workers=4, rate=0, retries=3, backoff=0.05, max_backoff=0.5, timeout
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+N = 60   # paintings in the generated sample
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> fx.Sample:
+    """Generated images that the local IIIF server serves (read-only for the tests)."""
+    return fx.generate_sample(tmp_path_factory.mktemp("nga_sample"), n=N)
+
+
 @pytest.fixture
-def nga_catalog(tmp_path) -> Path:
-    """An NGA catalogue (106 paintings, no images yet; image root tmp/nga_images)."""
-    expected = fx.build_opendata(tmp_path / "opendata")
+def nga_catalog(tmp_path, sample) -> Path:
+    """An NGA catalogue (N paintings, no images yet; image root tmp/nga_images)."""
+    expected = fx.build_opendata(tmp_path / "opendata", sample)
     cat, _ = ingest_nga(tmp_path / "opendata", catalog_path=tmp_path / "nga.parquet")
-    assert len(cat) == len(expected) == 106
+    assert len(cat) == len(expected) == N
     return cat.save(tmp_path / "nga.parquet")
 
 
@@ -54,10 +63,10 @@ def test_iiif_url_and_retry_after():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
 
 
-def test_download_with_faults_then_resume(nga_catalog, tmp_path):
+def test_download_with_faults_then_resume(nga_catalog, tmp_path, sample):
     cat = Catalog.load(nga_catalog)
-    files = fx.sample_images()
-    originals = fx.sample_bytes_by_id()
+    files = sample.images()
+    originals = sample.bytes_by_id()
     uid = dict(zip(cat.df["id"], cat.df["uuid"]))
     ids = cat.ids
     transient = {
@@ -73,7 +82,7 @@ def test_download_with_faults_then_resume(nga_catalog, tmp_path):
     (root / f".{ids[30]}.jpg.deadbeef.part").write_bytes(b"half")
     with fx.FaultServer(files, faults) as srv:
         s = download_nga(cat, root, base_url=srv.base_url, size=64, **FAST)
-        assert len(s.downloaded) == 103 and not s.already_present and s.total == 106
+        assert len(s.downloaded) == N - 3 and not s.already_present and s.total == N
         failed = {f["id"]: f["reason"] for f in s.failed}
         assert set(failed) == set(permanent)
         assert "404" in failed[ids[20]] and srv.count(uid[ids[20]]) == 1          # 4xx: no retry
@@ -89,7 +98,7 @@ def test_download_with_faults_then_resume(nga_catalog, tmp_path):
         for i in permanent:
             assert not (root / f"{i}.jpg").exists()
         report = json.loads((root / "download_report.json").read_text())
-        assert report["counts"]["downloaded"] == 103 and report["counts"]["failed"] == 3
+        assert report["counts"]["downloaded"] == N - 3 and report["counts"]["failed"] == 3
         assert {f["id"] for f in report["failed"]} == set(permanent)
         assert "failed 3" in s.summary() and ids[20] in s.summary()
 
@@ -100,16 +109,16 @@ def test_download_with_faults_then_resume(nga_catalog, tmp_path):
         srv.faults.clear()
         s2 = download_nga(cat, root, base_url=srv.base_url, size=64, **FAST)
         assert sorted(s2.downloaded) == sorted([*permanent, ids[40]])
-        assert s2.replaced_invalid == [ids[40]] and len(s2.already_present) == 102 and not s2.failed
+        assert s2.replaced_invalid == [ids[40]] and len(s2.already_present) == N - 4 and not s2.failed
         assert len(srv.log) - n_before == 4
         _check_intact(root, ids, originals)
     assert Catalog.load(nga_catalog).missing_images() == []
 
 
-def test_concurrency_and_rate_are_bounded(nga_catalog):
+def test_concurrency_and_rate_are_bounded(nga_catalog, sample):
     cat = Catalog.load(nga_catalog)
     cat = cat.subset(np.arange(len(cat)) < 12)  # first 12 rows
-    with fx.FaultServer(fx.sample_images(), delay=0.05) as srv:
+    with fx.FaultServer(sample.images(), delay=0.05) as srv:
         s = download_nga(cat, cat.image_root, base_url=srv.base_url, workers=3, rate=20, progress=False)
         assert len(s.downloaded) == 12
         assert srv.max_inflight <= 3
@@ -124,17 +133,17 @@ def test_no_network_fails_fast(nga_catalog, tmp_path, capsys):
     s = download_nga(cat, tmp_path / "imgs", base_url=base, retries=5, backoff=1.0, progress=False)
     assert time.monotonic() - t0 < 3
     assert s.aborted.startswith("cannot reach 127.0.0.1:") and "(no network?)" in s.aborted
-    assert not s.downloaded and not s.failed and s.not_attempted == 106
+    assert not s.downloaded and not s.failed and s.not_attempted == N
     assert not list((tmp_path / "imgs").glob("*.jpg"))
     rc = main(["download", "nga", "--catalog", str(nga_catalog), "--base-url", base, "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "cannot reach 127.0.0.1" in err and "no network?" in err
 
 
-def test_lost_network_mid_run_stops(nga_catalog, tmp_path):
+def test_lost_network_mid_run_stops(nga_catalog, tmp_path, sample):
     cat = Catalog.load(nga_catalog)
     dead = f"http://127.0.0.1:{fx.closed_port()}/iiif"
-    with fx.FaultServer(fx.sample_images()) as srv:
+    with fx.FaultServer(sample.images()) as srv:
         df = cat.df.copy()
         # the first image is reachable, then the "network" is gone
         df["iiifurl"] = [u.replace("https://api.nga.gov/iiif", srv.base_url if k == 0 else dead)
@@ -143,21 +152,21 @@ def test_lost_network_mid_run_stops(nga_catalog, tmp_path):
         s = download_nga(cat2, tmp_path / "imgs", workers=2, rate=0, retries=2, backoff=0.01, progress=False)
     assert s.downloaded == [cat.ids[0]]
     assert s.aborted and "lost the connection" in s.aborted
-    assert s.not_attempted > 50
+    assert s.not_attempted > N // 2
 
 
-def test_update_catalog_and_default_out(nga_catalog, tmp_path, capsys):
-    originals = fx.sample_bytes_by_id()
-    with fx.FaultServer(fx.sample_images()) as srv:
+def test_update_catalog_and_default_out(nga_catalog, tmp_path, capsys, sample):
+    originals = sample.bytes_by_id()
+    with fx.FaultServer(sample.images()) as srv:
         common = ["--base-url", srv.base_url, "--no-progress", "--rate", "0", "--backoff", "0.05"]
         other = tmp_path / "elsewhere"
         assert main(["download", "nga", "--catalog", str(nga_catalog), "--out", str(other), *common]) == 0
         out = capsys.readouterr().err
-        assert "--update-catalog" in out and "downloaded 106" in out
-        assert len(Catalog.load(nga_catalog).missing_images()) == 106
+        assert "--update-catalog" in out and f"downloaded {N}" in out
+        assert len(Catalog.load(nga_catalog).missing_images()) == N
         assert main(["download", "nga", "--catalog", str(nga_catalog), "--out", str(other), "--update-catalog",
                      *common]) == 0
-        assert "already present 106" in capsys.readouterr().err
+        assert f"already present {N}" in capsys.readouterr().err
         cat = Catalog.load(nga_catalog)
         assert cat.image_root == other.resolve() and cat.missing_images() == []
         _check_intact(other, cat.ids, originals)
@@ -181,14 +190,15 @@ def test_not_an_nga_catalogue(tmp_path):
         download_nga(Catalog(df.assign(iiifurl=["x"]), {}, tmp_path), tmp_path, sizee=3)
 
 
-def test_kill_midway_and_resume(nga_catalog, tmp_path):
+@pytest.mark.slow
+def test_kill_midway_and_resume(nga_catalog, tmp_path, sample):
     cat = Catalog.load(nga_catalog)
     root = cat.image_root
-    originals = fx.sample_bytes_by_id()
+    originals = sample.bytes_by_id()
     uid = dict(zip(cat.df["id"], cat.df["uuid"]))
     faults = {uid[i]: ["500", "truncate"] for i in cat.ids[::10]}
     env = dict(os.environ, PYTHONPATH=str(PROJECT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    with fx.FaultServer(fx.sample_images(), faults, delay=0.04) as srv:
+    with fx.FaultServer(sample.images(), faults, delay=0.04) as srv:
         cmd = [sys.executable, "-m", "artextract", "download", "nga", "--catalog", str(nga_catalog),
                "--base-url", srv.base_url, "--workers", "2", "--rate", "0", "--backoff", "0.05",
                "--timeout", "5", "--no-progress"]
@@ -217,7 +227,7 @@ def test_kill_midway_and_resume(nga_catalog, tmp_path):
         res = run_until(20, signal.SIGKILL)
         assert res.returncode == -signal.SIGKILL
         have = sorted(p.stem for p in root.glob("*.jpg"))
-        assert 20 <= len(have) < 106
+        assert 20 <= len(have) < N
         for i in have:   # every file with a final name is complete
             assert (root / f"{i}.jpg").read_bytes() == originals[i]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
@@ -225,4 +235,4 @@ def test_kill_midway_and_resume(nga_catalog, tmp_path):
         assert f"already present {len(have)}" in res.stderr
     _check_intact(root, cat.ids, originals)
     report = json.loads((root / "download_report.json").read_text())
-    assert report["counts"]["downloaded"] == 106 - len(have) and report["counts"]["failed"] == 0
+    assert report["counts"]["downloaded"] == N - len(have) and report["counts"]["failed"] == 0

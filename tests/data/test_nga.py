@@ -15,10 +15,16 @@ from artextract.data.catalog import Catalog, CatalogError  # noqa: E402
 from artextract.data.nga import NGA_TIMEFRAMES, ingest_nga, normalize_timeframe  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> fx.Sample:
+    """Generated images named like the NGA sample (read-only for the tests)."""
+    return fx.generate_sample(tmp_path_factory.mktemp("nga_sample"))
+
+
 @pytest.fixture
-def opendata(tmp_path):
+def opendata(tmp_path, sample):
     folder = tmp_path / "opendata"
-    expected = fx.build_opendata(folder)
+    expected = fx.build_opendata(folder, sample)
     return folder, expected
 
 
@@ -40,13 +46,13 @@ def test_fixture_csv_really_has_multiline_fields(opendata):
     assert text.count("\n") > 3 * len(pd.read_csv(folder / "objects.csv", usecols=["objectid"], dtype=str))
 
 
-def test_ingest_with_images(opendata, tmp_path):
+def test_ingest_with_images(opendata, tmp_path, sample):
     folder, expected = opendata
-    cat, msgs = ingest_nga(folder, fx.SAMPLE_DIR)
-    assert len(cat) == 106
+    cat, msgs = ingest_nga(folder, sample.dir)
+    assert len(cat) == len(sample) == 60
     assert set(cat.ids) == set(expected)
     assert cat.source == "nga"
-    assert cat.image_root == fx.SAMPLE_DIR.resolve()
+    assert cat.image_root == sample.dir.resolve()
     assert cat.missing_images() == []
     df = cat.df.set_index("id")
     # labels
@@ -76,10 +82,14 @@ def test_ingest_with_images(opendata, tmp_path):
     assert any("left out 3 object" in m for m in msgs)      # paintings without any image
     # split: seeded, stratified on timeframe
     assert set(cat.df["split"]) == {"train", "val"}
-    assert 0.1 < (cat.df["split"] == "val").mean() < 0.35
-    again, _ = ingest_nga(folder, fx.SAMPLE_DIR)
+    # each timeframe (and the missing ones) sends round(20%) of its paintings to val, at least 1, never all
+    for tf_value, group in cat.df.groupby(cat.df["timeframe"].fillna("missing")):
+        n = len(group)
+        want = 0 if n < 2 else min(max(round(n * 0.2), 1), n - 1)
+        assert (group["split"] == "val").sum() == want, tf_value
+    again, _ = ingest_nga(folder, sample.dir)
     assert again.df["split"].tolist() == cat.df["split"].tolist()
-    other, _ = ingest_nga(folder, fx.SAMPLE_DIR, seed=1)
+    other, _ = ingest_nga(folder, sample.dir, seed=1)
     assert other.df["split"].tolist() != cat.df["split"].tolist()
     # round trip through Parquet keeps the ordered task and the metadata
     path = cat.save(tmp_path / "nga.parquet")
@@ -87,57 +97,62 @@ def test_ingest_with_images(opendata, tmp_path):
     assert loaded.task("timeframe").ordered
     assert loaded.task("timeframe").classes == NGA_TIMEFRAMES
     assert loaded.df["iiifurl"].tolist() == cat.df["iiifurl"].tolist()
-    assert loaded.image_root == fx.SAMPLE_DIR.resolve()
+    assert loaded.image_root == sample.dir.resolve()
     info = loaded.info()
     assert info["tasks"]["timeframe"]["ordered"] is True
     assert info["missing_images"]["count"] == 0
 
 
-def test_chunked_reading_gives_the_same_catalogue(opendata):
+def test_chunked_reading_gives_the_same_catalogue(opendata, sample):
     folder, _ = opendata
-    a, _ = ingest_nga(folder, fx.SAMPLE_DIR)
-    b, _ = ingest_nga(folder, fx.SAMPLE_DIR, chunksize=7)
+    a, _ = ingest_nga(folder, sample.dir)
+    b, _ = ingest_nga(folder, sample.dir, chunksize=7)
     pd.testing.assert_frame_equal(a.df, b.df)
 
 
-def test_openaccess_column_of_newer_exports(tmp_path):
+def test_openaccess_column_of_newer_exports(tmp_path, sample):
     folder = tmp_path / "od"
-    fx.build_opendata(folder, openaccess=True)
-    cat, _ = ingest_nga(folder, fx.SAMPLE_DIR)
-    assert len(cat) == 106
+    fx.build_opendata(folder, sample, openaccess=True)
+    cat, _ = ingest_nga(folder, sample.dir)
+    assert len(cat) == len(sample)
     assert set(cat.df["openaccess"]) == {"1"}
 
 
 def test_without_images_uses_default_root_and_keeps_rows(opendata, tmp_path):
-    folder, _ = opendata
+    folder, expected = opendata
     cat, msgs = ingest_nga(folder, catalog_path=tmp_path / "cats" / "nga.parquet")
-    assert len(cat) == 106
+    assert len(cat) == len(expected)
     assert cat.image_root == (tmp_path / "cats" / "nga_images").resolve()
-    assert len(cat.missing_images()) == 106
+    assert len(cat.missing_images()) == len(expected)
     assert any("artextract download nga" in m for m in msgs)
 
 
 def test_classification_filter(opendata):
-    folder, _ = opendata
+    folder, expected = opendata
+    n = len(expected)
     drawings, _ = ingest_nga(folder, classification="drawing")
     assert len(drawings) == 4 and all(i.startswith("900") for i in drawings.ids)
     both, _ = ingest_nga(folder, classification="Painting,Sculpture")
-    assert len(both) == 110
+    assert len(both) == n + 4
     everything, _ = ingest_nga(folder, classification="all", with_artist=False)
-    assert len(everything) == 126 and "artist" not in everything.tasks
+    assert len(everything) == n + fx.N_OTHER_CLASSIFICATIONS and "artist" not in everything.tasks
     with pytest.raises(CatalogError, match="no object"):
         ingest_nga(folder, classification="Tapestry")
 
 
 def test_artist_min_count(opendata):
-    folder, _ = opendata
-    cat, msgs = ingest_nga(folder, artist_min_count=18)
-    counts = cat.df["attribution"].value_counts()
-    assert set(cat.task("artist").classes) == set(counts[counts >= 18].index)
-    assert cat.df["artist"].isna().sum() == int(counts[counts < 18].sum())
+    folder, expected = opendata
+    counts = pd.Series([e["artist"] for e in expected.values()]).value_counts()
+    assert counts.iloc[0] == 30 and (counts.iloc[1:] == 6).all()       # one artist has half the paintings
+    cat, msgs = ingest_nga(folder, artist_min_count=10)
+    assert cat.task("artist").classes == [fx.ARTISTS[-1]]
+    assert cat.df["artist"].isna().sum() == 30
+    assert (cat.df["attribution"] == cat.df["artist"]).sum() == 30      # attribution itself is kept
+    everyone, _ = ingest_nga(folder, artist_min_count=6)
+    assert everyone.task("artist").classes == sorted(fx.ARTISTS)
 
 
-def test_missing_files_give_clear_errors(tmp_path, opendata):
+def test_missing_files_give_clear_errors(tmp_path, opendata, sample):
     with pytest.raises(CatalogError, match="no objects.csv"):
         ingest_nga(tmp_path)
     folder, _ = opendata
@@ -147,29 +162,29 @@ def test_missing_files_give_clear_errors(tmp_path, opendata):
     with pytest.raises(CatalogError, match="published_images"):
         ingest_nga(only_objects)
     # with the images folder, objects.csv alone is enough
-    cat, msgs = ingest_nga(only_objects, fx.SAMPLE_DIR)
-    assert len(cat) == 106 and cat.missing_images() == []
+    cat, msgs = ingest_nga(only_objects, sample.dir)
+    assert len(cat) == len(sample) and cat.missing_images() == []
     (tmp_path / "wrong").mkdir()
     (tmp_path / "wrong" / "objects.csv").write_text("a,b\n1,2\n")
     with pytest.raises(CatalogError, match="visualbrowsertimespan"):
-        ingest_nga(tmp_path / "wrong", fx.SAMPLE_DIR)
+        ingest_nga(tmp_path / "wrong", sample.dir)
 
 
-def test_repository_layout_with_data_folder(tmp_path):
-    fx.build_opendata(tmp_path / "opendata" / "data")
-    cat, _ = ingest_nga(tmp_path / "opendata", fx.SAMPLE_DIR)
-    assert len(cat) == 106
+def test_repository_layout_with_data_folder(tmp_path, sample):
+    fx.build_opendata(tmp_path / "opendata" / "data", sample)
+    cat, _ = ingest_nga(tmp_path / "opendata", sample.dir)
+    assert len(cat) == len(sample)
 
 
-def test_cli_ingest_nga(opendata, tmp_path, capsys):
+def test_cli_ingest_nga(opendata, tmp_path, capsys, sample):
     folder, _ = opendata
     out = tmp_path / "nga.parquet"
     assert main(["ingest", "nga", "--opendata", str(folder), "--out", str(out)]) == 0
     text = capsys.readouterr().err
     assert "artextract download nga" in text
     cat = Catalog.load(out)
-    assert len(cat) == 106 and cat.image_root == (tmp_path / "nga_images").resolve()
-    assert main(["ingest", "nga", "--opendata", str(folder), "--images", str(fx.SAMPLE_DIR), "--out", str(out),
+    assert len(cat) == 60 and cat.image_root == (tmp_path / "nga_images").resolve()
+    assert main(["ingest", "nga", "--opendata", str(folder), "--images", str(sample.dir), "--out", str(out),
                  "--classification", "Painting"]) == 0
     assert Catalog.load(out).missing_images() == []
     assert main(["catalog", "info", str(out)]) == 0

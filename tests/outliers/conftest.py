@@ -2,14 +2,21 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def demo_outliers(tmp_path_factory):
-    """A small demo corpus and its pooled ImageNet features (computed once per session)."""
+def demo_outliers_corpus(tmp_path_factory):
+    """A small demo corpus (120 paintings, 64 px, seed 0): its folder and catalogue."""
     from artextract.data.demo import generate_demo
+
+    root = tmp_path_factory.mktemp("demo_outliers")
+    return root, generate_demo(root, n=120, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_outliers(demo_outliers_corpus):
+    """The same corpus and its pooled ImageNet features (computed once per session)."""
     from artextract.models.backbones import WeightsUnavailable
     from artextract.outliers.detect import backbone_features
 
-    root = tmp_path_factory.mktemp("demo_outliers")
-    cat = generate_demo(root, n=120, size=64, seed=0)
+    root, cat = demo_outliers_corpus
     try:
         feats = backbone_features(cat, "mobilenet_v2", progress=False, log=lambda *_: None)
     except WeightsUnavailable as exc:  # pragma: no cover - the Makefile installs them

@@ -2,6 +2,7 @@
 import shutil
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from artextract.cli import main
@@ -27,8 +28,9 @@ def corpus_with_copies(root, tmp_path):
     return c2, a["id"], b["id"]
 
 
-def test_copies_are_found_within_and_across_splits(demo_outliers, tmp_path):
-    root, _, _ = demo_outliers
+@pytest.mark.slow   # embeds the corpus with an ImageNet backbone
+def test_copies_are_found_within_and_across_splits(demo_outliers_corpus, tmp_path):
+    root, _ = demo_outliers_corpus
     cat, a, b = corpus_with_copies(root, tmp_path)
     df = find_duplicates(cat, progress=False, log=lambda *_: None)
     assert list(df.columns) == COLUMNS
@@ -42,8 +44,8 @@ def test_copies_are_found_within_and_across_splits(demo_outliers, tmp_path):
     assert len(df) <= 6  # the synthetic paintings themselves are not duplicates of one another
 
 
-def test_cli_duplicates_hashes_only(demo_outliers, tmp_path, capsys):
-    root, _, _ = demo_outliers
+def test_cli_duplicates_hashes_only(demo_outliers_corpus, tmp_path, capsys):
+    root, _ = demo_outliers_corpus
     cat, a, _ = corpus_with_copies(root, tmp_path)
     out = tmp_path / "pairs.csv"
     assert main(["duplicates", "--catalog", str(tmp_path / "dup.parquet"), "--backbone", "none", "--out", str(out),

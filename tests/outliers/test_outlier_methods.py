@@ -60,7 +60,17 @@ def test_tiny_classes_are_handled():
     assert cl.scores.shape == (len(y),)
     kn = M.knn_disagreement(X, y, k=5)
     assert np.isfinite(kn.scores).all()
-    assert M.estimated_issue_count(y, P) >= 0
+    assert 0 < M.estimated_issue_count(y, P) <= len(y)
+
+
+def test_estimated_issue_count_is_near_the_number_of_flips():
+    X, y, yn, err = blobs()                                   # 12 flipped labels of 200
+    assert 8 <= M.estimated_issue_count(yn, M.out_of_fold_probs(X, yn, folds=5, C=0.1)) <= 16
+    assert M.estimated_issue_count(y, M.out_of_fold_probs(X, y, folds=5, C=0.1)) <= 2   # clean labels
+    assert M.estimated_issue_count(np.zeros(5, int), np.full((5, 2), 0.5)) == 0       # one class: nothing to say
+    # classes absent from y are dropped from the probabilities before counting
+    P = np.eye(4)[[0, 0, 2, 2, 2, 0]] * 0.9 + 0.025
+    assert M.estimated_issue_count(np.array([0, 0, 2, 2, 2, 2]), P) == 1
 
 
 def test_folds_spread_every_class():

@@ -1,9 +1,11 @@
 """Label-issue detection on the demo corpus: planted errors, degenerate inputs, the CSV, the report
 and the command line."""
+from math import comb
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import hypergeom
 
 from artextract.cli import main
 from artextract.data.catalog import Catalog, CatalogError
@@ -21,13 +23,18 @@ def with_column(cat, task, values):
     return Catalog(df, cat.tasks, cat.image_root, cat.source, dict(cat.extra))
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_planted_style_errors_rank_at_the_top(demo_outliers):
     root, cat, feats = demo_outliers
     df = rank_label_issues(cat, "style", feats)
     bad = planted(root, "style")
     ranks = df.loc[df["id"].isin(bad), "rank"]
-    assert len(ranks) == len(bad) > 0
-    assert ranks.max() <= 0.05 * len(df), sorted(ranks)  # every planted error in the top 5 %
+    assert len(ranks) == len(bad) == 4
+    # every planted error in the top 6 (5 %): a random ranking puts all 4 there with probability
+    # C(6,4) / C(120,4) = 1.8e-6 (hypergeometric)
+    assert hypergeom.sf(len(bad) - 1, len(df), len(bad), 6) == pytest.approx(comb(6, 4) / comb(120, 4))
+    assert hypergeom.sf(len(bad) - 1, len(df), len(bad), 6) < 0.01
+    assert ranks.max() <= 6, sorted(ranks)
     assert df.loc[df["id"].isin(bad), "flagged"].mean() >= 0.75
     assert df["flagged"].sum() <= 3 * len(bad)
     # the suggestion for a planted error is its true label
@@ -36,14 +43,23 @@ def test_planted_style_errors_rank_at_the_top(demo_outliers):
     assert (hits["suggested_label"] == pl.loc[hits.index, "true_label"]).mean() >= 0.75
 
 
-def test_planted_genre_errors_rank_above_chance(demo_outliers):
-    # genre on the demo is composition at 64 px, which ImageNet features carry only weakly
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
+def test_planted_genre_errors_rank_in_the_top_half(demo_outliers):
+    """Genre on the demo is composition at 64 px, which ImageNet features carry only weakly: the four
+    planted genre errors rank 21, 31, 45 and 58 of 120. All four in the top 60 is what a random
+    ranking does with probability C(60,4) / C(120,4) = 6 %, so this is a weak check; the style test
+    above is the one a random ranker fails (p = 1.8e-6)."""
     root, cat, feats = demo_outliers
     df = rank_label_issues(cat, "genre", feats)
-    ranks = df.loc[df["id"].isin(planted(root, "genre")), "rank"]
-    assert ranks.mean() < 0.5 * len(df)
+    bad = planted(root, "genre")
+    ranks = df.loc[df["id"].isin(bad), "rank"]
+    assert len(ranks) == 4
+    assert hypergeom.sf(3, len(df), 4, 60) == pytest.approx(comb(60, 4) / comb(120, 4))
+    assert ranks.max() <= 60, sorted(ranks)
+    assert ranks.mean() <= 45, sorted(ranks)
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_output_columns_and_rows(demo_outliers, tmp_path):
     _, cat, feats = demo_outliers
     labels = cat.df["style"].tolist()
@@ -67,6 +83,7 @@ def test_output_columns_and_rows(demo_outliers, tmp_path):
     assert list(pd.read_csv(path).columns) == COLUMNS
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_array_features_and_each_method(demo_outliers):
     _, cat, feats = demo_outliers
     for method in ("zscore", "mahalanobis", "knn", "cleanlab", "novelty"):
@@ -77,6 +94,7 @@ def test_array_features_and_each_method(demo_outliers):
         rank_label_issues(cat, "style", feats, method="magic")
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_degenerate_tasks_say_why(demo_outliers):
     _, cat, feats = demo_outliers
     with pytest.raises(CatalogError, match="unknown task 'colour'"):
@@ -92,6 +110,7 @@ def test_degenerate_tasks_say_why(demo_outliers):
         rank_label_issues(few, "style", feats)
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_classes_of_one_or_two_members(demo_outliers):
     _, cat, feats = demo_outliers
     labels = cat.df["style"].tolist()
@@ -111,6 +130,7 @@ def test_classes_of_one_or_two_members(demo_outliers):
     assert (df["given_label"] == "Color_Field").sum() == 2
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_report_is_self_contained(demo_outliers, tmp_path):
     from artextract.outliers.report import write_report
 
@@ -126,6 +146,7 @@ def test_report_is_self_contained(demo_outliers, tmp_path):
     assert text.count("<img") >= 6 * df["flagged"].sum()
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_cli_outliers(demo_outliers, tmp_path, capsys):
     root, _, _ = demo_outliers
     out = tmp_path / "issues.csv"
@@ -147,13 +168,10 @@ def test_cli_help_has_examples(capsys):
         assert f"example:\n  artextract {cmd}" in capsys.readouterr().out
 
 
-def test_run_embedding_path(demo_outliers, tmp_path):
-    from artextract.training.train import TrainConfig, train
-
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
+def test_run_embedding_path(demo_outliers, tiny_run, tmp_path):
     root, cat, _ = demo_outliers
-    run = train(TrainConfig(catalog=str(root / "catalog.parquet"), out=str(tmp_path / "run"), tasks=["style", "genre"],
-                            backbone="tiny_cnn", pretrained=False, cache_size=64, image_size=64, epochs=2,
-                            batch_size=32, proj=16, hidden=16, progress=False), log=lambda *a: None)
+    run = tiny_run.run
     out = tmp_path / "issues.csv"
     assert main(["outliers", "--catalog", str(root / "catalog.parquet"), "--task", "style,genre", "--run", str(run),
                  "--out", str(out), "--no-progress"]) == 0
@@ -161,6 +179,7 @@ def test_run_embedding_path(demo_outliers, tmp_path):
     assert list(df.columns) == COLUMNS and len(df) == 240 and set(df["task"]) == {"style", "genre"}
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_other_fields_are_evidence(demo_outliers):
     """Features that say nothing (noise), but style follows the artist: only the context finds the flips."""
     from sklearn.metrics import roc_auc_score
@@ -191,6 +210,7 @@ def test_other_fields_are_evidence(demo_outliers):
     assert rank_label_issues(c, "style", X, context="style,artist").attrs["context"] == ["artist"]
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_cli_unknown_context_field_is_a_clear_error_before_any_work(demo_outliers, tmp_path, capsys):
     root, _, _ = demo_outliers
     out = tmp_path / "issues.csv"
@@ -204,6 +224,7 @@ def test_cli_unknown_context_field_is_a_clear_error_before_any_work(demo_outlier
     assert set(pd.read_csv(out).head(4)["id"]) == planted(root, "style")
 
 
+@pytest.mark.slow   # label-issue detection on ImageNet features of the demo corpus
 def test_style_statistics_reach_the_out_of_fold_classifier(demo_outliers):
     """Pooled features that say nothing (noise), style statistics that follow the label: only a
     classifier that reads them finds the flips; k-NN stays in the space of the pooled features."""

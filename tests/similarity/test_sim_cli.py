@@ -56,7 +56,16 @@ def test_index_similar_evaluate(sim_demo, tmp_path, capsys):
     rc, so, _ = run_cli(capsys, "evaluate-retrieval", "--index", out, "--catalog", sim_demo.path,
                         "--relevance", "artist", "-k", "5", "--json")
     res = json.loads(so)
-    assert rc == 0 and res["queries"] == 60 and 0 <= res["precision_at_k"] <= 1 and "map_at_k" in res
+    # the command reports what the library computes on the same index
+    from artextract.similarity import EmbeddingIndex
+    from artextract.similarity.evaluate import evaluate_index
+
+    want = evaluate_index(EmbeddingIndex.load(out), sim_demo, "artist", k=5)
+    assert rc == 0 and res["queries"] == 60
+    for key in ("precision_at_k", "recall_at_k", "map_at_k"):
+        assert res[key] == pytest.approx(want[key]), key
+    # near-copies of an artist's palette and marks: far above the 1/10 of a random ranking
+    assert res["precision_at_k"] > 0.3, res
     rc, so, _ = run_cli(capsys, "evaluate-retrieval", "--index", out, "--catalog", sim_demo.path,
                         "--relevance", "timeframe")
     assert rc == 0 and "precision@10" in so and "mAP@10" in so
@@ -89,15 +98,9 @@ def test_cli_errors(sim_index_dir, sim_demo, tmp_path, capsys):
     assert rc == 2 and "does not exist" in err
 
 
-def _train_tiny_run(catalog, out) -> None:
-    rc = main(["train", "--catalog", str(catalog.path), "--out", str(out), "--backbone", "tiny_cnn",
-               "--pretrained", "none", "--epochs", "1", "--no-progress"])
-    assert rc == 0
-
-
-def test_index_from_a_trained_run(sim_demo, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    _train_tiny_run(sim_demo, run_dir)
+@pytest.mark.slow
+def test_index_from_a_trained_run(sim_demo, tiny_run, tmp_path, capsys):
+    run_dir = tiny_run.run
     capsys.readouterr()
     out = tmp_path / "run.index"
     rc, _, err = run_cli(capsys, "index", "--catalog", sim_demo.path, "--run", run_dir, "--out", out, "--no-progress")
@@ -111,4 +114,6 @@ def test_index_from_a_trained_run(sim_demo, tmp_path, capsys):
     assert res["results"][0]["id"] == "demo_0020" and res["results"][0]["score"] > 0.99
     rc, so, _ = run_cli(capsys, "evaluate-retrieval", "--index", out, "--catalog", sim_demo.path,
                         "--relevance", "style", "--json")
-    assert rc == 0 and json.loads(so)["queries"] == 60
+    res = json.loads(so)
+    # the run learned style: its embedding retrieves the same style far above a random ranking's 11/59
+    assert rc == 0 and res["queries"] == 60 and res["precision_at_k"] > 0.3, res

@@ -36,7 +36,14 @@ def test_evaluate_index_on_clustered_labels(sim_demo):
     assert res["queries"] == 60 and set(res["per_class"]) == set(sim_demo.task("style").classes)
     noise = EmbeddingIndex.build(ids, rng.normal(size=(len(ids), 16)))
     bad = evaluate_index(noise, sim_demo, "style", k=5)
-    assert bad["precision_at_k"] < 0.5 and 0 <= bad["recall_at_k"] <= 1
+    # a query of a style with n paintings has n - 1 to find: the perfect index's recall@5 is 5 / (n - 1)
+    counts = sim_demo.df["style"].value_counts()
+    assert set(counts) == {11, 12, 13}
+    assert res["recall_at_k"] == pytest.approx(np.mean([5 / (counts[s] - 1) for s in sim_demo.df["style"]]))
+    # and any index's recall@5 lies between precision@5 * 5 / 12 and precision@5 * 5 / 10
+    assert bad["precision_at_k"] * 5 / 12 <= bad["recall_at_k"] <= bad["precision_at_k"] * 5 / 10
+    # a random ranking finds 11/59 relevant neighbours on average; 60 queries of 5 keep it well below 0.5
+    assert 0.05 < bad["precision_at_k"] < 0.4 and bad["map_at_k"] < res["map_at_k"]
     with pytest.raises(Exception, match="unknown task"):
         evaluate_index(noise, sim_demo, "mood")
     other = EmbeddingIndex.build(["x1", "x2"], rng.normal(size=(2, 16)))

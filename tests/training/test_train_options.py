@@ -1,0 +1,141 @@
+"""Every `train` option a user is shown, run end to end through the CLI on a few demo paintings
+(tiny_cnn, random init, 1 epoch), plus `artextract backbones` and `artextract report`."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from artextract.cli import main
+from artextract.data.catalog import Catalog
+from artextract.training.train import class_weights_for
+
+TINY = ["--backbone", "tiny_cnn", "--pretrained", "none", "--cache-size", "64", "--image-size", "64",
+        "--proj", "8", "--hidden", "8", "--batch-size", "16", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def small(demo_catalog, tmp_path_factory) -> Path:
+    """40 demo paintings; every 4th has no genre label and every 5th no artist label (read-only)."""
+    root = tmp_path_factory.mktemp("small")
+    shutil.copytree(Path(demo_catalog.path).parent, root / "demo", ignore=shutil.ignore_patterns("*.cache"))
+    cat = Catalog.load(root / "demo" / "catalog.parquet")
+    cat = cat.subset(np.arange(len(cat)) < 40)
+    cat.df.loc[cat.df.index % 4 == 1, "genre"] = None
+    cat.df.loc[cat.df.index % 5 == 2, "artist"] = None
+    return cat.save(root / "demo" / "small.parquet")
+
+
+def _train(catalog, out, *extra) -> dict:
+    assert main(["train", "--catalog", str(catalog), "--out", str(out), *TINY, *extra]) == 0
+    return json.loads((Path(out) / "config.json").read_text())
+
+
+def test_class_weighting_by_hand():
+    y = {"t": torch.tensor([0, 0, 0, 1, -1])}               # 3 of class 0, 1 of class 1, none of class 2
+    assert class_weights_for(y, {"t": 3}, "none") is None
+    # balanced: n / (C * count) = 4/9, 4/3, (absent: 0); divided by the mean over present classes (8/9)
+    np.testing.assert_allclose(class_weights_for(y, {"t": 3}, "balanced")["t"].numpy(), [0.5, 1.5, 0.0], rtol=1e-6)
+    s = np.sqrt([4 / 9, 4 / 3])
+    np.testing.assert_allclose(class_weights_for(y, {"t": 3}, "sqrt")["t"].numpy(), [*(s / s.mean()), 0.0], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_head_and_loss_options(small, tmp_path):
+    cat = Catalog.load(small)
+    opts = ["--tasks", "style,genre,artist", "--epochs", "2", "--no-refit", "--no-lstm", "--pool", "mean",
+            "--class-weighting", "balanced", "--require-all-labels"]
+    a = _train(small, tmp_path / "a", *opts, "--mixup", "0.4")
+    t = a["train"]
+    assert (t["use_lstm"], t["pool"], t["mixup"], t["class_weighting"], t["require_all_labels"]) == (
+        False, "mean", 0.4, "balanced", True)
+    assert a["head"]["use_lstm"] is False and a["head"]["pool"] == "mean"
+    keys = load_file(str(tmp_path / "a" / "model.safetensors")).keys()
+    assert not any(k.startswith(("lstm.", "attn.")) for k in keys) and any(k.startswith("heads.style") for k in keys)
+    # --require-all-labels: only the training paintings with all three labels
+    split = json.loads((tmp_path / "a" / "split.json").read_text())
+    df = cat.df.set_index("id")
+    full = df[["style", "genre", "artist"]].notna().all(axis=1)
+    assert set(split["train"]) == set(df.index[full & (df["split"] == "train")])
+    assert set(split["val"]) == set(df.index[full & (df["split"] == "val")])
+    # the same run without mixup trains differently; without --require-all-labels it sees more rows
+    b = _train(small, tmp_path / "b", *opts)
+    assert b["train"]["mixup"] == 0.0
+    assert [h["loss"] for h in a["history"]] != pytest.approx([h["loss"] for h in b["history"]])
+    c = _train(small, tmp_path / "c", *opts[:-1])
+    n_c = len(json.loads((tmp_path / "c" / "split.json").read_text())["train"])
+    assert c["train"]["require_all_labels"] is False
+    assert n_c == int(((df["split"] == "train") & df[["style", "genre", "artist"]].notna().any(axis=1)).sum())
+    assert n_c > len(split["train"])
+    # the default head has the LSTM and attention pooling
+    d = _train(small, tmp_path / "d", "--tasks", "style", "--epochs", "1", "--no-refit")
+    assert d["head"]["use_lstm"] is True and d["head"]["pool"] == "attention"
+    assert any(k.startswith("lstm.") for k in load_file(str(tmp_path / "d" / "model.safetensors")))
+
+
+@pytest.mark.slow
+def test_finetune_trains_the_backbone_end_to_end(small, tmp_path, capsys):
+    from artextract.models.backbones import create_backbone
+    from artextract.training.inference import Run
+
+    out = tmp_path / "ft"
+    cfg = _train(small, out, "--tasks", "style", "--epochs", "1", "--finetune", "--finetune-epochs", "1",
+                 "--finetune-lr", "1e-3")
+    assert cfg["train"]["finetune"] is True and cfg["train"]["finetune_epochs"] == 1
+    st = torch.load(out / "state.pt", weights_only=False)
+    assert st["stage"] == "finetune" and st["epoch"] == 0
+    last = load_file(str(out / "last.safetensors"))
+    bb = {k[len("backbone."):]: v for k, v in last.items() if k.startswith("backbone.")}
+    assert bb and any(k.startswith("head.") for k in last)
+    # the backbone moved away from its (seeded) random start
+    torch.manual_seed(0)
+    start = create_backbone("tiny_cnn", pretrained=False).state_dict()
+    moved = [k for k, v in start.items() if v.dtype.is_floating_point and k in bb and not torch.allclose(v, bb[k])]
+    assert moved, "fine-tuning left every backbone weight as it was"
+    # the run loads and predicts, with the fine-tuned backbone if that epoch was kept
+    run = Run.load(out)
+    cat = Catalog.load(small)
+    probs = run.predict_proba_images([cat.image_path(cat.df["path"].iloc[0])])
+    assert probs["style"].shape == (1, 5) and np.isclose(probs["style"].sum(), 1, atol=1e-5)
+    assert main(["predict", "--run", str(out), str(cat.image_path(cat.df["path"].iloc[0])), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["predictions"]["style"]
+
+
+def test_backbones_lists_the_registry(capsys):
+    from artextract.models.backbones import list_backbones
+
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    names = [b.name for b in list_backbones()]
+    assert [ln.split()[0] for ln in lines[:len(names)]] == names
+    assert "tiny_cnn" in names and "mobilenet_v2" in names
+    tiny = next(ln for ln in lines if ln.startswith("tiny_cnn "))
+    assert tiny.split()[1] == "offline"
+    assert lines[-1].startswith("timm:<name>")
+
+
+@pytest.mark.slow
+def test_report_command(tiny_run, tmp_path, capsys):
+    from artextract.report.build import SECTIONS
+
+    out = tmp_path / "rep"
+    assert main(["report", "--run", str(tiny_run.run), "--out", str(out), "--title", "Tiny run report",
+                 "--color-by", "genre", "--split", "val"]) == 0
+    assert f"report written to {out / 'report.html'}" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    assert "Tiny run report" in html
+    for section in SECTIONS:
+        assert f'id="{section}"' in html, section
+    metrics = json.loads((tiny_run.run / "config.json").read_text())["val_metrics"]
+    assert f"{metrics['style']['accuracy']:.3f}" in html
+    # --catalog alone: a report of the catalogue without a run
+    assert main(["report", "--catalog", str(tiny_run.catalog), "--out", str(tmp_path / "cat")]) == 0
+    assert (tmp_path / "cat" / "report.html").stat().st_size > 1000
+    assert main(["report", "--out", str(tmp_path / "x")]) == 2
+    assert "give --run or --catalog" in capsys.readouterr().err
