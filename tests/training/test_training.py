@@ -248,21 +248,6 @@ def test_style_statistics_are_channel_mean_and_spread_of_the_taps():
     assert not torch.allclose(head.embed(fmap, stats), head.embed(fmap, other))
 
 
-def test_ddp_two_processes_gloo(demo, tmp_path):
-    out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        "--master_port", str(29500 + os.getpid() % 1000), "-m", "artextract", "train",
-                        "--catalog", str(demo), "--out", str(out), "--backbone", "tiny_cnn", "--pretrained", "none",
-                        "--cache-size", "64", "--image-size", "64", "--epochs", "3", "--tasks", "style,genre",
-                        "--no-progress"], capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert (out / "model.safetensors").exists()
-    hist = json.loads((out / "config.json").read_text())["history"]
-    assert len(hist) == 3
-
-
-@pytest.mark.slow   # uses the session's trained run
 def test_training_beats_chance_on_the_demo_corpus(tiny_run):
     """The session run (10 epochs of tiny_cnn features) learns every task of the demo corpus.
 

@@ -1,8 +1,8 @@
 """2-D layouts of a collection's embedding, for the report's map and the web explorer's map.
 
-:func:`embed_2d` lays out up to ``sample`` paintings with openTSNE's FFT-accelerated t-SNE
-(Linderman et al. 2019; ``negative_gradient_method="fft"``), which is linear in the number of
-points. A larger collection is laid out on a seeded random sample of that size, and every other
+:func:`embed_2d` lays out up to ``sample`` paintings with openTSNE (Poličar et al.), which picks
+the Barnes-Hut gradient for small inputs and the FFT-accelerated one (Linderman et al. 2019) for
+large ones (``negative_gradient_method="auto"``). A larger collection is laid out on a seeded random sample of that size, and every other
 painting is placed at the distance-weighted mean of its nearest laid-out neighbours (found with
 FAISS in the PCA space the layout was computed in). The sample's picture is the same as a full
 layout of those paintings; the time and memory stay bounded in the sample size, apart from one
@@ -17,7 +17,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SAMPLE = 5_000    # paintings laid out by t-SNE itself; the rest are placed among them
+DEFAULT_SAMPLE = 4_000    # paintings laid out by t-SNE itself; the rest are placed among them
 PCA_DIMS = 50             # t-SNE reads the embedding's first principal components, as is customary
 PLACE_K = 10              # neighbours a placed painting is averaged over
 
@@ -38,7 +38,7 @@ def _pca(X: np.ndarray, dims: int, seed: int, fit_rows: int = 50_000) -> np.ndar
 
 
 def tsne_2d(Z: np.ndarray, *, seed: int = 0, n_jobs: int | None = None, perplexity: float = 30.0) -> np.ndarray:
-    """openTSNE FFT t-SNE of ``Z`` (``[N, d]``), PCA-initialised; ``[N, 2]`` float32.
+    """openTSNE t-SNE of ``Z`` (``[N, d]``), PCA-initialised; ``[N, 2]`` float32.
 
     Parameters
     ----------
@@ -63,7 +63,7 @@ def tsne_2d(Z: np.ndarray, *, seed: int = 0, n_jobs: int | None = None, perplexi
         return np.asarray(Z[:, :2] if Z.shape[1] >= 2 else np.c_[Z, np.zeros(n)], np.float32)
     perp = float(min(perplexity, max(2.0, (n - 1) / 3.0)))
     tsne = TSNE(n_components=2, perplexity=perp, metric="euclidean", initialization="pca",
-                negative_gradient_method="fft", neighbors="annoy" if n > 1000 else "exact",
+                negative_gradient_method="auto", neighbors="annoy" if n > 1000 else "exact",
                 n_jobs=n_jobs or os.cpu_count() or 1, random_state=seed, verbose=False)
     return np.asarray(tsne.fit(np.ascontiguousarray(Z, dtype=np.float32)), np.float32)
 
