@@ -1,0 +1,92 @@
+"""The paintings and model API: status, listing and detail, predictions and similarity searches."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, File, Query, UploadFile
+from pydantic import BaseModel
+
+from ... import __version__
+from ..deps import (decode_upload, gallery_page, get_explorer, image_url, pid_url, predictions, read_upload,
+                    require_painting, similar_api_result, thumb_url)
+from ..explorer import Explorer, FeatureUnavailable
+
+router = APIRouter(prefix="/api")
+
+
+class Prediction(BaseModel):
+    label: str
+    prob: float
+
+
+@router.get("/health", tags=["status"], summary="Server status and what is loaded")
+def api_health(ex: Explorer = Depends(get_explorer)):
+    return {"status": "ok", "version": __version__, **ex.status()}
+
+
+@router.get("/paintings", tags=["paintings"], summary="List paintings (filter, search, paginate)")
+def api_paintings(q: str | None = Query(None, description="search in id and title"),
+                  split: str | None = Query(None, description="train, val or test"),
+                  label: list[str] = Query(default=[], description="TASK:LABEL, repeatable"),
+                  flagged: bool = Query(False, description="only paintings flagged by the outlier table"),
+                  page: int = Query(1, ge=1), per_page: int = Query(48, ge=1, le=500),
+                  ex: Explorer = Depends(get_explorer)):
+    data = gallery_page(ex, q, split, label, flagged, page, per_page)
+    for it in data["items"]:
+        it["url"] = pid_url(it["id"])
+        it["thumb_url"] = thumb_url(it["id"])
+    return data
+
+
+@router.get("/paintings/{item_id:path}", tags=["paintings"],
+            summary="One painting: labels, metadata, predictions, outlier rows and review decisions")
+def api_painting(item_id: str, predictions_: bool = Query(True, alias="predictions",
+                                                          description="include the model's top-3"),
+                 ex: Explorer = Depends(get_explorer)):
+    require_painting(ex, item_id)
+    out = ex.summary(item_id)
+    out["metadata"] = ex.metadata(item_id)
+    out["path"] = ex.row(item_id)["path"]
+    out["image_url"] = image_url(item_id)
+    out["thumb_url"] = thumb_url(item_id)
+    if predictions_:
+        preds, err = predictions(ex, item_id)
+        out["predictions"] = preds
+        out["predictions_message"] = err or (None if ex.run is not None else ex.status()["run"]["message"])
+    out["outliers"] = ex.outliers.for_id(item_id) if ex.outliers is not None else []
+    out["reviews"] = ex.reviews.current(item_id)
+    return out
+
+
+@router.post("/predict", tags=["model"], summary="Predict the labels of an uploaded image",
+             responses={400: {"description": "not an image"}, 413: {"description": "too large"},
+                        503: {"description": "no model run loaded"}})
+def api_predict(file: UploadFile = File(..., description="an image file"),
+                top_k: int = Query(3, ge=1, le=50),
+                similar: bool = Query(False, description="also search the index (mode=image)"),
+                k: int = Query(12, ge=1, le=100), ex: Explorer = Depends(get_explorer)):
+    data = read_upload(file, ex.config.max_upload_bytes)
+    img = decode_upload(data, ex.config.max_upload_pixels)
+    out: dict[str, Any] = {"filename": file.filename, "width": img.width, "height": img.height,
+                           "predictions": ex.predict_image(img, top_k)}
+    if similar:
+        out["similar"] = similar_api_result(ex, image=img, mode="image", k=k)
+    return out
+
+
+@router.get("/similar", tags=["model"], summary="Paintings similar to a catalogue painting")
+def api_similar(id: str = Query(..., description="painting id"),
+                mode: Literal["image", "face", "pose"] = "image", k: int = Query(12, ge=1, le=100),
+                ex: Explorer = Depends(get_explorer)):
+    require_painting(ex, id)
+    return similar_api_result(ex, item_id=id, mode=mode, k=k)
+
+
+@router.post("/similar", tags=["model"], summary="Paintings similar to an uploaded image")
+def api_similar_upload(file: UploadFile = File(...), mode: Literal["image", "face", "pose"] = Query("image"),
+                       k: int = Query(12, ge=1, le=100), ex: Explorer = Depends(get_explorer)):
+    data = read_upload(file, ex.config.max_upload_bytes)
+    img = decode_upload(data, ex.config.max_upload_pixels)
+    if ex.index is None:
+        raise FeatureUnavailable(ex.status()["index"]["message"])
+    return similar_api_result(ex, image=img, mode=mode, k=k)
