@@ -21,6 +21,8 @@ from .. import __version__
 from .deps import HERE, render
 from .explorer import Explorer, FeatureUnavailable, WebConfig
 from .images import ImageNotFound
+from .auth import AuthMiddleware, LoginThrottle
+from .auth import router as auth_router
 from .middleware import SameOriginMiddleware, UploadLimitMiddleware
 from .routes import pages, paintings, review
 
@@ -99,10 +101,14 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
         openapi_tags=[{"name": "status"}, {"name": "paintings"}, {"name": "model"}, {"name": "review"}],
     )
     app.state.explorer = explorer
+    app.state.login_throttle = LoginThrottle(base=explorer.config.login_delay)
+    # outermost last: the same-origin check, then who is asking, then the upload limit
     app.add_middleware(UploadLimitMiddleware, max_bytes=explorer.config.max_upload_bytes)
+    app.add_middleware(AuthMiddleware, store=explorer.reviews, enabled=explorer.config.auth)
     app.add_middleware(SameOriginMiddleware)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _add_error_handlers(app)
+    app.include_router(auth_router)
     for module in (pages, paintings, review):
         app.include_router(module.router)
     return app

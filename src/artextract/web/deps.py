@@ -108,6 +108,35 @@ def review_left(ex: Explorer) -> int:
     return sum(1 for r in ex.outliers.queue if (r["id"], r["task"]) not in decided)
 
 
+QUEUE_VIEWS = {"all": "all flagged labels", "open": "only items nobody has decided",
+               "second": "second opinion: items another reviewer decided"}
+
+
+def queue_view(ex: Explorer, task: str | None, show: str, me: str | None) -> tuple[list, list[int], list[int], dict]:
+    """The review queue of one task (or all) as one view of it.
+
+    Returns ``(queue, visible, todo, by_reviewer)``: the task's queue rows (positions into it stay
+    the same in every view), the positions the view shows, the positions still to do, and
+    ``(id, task) -> {reviewer: decision}``. ``show`` is ``all`` (every row; to do: nobody decided),
+    ``open`` (only rows nobody decided) or ``second`` (rows another reviewer decided; to do: the
+    ones ``me`` has not).
+    """
+    if show not in QUEUE_VIEWS:
+        raise HTTPException(400, f"show must be one of {', '.join(QUEUE_VIEWS)}")
+    queue = [r for r in ex.outliers.queue if not task or r["task"] == task]
+    by = ex.reviews.reviewers_map()
+    me = me or ""
+    keys = [(r["id"], r["task"]) for r in queue]
+    if show == "second":
+        visible = [i for i, k in enumerate(keys) if any(who != me for who in by.get(k, {}))]
+        todo = [i for i in visible if me not in by.get(keys[i], {})]
+    else:
+        nobody = [i for i, k in enumerate(keys) if k not in by]
+        visible = nobody if show == "open" else list(range(len(queue)))
+        todo = nobody
+    return queue, visible, todo, by
+
+
 def render(request: Request, name: str, status: int = 200, **ctx) -> HTMLResponse:
     """Render a page template with what every page shows (the explorer, its tasks, the queue badge,
     the signed-in reviewer and the CSRF token of the session)."""
@@ -241,6 +270,6 @@ def decide(ex: Explorer, item_id: str, task: str, action: str, label: str | None
     given, suggested = _decision_labels(ex, task, action, label, row, item_id)
     try:
         return ex.reviews.record(item_id, task, action, label, given_label=given,
-                                 suggested_label=suggested, source=source)
+                                 suggested_label=suggested, source=source, reviewer=reviewer)
     except ReviewStoreError as exc:
         raise HTTPException(400, str(exc)) from None

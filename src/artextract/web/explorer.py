@@ -50,6 +50,8 @@ class WebConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     per_page: int = 48
+    auth: bool = True  # ask for sign-in once the review database has users (False: --no-auth)
+    login_delay: float = 0.5  # seconds of wait after the first failed sign-in, doubling with each
     extra: dict = field(default_factory=dict)
 
 

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ...data.catalog import SPLITS
-from ..deps import (decide, decode_upload, gallery_page, get_explorer, pid_url, predictions, query_string,
+from ..auth import check_csrf
+from ..deps import (QUEUE_VIEWS, current_user, decide, queue_view, decode_upload, gallery_page, get_explorer, pid_url, predictions, query_string,
                     read_upload, render, require_painting, similar_panel_result, templates)
 from ..explorer import SIMILARITY_MODES, Explorer
 from ..images import data_url
@@ -60,7 +61,9 @@ def upload_form(request: Request):
 
 
 @router.post("/upload", response_class=HTMLResponse)
-def upload(request: Request, file: UploadFile = File(...), ex: Explorer = Depends(get_explorer)):
+def upload(request: Request, file: UploadFile = File(...), csrf_token: str = Form(""),
+           ex: Explorer = Depends(get_explorer)):
+    check_csrf(request, csrf_token)
     cfg = ex.config
     try:
         data = read_upload(file, cfg.max_upload_bytes)
@@ -108,44 +111,54 @@ def similar_panel(request: Request, mode: str = "image", id: str | None = None, 
 
 @router.get("/review", response_class=HTMLResponse)
 def review(request: Request, task: str | None = None, pos: int | None = None, after: int | None = None,
-           ex: Explorer = Depends(get_explorer)):
+           show: str = "all", ex: Explorer = Depends(get_explorer)):
     if ex.outliers is None:
         return render(request, "review.html", nav="review", item=None, queue=[], unavailable=True)
-    queue = [r for r in ex.outliers.queue if not task or r["task"] == task]
-    decided = ex.reviews.current_map()
-    undecided = [i for i, r in enumerate(queue) if (r["id"], r["task"]) not in decided]
+    me = current_user(request)
+    queue, visible, todo, by = queue_view(ex, task, show, me)
     if pos is None:
         if after is not None:
-            pos = next((i for i in undecided if i > after), undecided[0] if undecided else None)
+            pos = next((i for i in todo if i > after), todo[0] if todo else None)
         else:
-            pos = undecided[0] if undecided else None
+            pos = todo[0] if todo else None
     if pos is not None and not (0 <= pos < len(queue)):
-        pos = undecided[0] if undecided else None
+        pos = todo[0] if todo else None
+    decided = ex.reviews.current_map()
     item = dict(queue[pos]) if pos is not None else None
     ctx: dict[str, Any] = {}
     if item is not None:
+        key = (item["id"], item["task"])
         item["painting"] = ex.summary(item["id"])
-        item["decision"] = decided.get((item["id"], item["task"]))
+        item["decision"] = by.get(key, {}).get(me or "")
+        item["others"] = [d for who, d in by.get(key, {}).items() if who != (me or "")]
         item["evidence_rows"] = evidence_view(item["extra"], ex.row_of)
         ctx["classes"] = ex.tasks[item["task"]].classes
         ctx["item_preds"], ctx["pred_error"] = predictions(ex, item["id"])
-    done = len(queue) - len(undecided)
-    return render(request, "review.html", nav="review", item=item, pos=pos, queue=queue, task=task or "",
-                  decided=decided, done=done, total=len(queue), review_tasks=ex.outliers.tasks,
-                  counts=ex.reviews.counts(), unavailable=False, **ctx)
+        ctx["prev_pos"] = next((i for i in reversed(visible) if i < pos), None)
+        ctx["next_pos"] = next((i for i in visible if i > pos), None)
+    rows = [(i, queue[i]) for i in visible]
+    todo_set = set(todo)
+    done = sum(1 for i in visible if i not in todo_set)
+    return render(request, "review.html", nav="review", item=item, pos=pos, rows=rows, task=task or "",
+                  show=show, views=QUEUE_VIEWS, decided=decided, by_reviewer=by, done=done, total=len(visible),
+                  queue_total=len(queue), review_tasks=ex.outliers.tasks, counts=ex.reviews.counts(),
+                  unavailable=False, **ctx)
 
 
 @router.post("/review/decide")
 def review_decide(request: Request, id: str = Form(...), task: str = Form(...), action: str = Form(...),
                   label: str | None = Form(None), pos: int | None = Form(None),
                   queue_task: str | None = Form(None), back: str | None = Form(None),
-                  ex: Explorer = Depends(get_explorer)):
-    decide(ex, id, task, action, label or None, "web")
+                  show: str | None = Form(None), csrf_token: str = Form(""), ex: Explorer = Depends(get_explorer)):
+    check_csrf(request, csrf_token)
+    decide(ex, id, task, action, label or None, "web", current_user(request))
     if back == "painting":
         return RedirectResponse(pid_url(id) + "#review", status_code=303)
     params = {}
     if queue_task:
         params["task"] = queue_task
+    if show and show != "all":
+        params["show"] = show
     if action == "undo" and pos is not None:
         params["pos"] = pos
     elif pos is not None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from ...data.catalog import absolute_image_root
-from ..deps import decide, get_explorer
+from ..deps import current_user, decide, get_explorer, queue_view
 from ..explorer import Explorer, FeatureUnavailable
 from ..review import decisions_frame, export_reviews
 
@@ -36,6 +36,7 @@ class ReviewOut(BaseModel):
     suggested_label: str | None = None
     decided_at: str | None = None
     seq: int | None = None
+    reviewer: str | None = None
 
 
 def _outliers(ex: Explorer):
@@ -60,15 +61,22 @@ def api_outliers(flagged: bool = Query(True, description="only flagged rows (the
 
 
 @router.get("/review/queue", summary="The review queue with each item's decision")
-def api_queue(task: str | None = None, undecided: bool = False, ex: Explorer = Depends(get_explorer)):
-    table = _outliers(ex)
+def api_queue(request: Request, task: str | None = None,
+              show: Literal["all", "open", "second"] = Query(
+                  "all", description="all; open: only items nobody has decided; second: items another "
+                  "reviewer decided (a second opinion)"),
+              undecided: bool = Query(False, description="the same as show=open"),
+              ex: Explorer = Depends(get_explorer)):
+    _outliers(ex)
+    queue, visible, todo, by = queue_view(ex, task, "open" if undecided else show, current_user(request))
     decided = ex.reviews.current_map()
+    todo_set = set(todo)
     items = []
-    for pos, r in enumerate(x for x in table.queue if not task or x["task"] == task):
-        d = decided.get((r["id"], r["task"]))
-        if undecided and d is not None:
-            continue
-        items.append({"pos": pos, **r, "decision": d})
+    for pos in visible:
+        r = queue[pos]
+        key = (r["id"], r["task"])
+        items.append({"pos": pos, **r, "decision": decided.get(key), "reviewers": sorted(by.get(key, {})),
+                      "to_do": pos in todo_set})
     return {"total": len(items), "items": items}
 
 
@@ -85,14 +93,14 @@ def api_history(id: str | None = None, task: str | None = None, limit: int = Que
 
 @router.post("/reviews", summary="Record a review decision", response_model=ReviewOut | None)
 def api_review(body: ReviewIn, request: Request, ex: Explorer = Depends(get_explorer)):
-    return decide(ex, body.id, body.task, body.action, body.label, "api")
+    return decide(ex, body.id, body.task, body.action, body.label, "api", current_user(request))
 
 
 @router.get("/reviews/export", summary="Download the corrected labels: a catalogue (.parquet) or the decisions (.csv)")
 def api_export(format: Literal["catalog", "csv"] = "csv", ex: Explorer = Depends(get_explorer)):
     stem = Path(str(ex.catalog.path)).stem
     if format == "csv":
-        csv = decisions_frame(ex.reviews.current()).to_csv(index=False)
+        csv = decisions_frame(ex.reviews.current_by_reviewer()).to_csv(index=False)
         return Response(csv, media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{stem}.reviews.csv"'})
     tmpdir = tempfile.mkdtemp(prefix="artextract-export-")
