@@ -19,8 +19,8 @@ def test_concurrent_uploads_and_reviews_across_two_servers(server_factory, tmp_p
     (Stub model parts: this is about the server and the database; test_web_real runs concurrent
     uploads through the real model.)"""
     db = tmp_path / "shared.sqlite"
-    a = server_factory(db, real=False, wait=False)
-    b = server_factory(db, real=False, wait=False)
+    a = server_factory(db, wait=False)
+    b = server_factory(db, wait=False)
     a.wait_ready(), b.wait_ready()
     queue = httpx.get(a.url + "/api/review/queue").json()["items"]
     assert queue
@@ -60,7 +60,7 @@ def test_concurrent_uploads_and_reviews_across_two_servers(server_factory, tmp_p
 
 
 def test_decisions_survive_a_killed_server(server_factory, tmp_path):
-    s = server_factory(real=False)
+    s = server_factory()
     it = httpx.get(s.url + "/api/review/queue").json()["items"][0]
     r = httpx.post(s.url + "/api/reviews", json={"id": it["id"], "task": it["task"], "action": "accept"})
     assert r.status_code == 200

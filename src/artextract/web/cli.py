@@ -44,6 +44,8 @@ def _cmd_serve(args) -> int:
                         f"--catalog {args.catalog}` (then everyone signs in), or pass --no-auth to serve "
                         "without sign-in")
     app = create_app(explorer=explorer)
+    if explorer.index is not None or explorer.run is not None:
+        explorer.map.warm()  # the collection map's layout: loaded from its cache, or computed once
     st = explorer.status()
     print(f"catalogue {st['catalog']['path']} ({st['catalog']['rows']:,} paintings); "
           f"model: {'yes' if st['run']['loaded'] else 'no'}, index: {'yes' if st['index']['loaded'] else 'no'}, "

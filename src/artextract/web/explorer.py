@@ -52,6 +52,7 @@ class WebConfig:
     per_page: int = 48
     auth: bool = True  # ask for sign-in once the review database has users (False: --no-auth)
     login_delay: float = 0.5  # seconds of wait after the first failed sign-in, doubling with each
+    map_sample: int = 5_000  # paintings the map's t-SNE lays out itself (the rest are placed among them)
     extra: dict = field(default_factory=dict)
 
 
@@ -125,6 +126,10 @@ class Explorer:
         self._pred_cache = _ObjLRU(4096)
         self._sim_cache = _ObjLRU(2048)
         self.uploads = _ObjLRU(32)  # token -> recent uploaded image, for the face/pose tabs
+        self.selections = _ObjLRU(256)  # token -> ids chosen on the map, for the gallery and the queue
+        from .map import CollectionMap
+
+        self.map = CollectionMap(self)
 
     # ------------------------------------------------------------------ loading
     @staticmethod
@@ -250,6 +255,12 @@ class Explorer:
         return res
 
     # ------------------------------------------------------------------ similarity
+    def keep_selection(self, ids: list[str]) -> str:
+        """Remember a set of catalogue ids chosen on the map; returns its token."""
+        token = secrets.token_urlsafe(9)
+        self.selections.put(token, [i for i in dict.fromkeys(ids) if i in self.row_of])
+        return token
+
     def keep_upload(self, img: Image.Image) -> str:
         """Remember an uploaded image for a while (bounded) and return its token."""
         token = secrets.token_urlsafe(12)

@@ -25,10 +25,35 @@ router = APIRouter(include_in_schema=False)
 @router.get("/", response_class=HTMLResponse)
 def gallery(request: Request, q: str | None = None, split: str | None = None,
             label: list[str] = Query(default=[]), flagged: bool = False, page: int = 1,
-            per_page: int = Query(default=0, ge=0, le=200), ex: Explorer = Depends(get_explorer)):
-    data = gallery_page(ex, q, split, label, flagged, page, per_page or ex.config.per_page)
-    return render(request, "gallery.html", nav="gallery", data=data, splits=SPLITS,
-                  qs=lambda **kw: query_string(request, **kw))
+            per_page: int = Query(default=0, ge=0, le=200), sel: str | None = None,
+            ex: Explorer = Depends(get_explorer)):
+    subset = _selection(ex, sel)
+    data = gallery_page(ex, q, split, label, flagged, page, per_page or ex.config.per_page, subset)
+    return render(request, "gallery.html", nav="gallery", data=data, splits=SPLITS, sel=sel if subset is not None
+                  else None, qs=lambda **kw: query_string(request, **kw))
+
+
+def _selection(ex: Explorer, sel: str | None) -> list[str] | None:
+    if not sel:
+        return None
+    ids = ex.selections.get(sel)
+    if ids is None:
+        raise HTTPException(404, "this map selection has expired; select the paintings on the map again")
+    return ids
+
+
+@router.get("/map", response_class=HTMLResponse)
+def map_page(request: Request, layout: str = "embedding", color: str | None = None,
+             ex: Explorer = Depends(get_explorer)):
+    message = None
+    if ex.index is None and ex.run is None:
+        message = ("The map needs an embedding: start the server with --index INDEX_DIR (or --run RUN_DIR). "
+                   "Build an index with `artextract index`.")
+    fields = ex.map.fields()
+    if color not in fields:
+        color = next((t for t in ("style", "genre") if t in fields), fields[0] if fields else None)
+    return render(request, "map.html", nav="map", message=message, fields=fields, layout=layout, color=color,
+                  has_queue=ex.outliers is not None)
 
 
 @router.get("/painting/{item_id:path}", response_class=HTMLResponse)
@@ -111,11 +136,16 @@ def similar_panel(request: Request, mode: str = "image", id: str | None = None, 
 
 @router.get("/review", response_class=HTMLResponse)
 def review(request: Request, task: str | None = None, pos: int | None = None, after: int | None = None,
-           show: str = "all", ex: Explorer = Depends(get_explorer)):
+           show: str = "all", sel: str | None = None, ex: Explorer = Depends(get_explorer)):
     if ex.outliers is None:
         return render(request, "review.html", nav="review", item=None, queue=[], unavailable=True)
     me = current_user(request)
     queue, visible, todo, by = queue_view(ex, task, show, me)
+    subset = _selection(ex, sel)
+    if subset is not None:
+        keep = set(subset)
+        visible = [i for i in visible if queue[i]["id"] in keep]
+        todo = [i for i in todo if queue[i]["id"] in keep]
     if pos is None:
         if after is not None:
             pos = next((i for i in todo if i > after), todo[0] if todo else None)
@@ -140,7 +170,7 @@ def review(request: Request, task: str | None = None, pos: int | None = None, af
     todo_set = set(todo)
     done = sum(1 for i in visible if i not in todo_set)
     return render(request, "review.html", nav="review", item=item, pos=pos, rows=rows, task=task or "",
-                  show=show, views=QUEUE_VIEWS, decided=decided, by_reviewer=by, done=done, total=len(visible),
+                  show=show, sel=sel if subset is not None else "", views=QUEUE_VIEWS, decided=decided, by_reviewer=by, done=done, total=len(visible),
                   queue_total=len(queue), review_tasks=ex.outliers.tasks, counts=ex.reviews.counts(),
                   unavailable=False, **ctx)
 
@@ -149,7 +179,8 @@ def review(request: Request, task: str | None = None, pos: int | None = None, af
 def review_decide(request: Request, id: str = Form(...), task: str = Form(...), action: str = Form(...),
                   label: str | None = Form(None), pos: int | None = Form(None),
                   queue_task: str | None = Form(None), back: str | None = Form(None),
-                  show: str | None = Form(None), csrf_token: str = Form(""), ex: Explorer = Depends(get_explorer)):
+                  show: str | None = Form(None), sel: str | None = Form(None), csrf_token: str = Form(""),
+                  ex: Explorer = Depends(get_explorer)):
     check_csrf(request, csrf_token)
     decide(ex, id, task, action, label or None, "web", current_user(request))
     if back == "painting":
@@ -159,6 +190,8 @@ def review_decide(request: Request, id: str = Form(...), task: str = Form(...), 
         params["task"] = queue_task
     if show and show != "all":
         params["show"] = show
+    if sel:
+        params["sel"] = sel
     if action == "undo" and pos is not None:
         params["pos"] = pos
     elif pos is not None:

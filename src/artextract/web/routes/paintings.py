@@ -3,13 +3,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
-from pydantic import BaseModel
+import gzip
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from ... import __version__
 from ..deps import (decode_upload, gallery_page, get_explorer, image_url, pid_url, predictions, read_upload,
                     require_painting, similar_api_result, thumb_url)
 from ..explorer import Explorer, FeatureUnavailable
+from ..map import LAYOUTS, PARTS, MapUnavailable
 
 router = APIRouter(prefix="/api")
 
@@ -90,3 +95,41 @@ def api_similar_upload(file: UploadFile = File(...), mode: Literal["image", "fac
     if ex.index is None:
         raise FeatureUnavailable(ex.status()["index"]["message"])
     return similar_api_result(ex, image=img, mode=mode, k=k)
+
+
+@router.get("/map", tags=["paintings"], summary="The collection map: every painting a point (columnar JSON)",
+            responses={200: {"description": "n, ids, titles, dates, flagged (positions), x and y (integers in "
+                             "[0, 99999]), x_axis, color {field, values, counts, codes (-1 other, -2 no value)}"}})
+async def api_map(request: Request, layout: str = Query("embedding", description="embedding or timeline"),
+                  color: str | None = Query(None, description="a task or catalogue column to colour by"),
+                  parts: str = Query(",".join(PARTS), description="comma-separated: points, xy, color"),
+                  ex: Explorer = Depends(get_explorer)):
+    if layout not in LAYOUTS:
+        raise HTTPException(400, f"layout must be one of {', '.join(LAYOUTS)}")
+    want = [p.strip() for p in parts.split(",") if p.strip()]
+    try:
+        data = await run_in_threadpool(ex.map.payload, layout, color or None, want)
+    except MapUnavailable as exc:
+        raise FeatureUnavailable(str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    headers = {"Cache-Control": "private, max-age=300", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", "") and len(data) > 4096:
+        key = ("gz", layout, color, tuple(want))
+        gz = ex.map._cache.get(key)
+        if gz is None:
+            gz = ex.map._cache[key] = gzip.compress(data, 1)
+        return Response(gz, media_type="application/json", headers={**headers, "Content-Encoding": "gzip"})
+    return Response(data, media_type="application/json", headers=headers)
+
+
+class SelectionIn(BaseModel):
+    ids: list[str] = Field(description="catalogue ids (e.g. chosen on the map)", max_length=1_000_000)
+
+
+@router.post("/selections", tags=["paintings"], summary="Keep a set of paintings for the gallery or the queue "
+             "(?sel=TOKEN)")
+def api_selection(body: SelectionIn, ex: Explorer = Depends(get_explorer)):
+    token = ex.keep_selection(body.ids)
+    n = len(ex.selections.get(token) or [])
+    return {"token": token, "count": n, "gallery_url": f"/?sel={token}", "review_url": f"/review?sel={token}"}
