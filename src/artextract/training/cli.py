@@ -66,7 +66,7 @@ def _cmd_predict(args) -> int:
     files = _expand(args.images)
     if not files:
         raise UserError("no images found in " + ", ".join(args.images))
-    results, errors = [], []
+    results, errors, explained = [], [], []
     batch: list = []
     names: list[Path] = []
 
@@ -75,6 +75,10 @@ def _cmd_predict(args) -> int:
             for f, r in zip(names, run.predict_images(batch, top_k=args.top_k)):
                 results.append({"image": str(f), "predictions": {t: [{"label": lab, "prob": round(p, 4)} for lab, p in v]
                                                                  for t, v in r.items()}})
+            if args.explain:
+                from ..web.explain import write_explanations
+
+                explained.extend(write_explanations(run, batch, names, args.explain))
             batch.clear()
             names.clear()
 
@@ -96,6 +100,10 @@ def _cmd_predict(args) -> int:
                 print(f"  {t:<10} " + ", ".join(f"{x['label']} {x['prob']:.2f}" for x in v))
         for e in errors:
             print(f"{e['image']}: skipped: {e['error']}")
+    if explained:
+        import sys
+
+        print(f"wrote {len(explained)} explanation(s) to {args.explain}", file=sys.stderr)
     return 1 if errors and not results else 0
 
 
@@ -180,6 +188,9 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--explain", metavar="DIR", default=None,
+                   help="also write, per image and task, DIR/<name>.<task>.png: the image with a heat map of "
+                   "where the model looked for its top label (attention weights or Grad-CAM, as the legend says)")
     p.set_defaults(func=_cmd_predict)
 
     p = add_command(sub, "backbones", "list the available backbones", "artextract backbones")

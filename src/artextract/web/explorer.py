@@ -254,6 +254,25 @@ class Explorer:
         self._pred_cache.put(key, res)
         return res
 
+    # ------------------------------------------------------------------ explanations
+    def explain_png(self, item_id: str, task: str, label: str | None = None, method: str = "auto") -> tuple[bytes, dict]:
+        """The heat-map overlay (PNG) of what drove the run's score for ``label`` of ``task`` on a
+        painting, and what it shows (see :mod:`artextract.web.explain`)."""
+        if self.run is None:
+            raise FeatureUnavailable(NOT_CONFIGURED["run"])
+        from .explain import explain, overlay_png
+
+        key = ("explain", item_id, task, label, method)
+        hit = self._pred_cache.get(key)
+        if hit is not None:
+            return hit
+        img = self.images.load(item_id)
+        with self._model_lock:
+            result = explain(self.run, img, task, label, method)
+        out = (overlay_png(result), result.info())
+        self._pred_cache.put(key, out)
+        return out
+
     # ------------------------------------------------------------------ similarity
     def keep_selection(self, ids: list[str]) -> str:
         """Remember a set of catalogue ids chosen on the map; returns its token."""

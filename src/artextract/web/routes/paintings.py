@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import gzip
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -133,3 +134,26 @@ def api_selection(body: SelectionIn, ex: Explorer = Depends(get_explorer)):
     token = ex.keep_selection(body.ids)
     n = len(ex.selections.get(token) or [])
     return {"token": token, "count": n, "gallery_url": f"/?sel={token}", "review_url": f"/review?sel={token}"}
+
+
+@router.get("/explain/{item_id:path}", tags=["model"], response_class=Response,
+            summary="Where the model looked: a PNG of the painting with a heat map of what drove one label's score",
+            responses={200: {"content": {"image/png": {}}, "description": "the overlay; X-Explain-Method says "
+                             "which map it shows (attention or gradcam), X-Explain-Label and X-Explain-Prob the "
+                             "label explained"}, 503: {"description": "no model run loaded"}})
+def api_explain(item_id: str, task: str = Query(..., description="a task of the run, e.g. style"),
+                label: str | None = Query(None, description="the class to explain (default: the top one)"),
+                method: Literal["auto", "attention", "gradcam"] = Query(
+                    "auto", description="auto shows whichever map is more concentrated"),
+                ex: Explorer = Depends(get_explorer)):
+    from ..explain import ExplainError
+
+    require_painting(ex, item_id)
+    try:
+        png, info = ex.explain_png(item_id, task, label, method)
+    except ExplainError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return Response(png, media_type="image/png", headers={
+        "Cache-Control": "private, max-age=3600", "X-Explain-Method": info["method"],
+        "X-Explain-Label": quote(info["label"]), "X-Explain-Prob": f"{info['prob']:.4f}",
+        "X-Explain-Grid": "x".join(map(str, info["grid"]))})
