@@ -34,10 +34,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")]
 
 
-def _shot(page, out: Path, name: str, full_page: bool = False) -> Path:
+def _shot(page, out: Path, name: str, full_page: bool = False, element: str | None = None) -> Path:
     path = out / f"web-{name}.png"
     page.evaluate("() => window.scrollTo(0, 0)")  # the sticky top bar stays at the top of a full-page shot
-    page.screenshot(path=str(path), full_page=full_page)
+    if element:
+        page.locator(element).screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=full_page)
     if os.environ.get("ARTEXTRACT_SCREENSHOTS"):  # small files for the README
         from PIL import Image
 
@@ -123,8 +126,7 @@ def test_browser_end_to_end(server_factory, tmp_path):
         page.click("#explain-genre")
         expect(page.locator("#explain-img.loaded")).to_be_visible(timeout=120_000)
         assert page.evaluate("() => document.getElementById('explain-img').naturalWidth") == 384
-        page.locator("#explain").scroll_into_view_if_needed()
-        _shot(page, out, "explain")
+        _shot(page, out, "explain", element=".painting")
 
         # a box selection on the map goes to the gallery
         page.goto(server.url + "/map?color=style")

@@ -153,7 +153,7 @@ def render(request: Request, name: str, status: int = 200, **ctx) -> HTMLRespons
 def read_upload(file: UploadFile, limit: int) -> bytes:
     data = file.file.read(limit + 1)
     if len(data) > limit:
-        raise HTTPException(413, f"upload too large: the limit is {limit / (1024 * 1024):g} MB")
+        raise HTTPException(413, f"upload too large: the limit is {limit / (1024 * 1024):.3g} MB")
     if not data:
         raise HTTPException(400, "the upload is empty (0 bytes)")
     return data

@@ -169,7 +169,9 @@ def overlay_png(ex: Explanation, labelize=lambda s: str(s).replace("_", " ")) ->
            font=font)
     d.text((8, size + 24), f"{METHOD_NAMES[ex.method]} ({ex.heat.shape[0]}x{ex.heat.shape[1]} grid)",
            fill=(70, 70, 70), font=font)
-    bar_w, x0, y0 = 120, size - 160, size + 44
+    d.text((8, size + 42), f"concentration {ex.scores[ex.method]:.2f} (0: spread evenly, 1: one spot)",
+           fill=(70, 70, 70), font=font)
+    bar_w, x0, y0 = 90, size - 125, size + 44
     for i in range(bar_w):
         c = tuple(int(v * 255) for v in cmap(i / (bar_w - 1))[:3])
         d.line([(x0 + i, y0), (x0 + i, y0 + 10)], fill=c)

@@ -62,7 +62,7 @@ class UploadLimitMiddleware:
 
     async def _too_large(self, scope, send):
         mb = self.max_bytes / (1024 * 1024)
-        msg = f"upload too large: the limit is {mb:g} MB (start the server with --max-upload-mb to change it)"
+        msg = f"upload too large: the limit is {mb:.3g} MB (start the server with --max-upload-mb to change it)"
         await _plain(send, 413, msg, json_body=scope["path"].startswith("/api"))
 
 

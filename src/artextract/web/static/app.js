@@ -112,7 +112,7 @@
     document.querySelectorAll("[data-explain-task]").forEach(function (btn) {
       btn.addEventListener("click", function () {
         var img = document.getElementById("explain-img"), note = document.getElementById("explain-note");
-        document.querySelectorAll("[data-explain-task]").forEach(function (b) { b.classList.toggle("teal", b === btn); });
+        document.querySelectorAll("[data-explain-task]").forEach(function (b) { b.classList.toggle("on", b === btn); });
         note.textContent = "computing…";
         img.onload = function () { img.hidden = false; img.classList.add("loaded"); note.textContent = ""; };
         img.onerror = function () { note.textContent = "the explanation could not be computed"; };

@@ -66,8 +66,13 @@
     if (!st.x) return;
     var W = st.W, H = st.H, img = ctx.createImageData(W, H), px = img.data, n = st.n;
     for (var p = 0; p < px.length; p += 4) { px[p] = 21; px[p + 1] = 23; px[p + 2] = 28; px[p + 3] = 255; }
-    var r = st.view.k * SCALE > 4 * Math.min(W, H) ? 2 : 1;  // bigger dots when zoomed in
+    // dot radius: larger for smaller collections and when zoomed in
+    var r = n <= 1000 ? 4 : n <= 10000 ? 3 : n <= 50000 ? 2 : 1;
+    var zoom = st.view.k * SCALE / (0.92 * Math.min(W, H));
+    if (zoom > 4) r += 1;
+    if (zoom > 16) r += 1;
     r = Math.max(1, Math.round(r * st.dpr));
+    var r2 = (r - 0.5) * (r - 0.5);
     for (var pass = 0; pass < 2; pass++) {  // dimmed points first, the shown ones on top
       for (var i = 0; i < n; i++) {
         var shown = visible(i);
@@ -78,7 +83,7 @@
         for (var dy = -r + 1; dy < r; dy++) {
           var yy = y + dy; if (yy < 0 || yy >= H) continue;
           for (var dx = -r + 1; dx < r; dx++) {
-            var xx = x + dx; if (xx < 0 || xx >= W) continue;
+            var xx = x + dx; if (xx < 0 || xx >= W || (r > 2 && dx * dx + dy * dy > r2)) continue;
             var o = (yy * W + xx) * 4; px[o] = c[0]; px[o + 1] = c[1]; px[o + 2] = c[2];
           }
         }
@@ -94,13 +99,13 @@
         var j = fl[f]; if (!visible(j)) continue;
         var fx = sx(j), fy = sy(j);
         if (fx < -8 || fy < -8 || fx > W + 8 || fy > H + 8) continue;
-        ctx.moveTo(fx + 4 * st.dpr, fy); ctx.arc(fx, fy, 4 * st.dpr, 0, 2 * Math.PI);
+        ctx.moveTo(fx + r + 2.5 * st.dpr, fy); ctx.arc(fx, fy, r + 2.5 * st.dpr, 0, 2 * Math.PI);
       }
       ctx.stroke();
     }
     if (st.hover >= 0) {
       ctx.strokeStyle = "#fff"; ctx.lineWidth = 2 * st.dpr; ctx.beginPath();
-      ctx.arc(sx(st.hover), sy(st.hover), 6 * st.dpr, 0, 2 * Math.PI); ctx.stroke();
+      ctx.arc(sx(st.hover), sy(st.hover), r + 5 * st.dpr, 0, 2 * Math.PI); ctx.stroke();
     }
     drawAxis();
   }
