@@ -157,7 +157,7 @@ def overlay_png(ex: Explanation, labelize=lambda s: str(s).replace("_", " ")) ->
     base = np.asarray(view, np.float32)
     alpha = (0.25 + 0.55 * h)[..., None]
     blended = np.clip(base * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
-    legend_h = 64
+    legend_h = 82
     canvas = Image.new("RGB", (size, size + legend_h), (250, 250, 248))
     canvas.paste(Image.fromarray(blended), (0, 0))
     d = ImageDraw.Draw(canvas)
@@ -171,7 +171,7 @@ def overlay_png(ex: Explanation, labelize=lambda s: str(s).replace("_", " ")) ->
            fill=(70, 70, 70), font=font)
     d.text((8, size + 42), f"concentration {ex.scores[ex.method]:.2f} (0: spread evenly, 1: one spot)",
            fill=(70, 70, 70), font=font)
-    bar_w, x0, y0 = 90, size - 125, size + 44
+    bar_w, x0, y0 = 90, size - 125, size + 64
     for i in range(bar_w):
         c = tuple(int(v * 255) for v in cmap(i / (bar_w - 1))[:3])
         d.line([(x0 + i, y0), (x0 + i, y0 + 10)], fill=c)

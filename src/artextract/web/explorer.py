@@ -6,7 +6,6 @@ The model and the index are imported lazily, so the explorer runs on a bare cata
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import secrets
@@ -134,8 +133,6 @@ class Explorer:
     # ------------------------------------------------------------------ loading
     @staticmethod
     def _load_run(path) -> Any:
-        if importlib.util.find_spec("artextract.training.inference") is None:
-            raise ExplorerError("--run needs artextract.training, which is not installed in this environment")
         from ..training.inference import Run
 
         try:
@@ -145,8 +142,6 @@ class Explorer:
 
     @staticmethod
     def _load_index(path):
-        if importlib.util.find_spec("artextract.similarity.index") is None:
-            raise ExplorerError("--index needs artextract.similarity, which is not installed in this environment")
         from ..similarity.api import find_similar
         from ..similarity.index import EmbeddingIndex
 
