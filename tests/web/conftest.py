@@ -1,8 +1,8 @@
-"""Fixtures of the web explorer tests: a small demo corpus, an outlier table, and apps with stub or
-real model parts."""
+"""Fixtures of the web explorer tests: one small demo corpus with a real trained run (tiny_cnn, no
+pretrained weights) and a real similarity index, built once per test session, an outlier table, and
+apps and live servers that serve them."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,68 +11,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from web_helpers import jpeg_bytes, make_outliers  # noqa: E402,F401
-from web_stubs import StubIndex, StubRun, stub_find_similar  # noqa: E402
-
-REAL_RUN = importlib.util.find_spec("artextract.training.inference") is not None
-REAL_INDEX = (importlib.util.find_spec("artextract.similarity.index") is not None
-              and importlib.util.find_spec("artextract.similarity.api") is not None)
-NO_RUN_REASON = "artextract.training (the model run) is not installed in this checkout"
-NO_INDEX_REASON = "artextract.similarity (index and find_similar) is not installed in this checkout"
 
 
-@pytest.fixture(scope="session")
-def web_demo(tmp_path_factory) -> Path:
-    """A 40-painting demo corpus; returns the catalogue path. Read-only for tests."""
-    from artextract.data.demo import generate_demo
-
-    out = tmp_path_factory.mktemp("webdemo")
-    generate_demo(out, n=40, size=128, seed=3, noise=0.1)
-    return out / "catalog.parquet"
-
-
-@pytest.fixture(scope="session")
-def web_outliers(web_demo, tmp_path_factory) -> Path:
-    return make_outliers(web_demo, tmp_path_factory.mktemp("outliers") / "outliers.csv")
-
-
-@pytest.fixture
-def make_client(web_demo, web_outliers, tmp_path):
-    """Build a TestClient: ``make_client(run=True, index=True, outliers=True, **config)`` with stubs."""
-    from fastapi.testclient import TestClient
-
-    from artextract.data.catalog import Catalog
-    from artextract.web.app import create_app
-    from artextract.web.explorer import Explorer, WebConfig
-
-    def make(run=True, index=True, outliers=True, catalog=None, **cfg):
-        catalog = catalog or web_demo
-        cat = Catalog.load(catalog)
-        if outliers is True:
-            outliers = web_outliers
-        config = WebConfig(catalog=catalog, outliers=outliers or None,
-                           db=cfg.pop("db", tmp_path / "reviews.sqlite"),
-                           thumb_cache=cfg.pop("thumb_cache", tmp_path / "thumbs"), **cfg)
-        ex = Explorer(config, run=StubRun(cat) if run else None, index=StubIndex(cat) if index else None,
-                      similar_fn=stub_find_similar if index else None)
-        return TestClient(create_app(explorer=ex))
-
-    return make
-
-
-@pytest.fixture
-def client(make_client):
-    return make_client()
-
-
-# ---------------------------------------------------------------------- real run and index
 @pytest.fixture(scope="session")
 def real_parts(tmp_path_factory):
-    """A real trained run (tiny_cnn, 2 epochs) and a real similarity index over a fresh 40-painting
-    demo corpus: ``(catalog, run_dir, index_dir, outliers_csv)``."""
-    if not REAL_RUN:
-        pytest.skip(NO_RUN_REASON)
-    if not REAL_INDEX:
-        pytest.skip(NO_INDEX_REASON)
+    """A 40-painting demo corpus, a real trained run (tiny_cnn, 2 epochs) and a real similarity index
+    over it, and an outlier table of its planted errors: ``(catalog, run_dir, index_dir, outliers_csv)``.
+    Read-only for tests."""
     from artextract.cli import main
     from artextract.data.catalog import Catalog
     from artextract.data.demo import generate_demo
@@ -89,6 +34,56 @@ def real_parts(tmp_path_factory):
     index_catalog(Catalog.load(catalog), RunEmbedder(run_dir), index_dir, progress=False, log=lambda *a: None)
     outliers = make_outliers(catalog, work / "outliers.csv")
     return catalog, run_dir, index_dir, outliers
+
+
+@pytest.fixture(scope="session")
+def web_demo(real_parts) -> Path:
+    """The catalogue of the 40-painting demo corpus (the one the real run and index were built on)."""
+    return real_parts[0]
+
+
+@pytest.fixture(scope="session")
+def web_outliers(real_parts) -> Path:
+    return real_parts[3]
+
+
+@pytest.fixture(scope="session")
+def loaded_parts(real_parts):
+    """The real run and index, loaded once: ``(run, index)``."""
+    from artextract.similarity.index import EmbeddingIndex
+    from artextract.training.inference import Run
+
+    _, run_dir, index_dir, _ = real_parts
+    return Run.load(run_dir), EmbeddingIndex.load(index_dir)
+
+
+@pytest.fixture
+def make_client(web_demo, web_outliers, loaded_parts, tmp_path):
+    """Build a TestClient: ``make_client(run=True, index=True, outliers=True, **config)`` with the real
+    run and index (loaded once per session)."""
+    from fastapi.testclient import TestClient
+
+    from artextract.web.app import create_app
+    from artextract.web.explorer import Explorer, WebConfig
+
+    the_run, the_index = loaded_parts
+
+    def make(run=True, index=True, outliers=True, catalog=None, **cfg):
+        catalog = catalog or web_demo
+        if outliers is True:
+            outliers = web_outliers
+        config = WebConfig(catalog=catalog, outliers=outliers or None,
+                           db=cfg.pop("db", tmp_path / "reviews.sqlite"),
+                           thumb_cache=cfg.pop("thumb_cache", tmp_path / "thumbs"), **cfg)
+        ex = Explorer(config, run=the_run if run else None, index=the_index if index else None)
+        return TestClient(create_app(explorer=ex))
+
+    return make
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
 
 
 # ---------------------------------------------------------------------- live servers
@@ -156,34 +151,22 @@ class LiveServer:
 
 
 @pytest.fixture
-def server_factory(request, web_demo, web_outliers, tmp_path):
-    """``server_factory(db=None, real=None, wait=True)`` -> a started LiveServer: the real `artextract serve`
-    with a real run and index when those packages are installed (``real=None``), else (or with
-    ``real=False``) the same app with the stub run and index, which starts much faster."""
+def server_factory(real_parts, tmp_path):
+    """``server_factory(db=None, wait=True, extra=[])`` -> a started LiveServer: ``artextract serve`` itself,
+    in a subprocess, on the real run and index."""
     servers: list[LiveServer] = []
-    have_real = REAL_RUN and REAL_INDEX
 
-    def make(db: Path | None = None, real: bool | None = None, wait: bool = True) -> LiveServer:
-        real = have_real if real is None else (real and have_real)
-        if real:
-            catalog, run_dir, index_dir, outliers = request.getfixturevalue("real_parts")
-            argv = [sys.executable, "-m", "artextract", "serve", "--catalog", str(catalog), "--run", str(run_dir),
-                    "--index", str(index_dir), "--outliers", str(outliers), "--log-level", "warning"]
-            label = "real run and index"
-        else:
-            catalog, outliers = web_demo, web_outliers
-            argv = [sys.executable, str(Path(__file__).parent / "web_stub_server.py"), "--catalog", str(catalog),
-                    "--outliers", str(outliers)]
-            label = "stub run and index" + ("" if have_real else
-                                            f" ({NO_RUN_REASON if not REAL_RUN else NO_INDEX_REASON})")
+    def make(db: Path | None = None, wait: bool = True, extra: list[str] | None = None) -> LiveServer:
+        catalog, run_dir, index_dir, outliers = real_parts
+        argv = [sys.executable, "-m", "artextract", "serve", "--catalog", str(catalog), "--run", str(run_dir),
+                "--index", str(index_dir), "--outliers", str(outliers), "--log-level", "warning"]
         db = db or tmp_path / "reviews.sqlite"
-        argv += ["--db", str(db), "--thumb-cache", str(tmp_path / f"thumbs{len(servers)}")]
-        s = LiveServer(argv, tmp_path / f"server{len(servers)}.log", label)
+        argv += ["--db", str(db), "--thumb-cache", str(tmp_path / f"thumbs{len(servers)}"), *(extra or [])]
+        s = LiveServer(argv, tmp_path / f"server{len(servers)}.log", "real run and index")
         s.catalog = catalog
         servers.append(s)
         return s.start(wait)
 
-    make.have_real = have_real
     yield make
     for s in servers:
         s.stop()

@@ -1,7 +1,9 @@
 """A real browser (Debian's headless Chromium, driven by Playwright) against a live explorer.
 
-Open the gallery, open a painting, upload an image and see predictions and neighbours, record a
-review decision, kill and restart the server and see the decision kept. Screenshots go to
+Sign in, open the gallery, open a painting, upload an image and see predictions and neighbours,
+open the collection map, colour it by a field, click a point and land on that painting, open an
+explanation of where the model looked, record review decisions, kill and restart the server and
+see the decisions kept. Screenshots go to
 ``$ARTEXTRACT_SCREENSHOTS`` when set (the README's images in docs/img come from there), else to the
 test's temporary folder.
 """
@@ -32,10 +34,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")]
 
 
-def _shot(page, out: Path, name: str, full_page: bool = False) -> Path:
+def _shot(page, out: Path, name: str, full_page: bool = False, element: str | None = None) -> Path:
     path = out / f"web-{name}.png"
     page.evaluate("() => window.scrollTo(0, 0)")  # the sticky top bar stays at the top of a full-page shot
-    page.screenshot(path=str(path), full_page=full_page)
+    if element:
+        page.locator(element).screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=full_page)
     if os.environ.get("ARTEXTRACT_SCREENSHOTS"):  # small files for the README
         from PIL import Image
 
@@ -51,9 +56,17 @@ def test_browser_end_to_end(server_factory, tmp_path):
 
     expect.set_options(timeout=120_000)  # the first face search scans the index; CI machines can be slow
 
+    import subprocess
+    import sys
+
     out = Path(os.environ.get("ARTEXTRACT_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    server = server_factory()
+    db = tmp_path / "reviews.sqlite"
+    server = server_factory(db, wait=False)
+    subprocess.run([sys.executable, "-m", "artextract", "users", "add", "curator", "--catalog",
+                    str(server.catalog), "--db", str(db), "--password-stdin"], input="curator-pass-1\n", text=True,
+                   check=True)
+    server.wait_ready()
     cat = Catalog.load(server.catalog)
     upload_file = cat.image_paths()[11]
     external = []
@@ -66,6 +79,71 @@ def test_browser_end_to_end(server_factory, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("request", lambda r: external.append(r.url) if not r.url.startswith(
             (server.url, "data:", "blob:")) else None)
+
+        # sign in (every page asks for it once the database has a user)
+        page.goto(server.url + "/")
+        page.wait_for_url(re.compile(r"/login\?next="))
+        _shot(page, out, "login")
+        page.fill("#login-name", "curator")
+        page.fill("#login-password", "wrong password")
+        page.click("#btn-login")
+        expect(page.locator("#login-error")).to_contain_text("Wrong name or password")
+        page.fill("#login-password", "curator-pass-1")
+        page.click("#btn-login")
+        expect(page.locator("#signed-in-as")).to_have_text("curator")
+
+        # the map: colour by a field, then click a point and land on that painting
+        page.goto(server.url + "/map")
+        page.wait_for_function("() => window.artMap && window.artMap.ready", timeout=180_000)
+        assert page.evaluate("() => window.artMap.n") == len(cat)
+        page.select_option("#map-color", "genre")
+        page.wait_for_function("() => window.artMap.colourField() === 'genre'")
+        legend = page.locator("#map-legend li")
+        expect(legend.first).to_be_visible()
+        assert legend.count() == cat.df["genre"].nunique()
+        # a point well apart from the others (so the click cannot hit a neighbour)
+        target = page.evaluate("""() => {
+            const m = window.artMap; let best = -1, bestD = -1;
+            for (let i = 0; i < m.n; i++) {
+                const [x, y] = m.pointAt(i); let d = 1e9;
+                for (let j = 0; j < m.n; j++) { if (j === i) continue;
+                    const [u, v] = m.pointAt(j); d = Math.min(d, Math.hypot(x - u, y - v)); }
+                if (d > bestD) { bestD = d; best = i; }
+            }
+            return {i: best, id: m.ids[best], xy: m.pointAt(best), d: bestD};
+        }""")
+        assert target["d"] > 10, target
+        box = page.locator("#map-canvas").bounding_box()
+        page.mouse.move(box["x"] + target["xy"][0], box["y"] + target["xy"][1])
+        expect(page.locator("#map-tip")).to_be_visible()
+        expect(page.locator("#map-tip-title")).to_have_text(cat.df.set_index("id").loc[target["id"], "title"])
+        _shot(page, out, "map")
+        page.mouse.click(box["x"] + target["xy"][0], box["y"] + target["xy"][1])
+        page.wait_for_url(re.compile(r"/painting/"))
+        assert page.url.endswith("/painting/" + target["id"])
+
+        # where the model looked: one click per task
+        page.click("#explain-genre")
+        expect(page.locator("#explain-img.loaded")).to_be_visible(timeout=120_000)
+        assert page.evaluate("() => document.getElementById('explain-img').naturalWidth") == 384
+        _shot(page, out, "explain", element=".painting")
+
+        # a box selection on the map goes to the gallery
+        page.goto(server.url + "/map?color=style")
+        page.wait_for_function("() => window.artMap && window.artMap.ready", timeout=180_000)
+        box = page.locator("#map-canvas").bounding_box()
+        page.keyboard.down("Shift")
+        page.mouse.move(box["x"] + 2, box["y"] + 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        expect(page.locator("#map-selection")).to_be_visible()
+        assert int(page.locator("#map-sel-count").inner_text()) == len(cat)
+        page.click("#map-sel-gallery")
+        page.wait_for_url(re.compile(r"/\?sel="))
+        expect(page.locator("#selection-notice")).to_be_visible()
 
         # gallery: thumbnails, a filter, then a painting
         page.goto(server.url + "/")
@@ -127,7 +205,8 @@ def test_browser_end_to_end(server_factory, tmp_path):
         # kill the server (no clean shutdown), start it again: the decisions are still there
         server.kill()
         server.start()
-        page.goto(server.url + "/review?pos=0")
+        page.goto(server.url + "/review?pos=0")  # sessions live in the database: still signed in
+        expect(page.locator("#signed-in-as")).to_have_text("curator")
         expect(page.locator("#current-decision")).to_contain_text("accept")
         expect(page.locator("#current-decision")).to_contain_text(suggested)
         page.goto(server.url + "/review?pos=1")
@@ -149,3 +228,4 @@ def test_browser_end_to_end(server_factory, tmp_path):
     assert not errors, errors
     assert not external, f"the pages requested other hosts: {external[:5]}"
     assert (out / "web-painting.png").stat().st_size > 10_000
+    assert (out / "web-map.png").stat().st_size > 10_000 and (out / "web-explain.png").stat().st_size > 10_000

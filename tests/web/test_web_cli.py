@@ -10,7 +10,10 @@ from artextract.web.db import ReviewStore
 from artextract.web.explorer import default_db_path
 
 
-@pytest.mark.parametrize("argv", [["serve", "--help"], ["review", "export", "--help"], ["review", "--help"]])
+@pytest.mark.parametrize("argv", [["serve", "--help"], ["review", "export", "--help"], ["review", "--help"],
+                                  ["review", "agreement", "--help"], ["users", "--help"], ["users", "add", "--help"],
+                                  ["users", "list", "--help"], ["users", "remove", "--help"],
+                                  ["users", "token", "--help"]])
 def test_help_has_an_example(argv, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(argv)

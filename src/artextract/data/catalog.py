@@ -344,3 +344,25 @@ def format_info(info: dict) -> str:
     else:
         lines.append("missing images: none")
     return "\n".join(lines)
+
+
+def absolute_image_root(path: str | os.PathLike) -> None:
+    """Rewrite a saved catalogue file so that its image root is an absolute path.
+
+    A catalogue whose image root is relative to its own folder stops finding its images once the
+    file is moved (a download from the explorer, say); this makes the root absolute in place.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A catalogue ``.parquet`` written by :meth:`Catalog.save`.
+    """
+    path = Path(path)
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata or {})
+    info = json.loads(meta[META_KEY])
+    root = Path(info["image_root"])
+    if not root.is_absolute():
+        info["image_root"] = str((path.parent / root).resolve())
+    meta[META_KEY] = json.dumps(info).encode()
+    pq.write_table(table.replace_schema_metadata(meta), path)

@@ -91,7 +91,7 @@ def _cmd_predict(args) -> int:
     files = _expand(args.images)
     if not files:
         raise UserError("no images found in " + ", ".join(args.images))
-    results, errors = [], []
+    results, errors, explained = [], [], []
     batch: list = []
     names: list[Path] = []
 
@@ -100,6 +100,10 @@ def _cmd_predict(args) -> int:
             for f, r in zip(names, run.predict_images(batch, top_k=args.top_k)):
                 results.append({"image": str(f), "predictions": {t: [{"label": lab, "prob": round(p, 4)} for lab, p in v]
                                                                  for t, v in r.items()}})
+            if args.explain:
+                from ..web.explain import write_explanations
+
+                explained.extend(write_explanations(run, batch, names, args.explain))
             batch.clear()
             names.clear()
 
@@ -121,6 +125,8 @@ def _cmd_predict(args) -> int:
                 print(f"  {t:<10} " + ", ".join(f"{x['label']} {x['prob']:.2f}" for x in v))
         for e in errors:
             logger.warning(f"{e['image']}: skipped: {e['error']}")
+    if explained:
+        logger.info(f"wrote {len(explained)} explanation(s) to {args.explain}")
     return 1 if errors and not results else 0
 
 
@@ -230,6 +236,9 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                    help=f"labels shown per task, most probable first (default {DEFAULT_TOP_K})")
     add_json_option(p, "the predictions and the unreadable files")
+    p.add_argument("--explain", metavar="DIR", default=None,
+                   help="also write, per image and task, DIR/<name>.<task>.png: the image with a heat map of "
+                   "where the model looked for its top label (attention weights or Grad-CAM, as the legend says)")
     p.set_defaults(func=_cmd_predict)
 
     p = add_command(sub, "backbones", "list the available backbones", "artextract backbones")

@@ -6,7 +6,6 @@ The model and the index are imported lazily, so the explorer runs on a bare cata
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import secrets
@@ -50,6 +49,9 @@ class WebConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     per_page: int = 48
+    auth: bool = True  # ask for sign-in once the review database has users (False: --no-auth)
+    login_delay: float = 0.5  # seconds of wait after the first failed sign-in, doubling with each
+    map_sample: int = 5_000  # paintings the map's t-SNE lays out itself (the rest are placed among them)
     extra: dict = field(default_factory=dict)
 
 
@@ -123,12 +125,14 @@ class Explorer:
         self._pred_cache = _ObjLRU(4096)
         self._sim_cache = _ObjLRU(2048)
         self.uploads = _ObjLRU(32)  # token -> recent uploaded image, for the face/pose tabs
+        self.selections = _ObjLRU(256)  # token -> ids chosen on the map, for the gallery and the queue
+        from .map import CollectionMap
+
+        self.map = CollectionMap(self)
 
     # ------------------------------------------------------------------ loading
     @staticmethod
     def _load_run(path) -> Any:
-        if importlib.util.find_spec("artextract.training.inference") is None:
-            raise ExplorerError("--run needs artextract.training, which is not installed in this environment")
         from ..training.inference import Run
 
         try:
@@ -138,8 +142,6 @@ class Explorer:
 
     @staticmethod
     def _load_index(path):
-        if importlib.util.find_spec("artextract.similarity.index") is None:
-            raise ExplorerError("--index needs artextract.similarity, which is not installed in this environment")
         from ..similarity.api import find_similar
         from ..similarity.index import EmbeddingIndex
 
@@ -247,7 +249,32 @@ class Explorer:
         self._pred_cache.put(key, res)
         return res
 
+    # ------------------------------------------------------------------ explanations
+    def explain_png(self, item_id: str, task: str, label: str | None = None, method: str = "auto") -> tuple[bytes, dict]:
+        """The heat-map overlay (PNG) of what drove the run's score for ``label`` of ``task`` on a
+        painting, and what it shows (see :mod:`artextract.web.explain`)."""
+        if self.run is None:
+            raise FeatureUnavailable(NOT_CONFIGURED["run"])
+        from .explain import explain, overlay_png
+
+        key = ("explain", item_id, task, label, method)
+        hit = self._pred_cache.get(key)
+        if hit is not None:
+            return hit
+        img = self.images.load(item_id)
+        with self._model_lock:
+            result = explain(self.run, img, task, label, method)
+        out = (overlay_png(result), result.info())
+        self._pred_cache.put(key, out)
+        return out
+
     # ------------------------------------------------------------------ similarity
+    def keep_selection(self, ids: list[str]) -> str:
+        """Remember a set of catalogue ids chosen on the map; returns its token."""
+        token = secrets.token_urlsafe(9)
+        self.selections.put(token, [i for i in dict.fromkeys(ids) if i in self.row_of])
+        return token
+
     def keep_upload(self, img: Image.Image) -> str:
         """Remember an uploaded image for a while (bounded) and return its token."""
         token = secrets.token_urlsafe(12)

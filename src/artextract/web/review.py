@@ -183,27 +183,78 @@ def corrected_catalog(catalog: Catalog, decisions: list[dict]) -> tuple[Catalog,
     return out, {"applied": applied, "kept": kept, "skipped": skipped, "problems": problems}
 
 
-DECISION_COLUMNS = ["id", "task", "action", "given_label", "final_label", "suggested_label", "decided_at"]
+DECISION_COLUMNS = ["id", "task", "reviewer", "action", "given_label", "final_label", "suggested_label",
+                    "decided_at"]
 
 
 def decisions_frame(decisions: list[dict]) -> pd.DataFrame:
-    rows = [{"id": d["id"], "task": d["task"], "action": d["action"], "given_label": d.get("given_label"),
-             "final_label": d.get("label"), "suggested_label": d.get("suggested_label"),
-             "decided_at": d.get("decided_at")} for d in decisions]
+    """The decisions as the rows of the CSV export (one per reviewer and item)."""
+    rows = [{"id": d["id"], "task": d["task"], "reviewer": d.get("reviewer") or "", "action": d["action"],
+             "given_label": d.get("given_label"), "final_label": d.get("label"),
+             "suggested_label": d.get("suggested_label"), "decided_at": d.get("decided_at")} for d in decisions]
     return pd.DataFrame(rows, columns=DECISION_COLUMNS)
 
 
+def agreement(decisions: list[dict]) -> list[dict]:
+    """Agreement between reviewers: per task and pair of reviewers, the items both decided, the
+    share on which their final labels agree, and Cohen's kappa of those labels.
+
+    Parameters
+    ----------
+    decisions : list of dict
+        Each reviewer's current decision (:meth:`ReviewStore.current_by_reviewer`); decisions
+        recorded without a reviewer are left out.
+
+    Returns
+    -------
+    list of dict
+        ``{"task", "reviewer_a", "reviewer_b", "items", "agreement", "kappa"}``, by task and pair;
+        ``kappa`` is None where it is undefined (both reviewers gave one and the same label).
+    """
+    from itertools import combinations
+
+    from sklearn.metrics import cohen_kappa_score
+
+    labels: dict[str, dict[str, dict[str, str]]] = {}
+    for d in decisions:
+        who = d.get("reviewer") or ""
+        if who and d.get("label") is not None:
+            labels.setdefault(d["task"], {}).setdefault(who, {})[d["id"]] = d["label"]
+    out = []
+    for task in sorted(labels):
+        by = labels[task]
+        for a, b in combinations(sorted(by), 2):
+            common = sorted(set(by[a]) & set(by[b]))
+            if not common:
+                continue
+            ya, yb = [by[a][i] for i in common], [by[b][i] for i in common]
+            agree = sum(x == y for x, y in zip(ya, yb)) / len(common)
+            if len(set(ya) | set(yb)) < 2:
+                kappa = None
+            else:
+                k = float(cohen_kappa_score(ya, yb))
+                kappa = None if math.isnan(k) else k
+            out.append({"task": task, "reviewer_a": a, "reviewer_b": b, "items": len(common),
+                        "agreement": agree, "kappa": kappa})
+    return out
+
+
 def export_reviews(catalog: Catalog, store: ReviewStore, out: str | os.PathLike, fmt: str | None = None) -> dict:
-    """Write the corrected catalogue (``.parquet``) or the decisions (``.csv``) to ``out``."""
+    """Write the corrected catalogue (``.parquet``) or the decisions (``.csv``) to ``out``.
+
+    The CSV has every reviewer's current decision (a ``reviewer`` column); the catalogue takes each
+    item's latest decision, whoever made it.
+    """
     out = Path(out)
     fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "catalog")
     decisions = store.current()
     if fmt == "csv":
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
-        decisions_frame(decisions).to_csv(tmp, index=False)
+        every = store.current_by_reviewer()
+        decisions_frame(every).to_csv(tmp, index=False)
         os.replace(tmp, out)
-        return {"format": "csv", "path": str(out), "decisions": len(decisions)}
+        return {"format": "csv", "path": str(out), "decisions": len(every)}
     if fmt not in ("catalog", "parquet"):
         raise ValueError(f"unknown export format {fmt!r}; use catalog or csv")
     if catalog.path is not None and out.resolve() == Path(catalog.path).resolve():

@@ -107,4 +107,17 @@
       });
     }
   });
+  ready(function () {
+    // ---------------------------------------------------------------- where the model looked: one click per task
+    document.querySelectorAll("[data-explain-task]").forEach(function (btn) {
+      btn.addEventListener("click", function () {
+        var img = document.getElementById("explain-img"), note = document.getElementById("explain-note");
+        document.querySelectorAll("[data-explain-task]").forEach(function (b) { b.classList.toggle("on", b === btn); });
+        note.textContent = "computing…";
+        img.onload = function () { img.hidden = false; img.classList.add("loaded"); note.textContent = ""; };
+        img.onerror = function () { note.textContent = "the explanation could not be computed"; };
+        img.src = btn.dataset.explainSrc;
+      });
+    });
+  });
 })();
