@@ -98,7 +98,7 @@ def test_ingest_with_images(opendata, tmp_path, sample):
     assert loaded.task("timeframe").classes == NGA_TIMEFRAMES
     assert loaded.df["iiifurl"].tolist() == cat.df["iiifurl"].tolist()
     assert loaded.image_root == sample.dir.resolve()
-    info = loaded.info()
+    info = loaded.info(check_files=True)
     assert info["tasks"]["timeframe"]["ordered"] is True
     assert info["missing_images"]["count"] == 0
 

@@ -126,10 +126,11 @@ def test_nga_importer_option_and_timeframe_tolerance(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import nga_fixtures as fx
 
-    fx.build_opendata(tmp_path / "opendata")   # skips without ../shared/data (real NGA headers and images)
+    sample = fx.generate_sample(tmp_path / "images")
+    fx.build_opendata(tmp_path / "opendata", sample)
     out = tmp_path / "nga.parquet"
-    assert main(["ingest", "nga", "--opendata", str(tmp_path / "opendata"), "--out", str(out),
-                 "--period-from", "displaydate"]) == 0
+    assert main(["ingest", "nga", "--opendata", str(tmp_path / "opendata"), "--images", str(sample.dir),
+                 "--out", str(out), "--period-from", "displaydate"]) == 0
     cat = Catalog.load(out)
     assert cat.tasks["period"].ordered and cat.tasks["timeframe"].ordered
     dated = cat.df.dropna(subset=["period"])

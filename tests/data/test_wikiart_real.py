@@ -83,7 +83,7 @@ def test_real_wikiart_sample_and_cli(shared_data, tmp_path, capsys):
 
     out = tmp_path / "wikiart.parquet"
     assert main(["ingest", "wikiart", "--labels", str(labels_dir), "--images", str(sample_dir), "--out", str(out)]) == 0
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert "1,403" in text and "81,446" in text and "conflicting labels" in text
     assert main(["catalog", "info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

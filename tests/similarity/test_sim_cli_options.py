@@ -48,7 +48,7 @@ def test_index_type_faces_and_poses(pictures, tmp_path, capsys, kind):
     out = tmp_path / f"{kind}.index"
     extra = ["--nlist", "2"] if kind == "ivf" else ["--hnsw-m", "8"] if kind == "hnsw" else []
     rc, so, err = run_cli(capsys, "index", "--catalog", pictures, "--backbone", "tiny_cnn", "--pretrained", "none",
-                          "--out", out, "--index-type", kind, *extra, "--faces", "--poses", "-q")
+                          "--out", out, "--index-type", kind, *extra, "--faces", "--poses", "--no-progress")
     assert rc == 0, err
     assert "6 painting(s) added" in so
     assert f"{kind} index of 6 paintings" in so
@@ -63,7 +63,7 @@ def test_index_type_faces_and_poses(pictures, tmp_path, capsys, kind):
     idx = EmbeddingIndex.load(out)
     assert idx.index_type == kind and len(idx) == 6
     # the descriptors are stored: a face search detects nothing more
-    rc, so, err = run_cli(capsys, "similar", "--index", out, "--id", "portrait_a", "--mode", "face", "--json", "-q")
+    rc, so, err = run_cli(capsys, "similar", "--index", out, "--id", "portrait_a", "--mode", "face", "--json", "--no-progress")
     res = json.loads(so)
     assert rc == 0 and "detecting faces" not in err
     assert res["coverage"] == {"with_face": 5, "without_face": 1}
@@ -77,11 +77,11 @@ def test_index_type_faces_and_poses(pictures, tmp_path, capsys, kind):
 def test_similar_pose_and_face_draw(pictures, tmp_path, capsys):
     out = tmp_path / "pics.index"
     rc, _, err = run_cli(capsys, "index", "--catalog", pictures, "--backbone", "tiny_cnn", "--pretrained", "none",
-                         "--out", out, "-q")
+                         "--out", out, "--no-progress")
     assert rc == 0, err
     draw = tmp_path / "drawn"
     rc, so, err = run_cli(capsys, "similar", "--index", out, "--id", "up", "--mode", "pose", "-k", "2",
-                          "--draw", draw, "--json", "-q")
+                          "--draw", draw, "--json", "--no-progress")
     assert rc == 0, err
     res = json.loads(so)
     assert res["mode"] == "pose" and res["results"][0]["id"] == "up_moved"   # same pose, moved and smaller
@@ -98,13 +98,13 @@ def test_similar_pose_and_face_draw(pictures, tmp_path, capsys):
     # face mode: boxes drawn on the query and its match
     fdraw = tmp_path / "faces"
     rc, so, err = run_cli(capsys, "similar", "--index", out, "--id", "portrait_a", "--mode", "face", "-k", "1",
-                          "--draw", fdraw, "-q")
+                          "--draw", fdraw, "--no-progress")
     assert rc == 0 and "face search for portrait_a" in so
     top = so.splitlines()[-1].split()[2]
     assert top in {"portrait_b", "up", "up_moved", "down"}
     assert sorted(p.name for p in fdraw.iterdir()) == ["00_query.jpg", f"01_{top}.jpg"]
     # a painting without a body: said, nothing drawn but the query
     rc, so, err = run_cli(capsys, "similar", "--index", out, "--id", "landscape", "--mode", "pose", "--draw",
-                          tmp_path / "none", "-q")
+                          tmp_path / "none", "--no-progress")
     assert rc == 0 and "no body detected in painting 'landscape'" in so
     assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["00_query.jpg"]

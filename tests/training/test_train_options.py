@@ -127,7 +127,7 @@ def test_report_command(tiny_run, tmp_path, capsys):
     out = tmp_path / "rep"
     assert main(["report", "--run", str(tiny_run.run), "--out", str(out), "--title", "Tiny run report",
                  "--color-by", "genre", "--split", "val"]) == 0
-    assert f"report written to {out / 'report.html'}" in capsys.readouterr().out
+    assert f"report written to {out / 'report.html'}" in capsys.readouterr().err
     html = (out / "report.html").read_text()
     assert "Tiny run report" in html
     for section in SECTIONS:

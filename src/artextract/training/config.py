@@ -113,7 +113,11 @@ class TrainConfig:
 
         from ..utils import atomic_write_text
 
-        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        path = Path(path)
+        if path.is_file() and path.read_text() == text:
+            return path  # unchanged: a re-run that trains nothing leaves the run folder as it was
+        return atomic_write_text(path, text)
 
     @classmethod
     def read_file(cls, path: str | os.PathLike) -> dict:
