@@ -161,7 +161,7 @@ def _score(metrics: dict, val_loss: float | None, how: str) -> float:
 
 
 def _best_epoch(history: list[dict]) -> int:
-    """The epoch the validation criterion liked best (older runs' history has macro-F1 only)."""
+    """The epoch the validation criterion liked best (a history without "score" entries is read by its macro-F1)."""
     return max(history, key=lambda h: h.get("score", h["val_macro_f1"]))["epoch"]
 
 
