@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..utils import atomic_write_text
+
 EMPTY, OK, FAILED = 0, 1, 2
 
 
@@ -101,9 +103,7 @@ class SlotStore:
         self.status = np.memmap(self.dir / "status.u8", np.uint8, "r+", shape=(self.capacity,))
 
     def _write_json(self, name: str, obj) -> None:
-        tmp = self.dir / f"{name}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(obj))
-        os.replace(tmp, self.dir / name)
+        atomic_write_text(self.dir / name, json.dumps(obj))
 
     def reserve(self, ids: Sequence[str]) -> None:
         """Give slots to ids that have none (growing the files), then publish the index."""

@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data.catalog import Catalog
+from ..utils import quiet_faiss
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,7 @@ class Hashes:
 
 
 def _faiss():
-    import logging
-
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # no "Loading faiss with AVX2..." chatter
+    quiet_faiss()
     import faiss
 
     return faiss

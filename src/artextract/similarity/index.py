@@ -43,6 +43,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..utils import atomic_path, atomic_write_text, quiet_faiss
 from .embed import Embedder, PrecomputedEmbedder, embedder_from_meta, l2_normalize
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ def _now() -> str:
 
 
 def _faiss():
-    import logging
-
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its "Loading faiss with AVX2" chatter
+    quiet_faiss()
     import faiss
 
     return faiss
@@ -426,15 +425,13 @@ class EmbeddingIndex:
         with self._lock:
             if self.index is None:
                 raise SimilarityError("the index is empty; nothing to save")
-            tmp = d / (INDEX_FILE + ".tmp")
-            faiss.write_index(self.index, str(tmp))
-            os.replace(tmp, d / INDEX_FILE)
+            with atomic_path(d / INDEX_FILE) as tmp:
+                faiss.write_index(self.index, str(tmp))
             _write_json(d / IDS_FILE, {"ids": self.ids, "paths": self.paths})
             mean = getattr(self.embedder, "mean", None)
             if mean is not None:
-                tmp = d / (MEAN_FILE + ".tmp.npy")
-                np.save(tmp, np.asarray(mean, np.float32))
-                os.replace(tmp, d / MEAN_FILE)
+                with atomic_path(d / MEAN_FILE, suffix=".tmp.npy") as tmp:
+                    np.save(tmp, np.asarray(mean, np.float32))
             _write_json(d / META_FILE, self.meta, indent=2)
         self.path = d
         return d
@@ -475,9 +472,7 @@ class EmbeddingIndex:
 
 
 def _write_json(path: Path, obj, indent: int | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=indent))
 
 
 # ---------------------------------------------------------------------- catalogue -> index

@@ -36,6 +36,7 @@ from ..data.tabular import stratified_split
 from ..models.backbones import create_backbone
 from ..models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
 from ..models.features import default_device, extract_features, images_to_tensor, normalize
+from ..utils import atomic_path
 from .config import SELECT_BY, TrainConfig
 from .data import StoredMaps, epoch_order, epoch_seed, eval_loader, train_loader
 from .metrics import task_metrics
@@ -104,16 +105,14 @@ def class_weights_for(y: dict[str, torch.Tensor], num_classes: dict[str, int], m
 
 # ---------------------------------------------------------------------- checkpoints
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _unwrap(m):
