@@ -44,7 +44,7 @@ def test_explain_needs_a_run_and_the_page_offers_it(client, make_client):
 
 def test_the_maps_and_the_choice(real_parts, loaded_parts):
     from artextract.data.images import load_image
-    from artextract.web.explain import concentration, explain
+    from artextract.training.explain import concentration, explain
 
     catalog, *_ = real_parts
     run, _ = loaded_parts

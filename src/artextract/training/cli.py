@@ -101,7 +101,7 @@ def _cmd_predict(args) -> int:
                 results.append({"image": str(f), "predictions": {t: [{"label": lab, "prob": round(p, 4)} for lab, p in v]
                                                                  for t, v in r.items()}})
             if args.explain:
-                from ..web.explain import write_explanations
+                from .explain import write_explanations
 
                 explained.extend(write_explanations(run, batch, names, args.explain))
             batch.clear()

@@ -252,10 +252,10 @@ class Explorer:
     # ------------------------------------------------------------------ explanations
     def explain_png(self, item_id: str, task: str, label: str | None = None, method: str = "auto") -> tuple[bytes, dict]:
         """The heat-map overlay (PNG) of what drove the run's score for ``label`` of ``task`` on a
-        painting, and what it shows (see :mod:`artextract.web.explain`)."""
+        painting, and what it shows (see :mod:`artextract.training.explain`)."""
         if self.run is None:
             raise FeatureUnavailable(NOT_CONFIGURED["run"])
-        from .explain import explain, overlay_png
+        from ..training.explain import explain, overlay_png
 
         key = ("explain", item_id, task, label, method)
         hit = self._pred_cache.get(key)

@@ -146,7 +146,7 @@ def api_explain(item_id: str, task: str = Query(..., description="a task of the 
                 method: Literal["auto", "attention", "gradcam"] = Query(
                     "auto", description="auto shows whichever map is more concentrated"),
                 ex: Explorer = Depends(get_explorer)):
-    from ..explain import ExplainError
+    from ...training.explain import ExplainError
 
     require_painting(ex, item_id)
     try:
