@@ -330,14 +330,14 @@ def _score_all(X: np.ndarray, y: np.ndarray, K: int, *, k: int, folds: int, seed
     flags["knn"] = M.confident_learning_scores(y, kn.probs).issues
     # 4. confident learning on out-of-fold probabilities
     #    (the image features and their style statistics, plus the other catalogue fields' labels as context)
-    Xc, views_c = X, list(views)
-    if style is not None:
-        sv = list(style_views or [])
-        if len(sv) != len(views_c):
-            raise ValueError("style statistics need one matrix per extra view")
-        Xc, views_c = np.hstack([Xc, style]), [np.hstack([v, s]) for v, s in zip(views_c, sv)]
-    if context is not None:
-        Xc, views_c = np.hstack([Xc, context]), [np.hstack([v, context]) for v in views_c]
+    sv = list(style_views or []) if style is not None else [None] * len(views)
+    if len(sv) != len(views):
+        raise ValueError("style statistics need one matrix per extra view")
+    # one copy per view of [image features | style statistics | context] (none when there is nothing to add)
+    extra = [m for m in (style, context) if m is not None]
+    Xc = np.hstack([X, *extra]) if extra else X
+    views_c = [np.hstack([v, *[m for m in (s, context) if m is not None]]) if extra else v
+               for v, s in zip(views, sv)]
     P = M.out_of_fold_probs(Xc, y, n_classes=K, folds=folds, seed=seed, C=C, repeats=repeats, extra_views=views_c)
     cl = M.confident_learning_scores(y, P)
     scores["cleanlab"], flags["cleanlab"], probs["cleanlab"] = cl.scores, cl.issues, P

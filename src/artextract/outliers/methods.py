@@ -453,8 +453,11 @@ def out_of_fold_probs(X: np.ndarray, y: np.ndarray, *, n_classes: int | None = N
                 continue
             Xtr = np.concatenate([v[tr] for v in views])
             mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
-            W, b = fit_softmax((Xtr - mu) / sd, np.tile(y[tr], len(views)), K, C=C, max_iter=max_iter,
+            Xtr -= mu  # standardised in place: no second copy of the training rows
+            Xtr /= sd
+            W, b = fit_softmax(Xtr, np.tile(y[tr], len(views)), K, C=C, max_iter=max_iter,
                                sample_weight=np.tile(sw[tr], len(views)))
+            del Xtr
             P[te] += np.mean([softmax(((v[te] - mu) / sd) @ W + b) for v in views], axis=0)
     P /= repeats
     P = np.clip(P, 1e-6, None)
