@@ -50,16 +50,16 @@ def test_index_type_faces_and_poses(pictures, tmp_path, capsys, kind):
     rc, so, err = run_cli(capsys, "index", "--catalog", pictures, "--backbone", "tiny_cnn", "--pretrained", "none",
                           "--out", out, "--index-type", kind, *extra, "--faces", "--poses", "--no-progress")
     assert rc == 0, err
-    assert "6 painting(s) added" in so
-    assert f"{kind} index of 6 paintings" in so
+    assert "6 painting(s) added" in err
+    assert f"{kind} index of 6 paintings" in err
     if kind == "ivf":
-        assert "nlist 2" in so
+        assert "nlist 2" in err
     if kind == "hnsw":
-        assert "M 8" in so
+        assert "M 8" in err
     # --faces and --poses detected now, not at the first search: every picture but the landscape has
     # a face (the figures have drawn faces too) and a body (the portraits show shoulders)
-    assert "faces: 5 of 6 paintings have at least one detected face" in so
-    assert "poses: 5 of 6 paintings have a detected body" in so
+    assert "faces: 5 of 6 paintings have at least one detected face" in err
+    assert "poses: 5 of 6 paintings have a detected body" in err
     idx = EmbeddingIndex.load(out)
     assert idx.index_type == kind and len(idx) == 6
     # the descriptors are stored: a face search detects nothing more
