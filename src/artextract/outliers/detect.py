@@ -201,10 +201,13 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
         raise UncheckableTask(f"task {task!r} cannot be checked: only {int(keep.sum())} labelled painting(s) "
                               f"with features in {len(np.unique(y_all[frow[keep]]))} class(es)")
     rows = frow[keep]
-    X = features.X[keep]
-    views = [v[keep] for v in features.extra_views]
-    style = features.style[keep] if features.style is not None else None
-    style_views = [v[keep] for v in features.style_views] if style is not None else []
+    def rows_of(m):  # no copy when every painting is kept
+        return m if keep.all() else m[keep]
+
+    X = rows_of(features.X)
+    views = [rows_of(v) for v in features.extra_views]
+    style = rows_of(features.style) if features.style is not None else None
+    style_views = [rows_of(v) for v in features.style_views] if style is not None else []
     # renumber the classes that occur, 0..K-1
     present, y = np.unique(y_all[rows], return_inverse=True)
     K = len(present)

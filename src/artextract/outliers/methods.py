@@ -133,7 +133,8 @@ def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = int(min(k, n - 1))
     if k < 1:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
-    Z = l2_normalize(X - X.mean(0, keepdims=True))
+    Z = X - X.mean(0, keepdims=True)  # one copy, normalised in place
+    Z /= np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     if n <= KNN_DENSE_MAX:
         S = Z @ Z.T
