@@ -707,8 +707,8 @@ DEFAULT_WEIGHTS = {"cleanlab": 2.0, "knn": 1.0, "mahalanobis": 1.0, "ordered": 2
 
 
 def default_k(n: int) -> int:
-    """Neighbours for k-NN disagreement: more for larger collections (AUROC on WikiArt rose from
-    k=10 to k=50), never fewer than 10.
+    """Neighbours for k-NN disagreement: more for larger collections (on WikiArt, k=50 gives a higher
+    AUROC than k=10), never fewer than 10.
 
     Parameters
     ----------

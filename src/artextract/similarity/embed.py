@@ -6,8 +6,8 @@ catalogue image given as a file lands on (almost) the same vector as its indexed
 
 - :class:`BackboneEmbedder`: the backbone's last feature map, mean-pooled, optionally centred on
   the collection mean (fitted once, when the index is first built, and stored with it), then
-  L2-normalised. Centring removes the direction every pooled ReLU vector shares and gains a few
-  points of precision on WikiArt (0.43 -> 0.45 P@10 by style with MobileNetV2).
+  L2-normalised. Centring removes the direction every pooled ReLU vector shares: on WikiArt, style
+  P@10 with MobileNetV2 is 0.45 centred against 0.43 uncentred.
 - :class:`RunEmbedder`: a trained multi-task run (``artextract.training.inference.Run``), whose pooled
   recurrent features are trained to know style, artist, genre and period; already L2-normalised.
 """

@@ -83,7 +83,7 @@ class TrainConfig:
     finetune_batch_size: int = _f(32, "images per batch when fine-tuning")
     num_workers: int = _f(2, "data-loading processes when fine-tuning")
     progress: bool = _f(True, "no progress bars (on stderr)")
-    stop_after_epochs: int | None = _f(None, "end this session after this many epochs, as an interruption "
+    stop_after_epochs: int | None = _f(None, "end this run after this many epochs, as an interruption "
                                        "would (time-boxed jobs; continue with --resume)")
 
     # ------------------------------------------------------------------ files
