@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data.cache import default_cache_dir, ensure_prepared
 from ..data.catalog import Catalog, CatalogError
 from ..data.tabular import stratified_split
@@ -47,21 +47,6 @@ CONFIG = "config.json"
 MODEL = "model.safetensors"      # best weights so far
 LAST = "last.safetensors"        # weights at the end of the last finished epoch
 STATE = "state.pt"               # optimiser, scheduler, epoch, history: what --resume needs
-
-
-# ---------------------------------------------------------------------- distributed helpers
-def _dist_env() -> tuple[int, int]:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        if not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend)
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
 
 
 # ---------------------------------------------------------------------- data selection
@@ -180,12 +165,6 @@ def save_checkpoint(out: Path, *, weights: torch.nn.Module, state: dict, best: t
     _atomic_torch_save(state, out / STATE)
 
 
-def _shutdown(world: int) -> None:
-    _barrier(world)
-    if world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def _feature_sets(cat: Catalog, cfg: TrainConfig, rank: int, world: int, say) -> dict:
     """The stored features of every view training reads; under torchrun each rank computes its shard."""
     views = ["center", "flip"] if cfg.flip_augment else ["center"]
@@ -252,7 +231,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
     """
     if cfg.select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}, not {cfg.select_by!r}")
-    rank, world = _dist_env()
+    rank, world = distributed.init()
     is_main = rank == 0
     say = log if is_main else (lambda *a, **k: None)
     out = Path(cfg.out)
@@ -345,7 +324,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
 
     t0 = time.time()
     if not _frozen_stage(stage, tr, va, ordered, cfg, progress, out, device, rank, world, say):
-        _shutdown(world)
+        distributed.shutdown(world)
         return out
     history = progress["history"]
 
@@ -368,7 +347,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         start = st["epoch"] + 1 if stage_name == "refit" else 0
         if not _refit_stage(rs, ta, cfg, start, _best_epoch(history), first_val, progress, out, device, rank,
                             world, say):
-            _shutdown(world)
+            distributed.shutdown(world)
             return out
         refit = {"epochs": _best_epoch(history), "paintings": len(all_ids)}
         say(f"refit: trained again on all {len(all_ids)} rows (held-out ones included) for the best "
@@ -385,7 +364,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
             config["refit"] = refit
         (out / CONFIG).write_text(json.dumps(config, indent=2))
         say(f"run saved in {out} ({time.time() - t0:.1f}s)")
-    _shutdown(world)
+    distributed.shutdown(world)
     return out
 
 
@@ -434,7 +413,7 @@ def _frozen_stage(stage: _Stage, tr: StoredMaps, va: StoredMaps | None, ordered:
             bar.close()
             return False
     bar.close()
-    _barrier(world)
+    distributed.barrier(world)
     return True
 
 
@@ -457,7 +436,7 @@ def _refit_stage(stage: _Stage, ta: StoredMaps, cfg: TrainConfig, start: int, ep
         if cfg.stop_after_epochs and progress["session_epochs"] >= cfg.stop_after_epochs and epoch + 1 < epochs:
             say(f"stopping after refit epoch {epoch + 1} as asked; continue with --resume")
             return False
-    _barrier(world)
+    distributed.barrier(world)
     return True
 
 
@@ -619,4 +598,4 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
             _atomic_save_tensors(sd, out / LAST, {"epoch": epoch + 1})
             _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": 0, "history": [],
                                 "optimizer": opt.state_dict(), "stage": "finetune"}, st_path)
-        _barrier(world)
+        distributed.barrier(world)
