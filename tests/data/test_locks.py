@@ -101,3 +101,18 @@ def test_two_prepare_runs_on_one_cache_both_end_cleanly_and_the_store_is_complet
     from artextract.data.cache import decode_resized
     for k in good[::37]:
         np.testing.assert_array_equal(cache.get(k), decode_resized(cat.image_paths()[cat.ids.index(k)], 32))
+
+
+def test_a_timed_out_wait_is_a_clear_error_and_the_store_is_untouched(tmp_path):
+    _catalog(tmp_path, n=5)
+    holder = _holder(tmp_path / "catalog.cache" / "s32", 60)
+    try:
+        r = subprocess.run([sys.executable, "-m", "artextract", "prepare", "--catalog", str(tmp_path / "catalog.parquet"),
+                            "--size", "32"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "ARTEXTRACT_LOCK_TIMEOUT": "0"})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 2
+    assert f"in use by pid {holder.pid}" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "catalog.cache" / "s32" / "index.json").exists()  # nothing was reserved or written
