@@ -131,6 +131,7 @@ def _ok_count(store_dir) -> int:
     return int((np.fromfile(p, np.uint8) == OK).sum()) if p.exists() else 0
 
 
+@pytest.mark.slow
 def test_kill_9_midway_then_resume(tmp_path):
     n = 500
     cat = make_catalog(tmp_path, n, side=(20, 20))

@@ -63,6 +63,7 @@ def test_iiif_url_and_retry_after():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
 
 
+@pytest.mark.slow
 def test_download_with_faults_then_resume(nga_catalog, tmp_path, sample):
     cat = Catalog.load(nga_catalog)
     files = sample.images()

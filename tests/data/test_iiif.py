@@ -113,6 +113,7 @@ def test_tasks_and_period(tmp_path):
     assert c2.tasks["period"].ordered
 
 
+@pytest.mark.slow
 def test_http_collection_nested_cycle_faults_and_report(tmp_path):
     docs = {"/iiif/collection/top.json": FIX / "collection-top.json",
             "/iiif/collection/dutch.json": FIX / "collection-dutch.json",
@@ -169,7 +170,8 @@ def test_depth_limit_and_nothing_readable(tmp_path):
 
 @needs_shared
 def test_every_shared_example_ingests():
-    """Each real file gives the title, fields and image URLs its JSON holds."""
+    """Each real file gives the title, fields and image URLs its JSON holds, and the real nested
+    collections resolve over HTTP (one test, so that a clone without the shared data skips once)."""
     def one(name, **kw):
         cat, rep = ingest_iiif([str(SHARED / name)], **kw)
         assert len(cat) >= 1, rep.summary()
@@ -228,10 +230,10 @@ def test_every_shared_example_ingests():
     assert not rep.failures and sorted(cat.df["title"]) == ["Northeaster", "The Gulf Stream"]
     assert sorted(cat.df["date"]) == ["1895", "1899"] and len(cat.tasks["artist"].classes) == 1
     assert cat.df["image_service"].str.contains("Winslow_Homer").all()
+    _check_shared_nested_collections_over_http()
 
 
-@needs_shared
-def test_shared_nested_collections_over_http():
+def _check_shared_nested_collections_over_http():
     docs = {"/nested-middle.json": SHARED / "manifesto-nested-middle.json",
             "/nested-bottom.json": SHARED / "manifesto-nested-bottom.json",
             "/gulf.json": SHARED / "cookbook-0032-collection" / "manifest-01.json"}

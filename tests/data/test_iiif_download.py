@@ -101,6 +101,7 @@ def test_size_parameter_rules():
     assert iiif_size_parameter(100, 3, {**big, "profile": "level0", "sizes": sizes}) == "250,187"
 
 
+@pytest.mark.slow
 def test_ingest_then_download_with_faults(tmp_path):
     faults = {
         # ingest: the documents fail first

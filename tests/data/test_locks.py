@@ -50,6 +50,7 @@ def test_a_busy_store_names_its_holder_and_a_killed_holder_frees_it(tmp_path):
         p.wait()
 
 
+@pytest.mark.slow
 def test_a_second_job_waits_and_says_so(tmp_path, caplog):
     p = _holder(tmp_path / "store", 1.5)
     try:
@@ -76,6 +77,7 @@ def _catalog(root, n=150) -> Catalog:
     return cat
 
 
+@pytest.mark.slow
 def test_two_prepare_runs_on_one_cache_both_end_cleanly_and_the_store_is_complete(tmp_path):
     cat = _catalog(tmp_path)
     cmd = [sys.executable, "-m", "artextract", "prepare", "--catalog", str(tmp_path / "catalog.parquet"),
@@ -103,6 +105,7 @@ def test_two_prepare_runs_on_one_cache_both_end_cleanly_and_the_store_is_complet
         np.testing.assert_array_equal(cache.get(k), decode_resized(cat.image_paths()[cat.ids.index(k)], 32))
 
 
+@pytest.mark.slow
 def test_a_timed_out_wait_is_a_clear_error_and_the_store_is_untouched(tmp_path):
     _catalog(tmp_path, n=5)
     holder = _holder(tmp_path / "catalog.cache" / "s32", 60)

@@ -1,6 +1,7 @@
 """Extra checks on the real ArtGAN label files (../shared/data/wikiart_labels) and the shared image
 sample (../shared/data/wikiart_sample); skipped when they are absent. Every behaviour is tested on
-fixtures in test_wikiart.py: these two tests only confirm the real files hold what the fixtures mimic."""
+fixtures in test_wikiart.py: this test only confirms the real files hold what the fixtures mimic (one
+test, so that a clone without the shared data skips once)."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,12 @@ def _rows(labels_dir, name, num_classes):
     return rows
 
 
-def test_real_artgan_label_files(shared_data):
+def test_real_artgan_label_files_sample_and_cli(shared_data, tmp_path, capsys):
+    _check_label_files(shared_data)
+    _check_sample_and_cli(shared_data, tmp_path, capsys)
+
+
+def _check_label_files(shared_data):
     labels_dir = shared_data / "wikiart_labels"
     check_raw_file_quirks(labels_dir)
     df, specs, stats = read_labels(labels_dir)
@@ -65,7 +71,7 @@ def test_real_artgan_label_files(shared_data):
     assert len(odd) == 709 and all(repair_mojibake(p) and "ã" not in repair_mojibake(p) for p in odd)
 
 
-def test_real_wikiart_sample_and_cli(shared_data, tmp_path, capsys):
+def _check_sample_and_cli(shared_data, tmp_path, capsys):
     labels_dir, sample_dir = shared_data / "wikiart_labels", shared_data / "wikiart_sample"
     cat, rep = ingest_wikiart(labels_dir, sample_dir)
     assert len(cat) == 1_403 and rep.rows_listed == 81_446 and rep.missing_count == 81_446 - 1_403

@@ -27,6 +27,7 @@ def data():
     return ids, x, q, truth
 
 
+@pytest.mark.slow
 def test_ivfpq_recall_and_size(data, tmp_path):
     ids, x, q, truth = data
     idx = EmbeddingIndex.build(ids, x, index_type="ivfpq")

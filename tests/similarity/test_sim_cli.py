@@ -25,6 +25,7 @@ def test_help_has_examples():
         assert "example:" in text and f"artextract {name}" in text
 
 
+@pytest.mark.slow
 def test_index_similar_evaluate(sim_demo, tmp_path, capsys):
     out = tmp_path / "demo.index"
     rc, _, err = run_cli(capsys, "index", "--catalog", sim_demo.path, "--backbone", "tiny_cnn", "--pretrained", "none",

@@ -62,6 +62,7 @@ def test_the_maps_and_the_choice(real_parts, loaded_parts):
     assert concentration(np.zeros((4, 4))) == 0.0
 
 
+@pytest.mark.slow
 def test_predict_explain_writes_the_overlays(real_parts, tmp_path, capsys):
     catalog, run_dir, _, _ = real_parts
     files = [str(p) for p in Catalog.load(catalog).image_paths()[:2]]
