@@ -83,6 +83,32 @@ def _composition_mask(genre: str, size: int, rng: np.random.Generator) -> np.nda
     return np.zeros((size, size), np.float32)  # abstract
 
 
+def composition_mask(index: int, artist: str, genre: str, size: int = DEFAULT_IMAGE_SIZE, seed: int = 0) -> np.ndarray:
+    """The subject region of demo painting ``index`` as :func:`generate_demo` drew it.
+
+    Parameters
+    ----------
+    index : int
+        The painting's number (``demo_0042`` is 42).
+    artist, genre : str
+        Its artist and the genre it was drawn as (a planted wrong genre label does not change the picture).
+    size : int
+        The side the corpus was generated at.
+    seed : int
+        The corpus's seed.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``size x size`` float32: 1 on the subject (the ground below the horizon, the figure, the objects
+        on the table, the buildings), 0.5 on a still life's table, 0 elsewhere; all 0 for abstract.
+    """
+    _, hue, spread, _, _ = ARTISTS[artist]
+    rng = np.random.default_rng([seed, index])
+    _palette(rng, hue, spread)          # the draws _render makes before the mask
+    return _composition_mask(genre, size, rng)
+
+
 def _render(style: str, hue: float, spread: float, scale: float, genre: str, size: int,
             rng: np.random.Generator) -> Image.Image:
     pal = _palette(rng, hue, spread)
