@@ -1,5 +1,5 @@
 /* The collection map: a canvas of every painting, drawn into one ImageData per frame (smooth at
-   100,000 points), with zoom, pan, hover, click, box selection, colours with a legend and a filter.
+   100,000 points), with zoom, pan, hover, click, box or lasso selection, colours with a legend and a filter.
    The points are fetched once from /api/map; a new layout or colour fetches only that part. */
 (function () {
   "use strict";
@@ -18,12 +18,14 @@
   var layoutSel = document.getElementById("map-layout"), colorSel = document.getElementById("map-color");
   var filterBox = document.getElementById("map-filter"), legendEl = document.getElementById("map-legend");
   var selCard = document.getElementById("map-selection"), selCount = document.getElementById("map-sel-count");
+  var toolSel = document.getElementById("map-tool"), lassoEl = document.getElementById("map-lasso");
+  var lassoLine = document.getElementById("map-lasso-line");
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   var ctx = canvas.getContext("2d");
 
   var st = { n: 0, ids: [], titles: [], dates: [], x: null, y: null, codes: null, color: null, flagged: null,
     off: {}, match: null, selected: null, nSelected: 0, grid: null, xAxis: null,
-    view: { cx: SCALE / 2, cy: SCALE / 2, k: 1 }, W: 0, H: 0, dpr: 1, rgb: [], hover: -1 };
+    view: { cx: SCALE / 2, cy: SCALE / 2, k: 1 }, W: 0, H: 0, dpr: 1, rgb: [], hover: -1, lastLasso: null };
   window.artMap = { ready: false };
 
   function hexRgb(h) { return [parseInt(h.substr(1, 2), 16), parseInt(h.substr(3, 2), 16), parseInt(h.substr(5, 2), 16)]; }
@@ -196,7 +198,9 @@
   }, { passive: false });
   canvas.addEventListener("pointerdown", function (ev) {
     var p = pos(ev);
-    drag = { p: p, view: { cx: st.view.cx, cy: st.view.cy }, select: ev.shiftKey, moved: false };
+    drag = { p: p, view: { cx: st.view.cx, cy: st.view.cy }, select: ev.shiftKey, moved: false,
+      lasso: ev.shiftKey && toolSel && toolSel.value === "lasso" ? [p[0], p[1]] : null };
+    if (drag.lasso) lassoLine.setAttribute("points", "");
     canvas.setPointerCapture(ev.pointerId);
   });
   canvas.addEventListener("pointermove", function (ev) {
@@ -204,7 +208,13 @@
     if (drag) {
       var dx = p[0] - drag.p[0], dy = p[1] - drag.p[1];
       if (Math.abs(dx) + Math.abs(dy) > 3 * st.dpr) drag.moved = true;
-      if (drag.select) {
+      if (drag.lasso) {
+        // every position the pointer went through, not only the ones of this (coalesced) event
+        var evs = ev.getCoalescedEvents ? ev.getCoalescedEvents() : [];
+        if (!evs.length) evs = [ev];
+        for (var e = 0; e < evs.length; e++) addLassoPoint(drag, pos(evs[e]));
+        if (drag.moved) lassoEl.hidden = false;
+      } else if (drag.select) {
         box.hidden = false;
         box.style.left = Math.min(p[0], drag.p[0]) / st.dpr + "px"; box.style.top = Math.min(p[1], drag.p[1]) / st.dpr + "px";
         box.style.width = Math.abs(dx) / st.dpr + "px"; box.style.height = Math.abs(dy) / st.dpr + "px";
@@ -219,8 +229,9 @@
   canvas.addEventListener("pointerup", function (ev) {
     var p = pos(ev), d = drag; drag = null;
     if (!d) return;
+    if (d.lasso && d.moved) { addLassoPoint(d, p); lassoEl.hidden = true; selectLasso(d.lasso); return; }
     if (d.select && d.moved) { box.hidden = true; selectBox(d.p, p); return; }
-    box.hidden = true;
+    box.hidden = true; lassoEl.hidden = true;
     if (!d.moved) {
       var i = nearest(p[0], p[1], 8 * st.dpr);
       if (i >= 0) window.location.href = "/painting/" + encodeURIComponent(st.ids[i]).replace(/%2F/g, "/");
@@ -250,8 +261,51 @@
       var x = sx(i), y = sy(i);
       if (x >= x0 && x <= x1 && y >= y0 && y <= y1) { sel[i] = 1; count++; }
     }
+    setSelection(sel, count);
+  }
+  function setSelection(sel, count) {
     st.selected = count ? sel : null; st.nSelected = count;
     selCard.hidden = !count; selCount.textContent = count.toLocaleString(); draw();
+  }
+  // the lasso: canvas pixels [x0, y0, x1, y1, ...], a new vertex once the pointer is 2 CSS px from the last
+  function addLassoPoint(d, p) {
+    var v = d.lasso, lx = v[v.length - 2], ly = v[v.length - 1];
+    if ((p[0] - lx) * (p[0] - lx) + (p[1] - ly) * (p[1] - ly) < 4 * st.dpr * st.dpr) return;
+    v.push(p[0], p[1]);
+    var pts = lassoLine.getAttribute("points");
+    if (!pts) pts = (v[0] / st.dpr) + "," + (v[1] / st.dpr);
+    lassoLine.setAttribute("points", pts + " " + (p[0] / st.dpr) + "," + (p[1] / st.dpr));
+  }
+  // the points inside the closed polygon (even-odd rule), as shown now (zoom, pan, hidden colours, filter):
+  // one pass over the points; a bounding-box test first, then only the edges that span the point's band of rows
+  function selectLasso(v) {
+    var m = v.length / 2, sel = new Uint8Array(st.n), count = 0;
+    st.lastLasso = v.map(function (c) { return c / st.dpr; });
+    if (m < 3) { setSelection(sel, 0); return; }
+    var x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity, j, e;
+    for (j = 0; j < m; j++) {
+      x0 = Math.min(x0, v[2 * j]); x1 = Math.max(x1, v[2 * j]);
+      y0 = Math.min(y0, v[2 * j + 1]); y1 = Math.max(y1, v[2 * j + 1]);
+    }
+    var NB = Math.max(1, Math.min(256, m)), bh = (y1 - y0) / NB || 1, bands = [];
+    for (j = 0; j < NB; j++) bands.push([]);
+    for (j = 0; j < m; j++) {  // edge j: vertex j to vertex j+1 (the last one closes the polygon)
+      var k = (j + 1) % m, ya = Math.min(v[2 * j + 1], v[2 * k + 1]), yb = Math.max(v[2 * j + 1], v[2 * k + 1]);
+      var b0 = Math.min(NB - 1, Math.floor((ya - y0) / bh)), b1 = Math.min(NB - 1, Math.floor((yb - y0) / bh));
+      for (var b = b0; b <= b1; b++) bands[b].push(2 * j, 2 * k);
+    }
+    var cx = st.view.cx, cy = st.view.cy, kk = st.view.k, W2 = st.W / 2, H2 = st.H / 2;
+    for (var i = 0; i < st.n; i++) {
+      var x = (st.x[i] - cx) * kk + W2, y = (st.y[i] - cy) * kk + H2;
+      if (x < x0 || x > x1 || y < y0 || y > y1 || !visible(i)) continue;
+      var band = bands[Math.min(NB - 1, Math.floor((y - y0) / bh))], inside = false;
+      for (e = 0; e < band.length; e += 2) {
+        var ax = v[band[e]], ay = v[band[e] + 1], bx = v[band[e + 1]], by = v[band[e + 1] + 1];
+        if ((ay > y) !== (by > y) && x < (bx - ax) * (y - ay) / (by - ay) + ax) inside = !inside;
+      }
+      if (inside) { sel[i] = 1; count++; }
+    }
+    setSelection(sel, count);
   }
   function sendSelection(where) {
     var ids = [];
@@ -303,6 +357,10 @@
       ready: true, n: st.n, ids: st.ids, loadMs: performance.now() - t0,
       // CSS-pixel position of a point inside the canvas (for tests and tools)
       pointAt: function (i) { return [sx(i) / st.dpr, sy(i) / st.dpr]; },
+      // the view (canvas pixels: a point is at (x - cx) * k + W / 2, (y - cy) * k + H / 2), the last lasso (CSS px)
+      view: function () { return { cx: st.view.cx, cy: st.view.cy, k: st.view.k, W: st.W, H: st.H, dpr: st.dpr }; },
+      lastLasso: function () { return st.lastLasso; },
+      nSelected: function () { return st.selected ? st.nSelected : 0; },
       indexOf: function (id) { return st.ids.indexOf(id); },
       colourField: function () { return st.color ? st.color.field : null; }
     };
