@@ -229,3 +229,149 @@ def test_browser_end_to_end(server_factory, tmp_path):
     assert not external, f"the pages requested other hosts: {external[:5]}"
     assert (out / "web-painting.png").stat().st_size > 10_000
     assert (out / "web-map.png").stat().st_size > 10_000 and (out / "web-explain.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------------------------- the lasso
+def _inside(x: float, y: float, poly: list[tuple[float, float]]) -> bool:
+    """Even-odd rule by ray casting, the same arithmetic as map.js."""
+    inside = False
+    for (ax, ay), (bx, by) in zip(poly, poly[1:] + poly[:1]):
+        if (ay > y) != (by > y) and x < (bx - ax) * (y - ay) / (by - ay) + ax:
+            inside = not inside
+    return inside
+
+
+def _edge_distance(x: float, y: float, poly: list[tuple[float, float]]) -> float:
+    best = float("inf")
+    for (ax, ay), (bx, by) in zip(poly, poly[1:] + poly[:1]):
+        dx, dy = bx - ax, by - ay
+        t = max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy)))
+        best = min(best, ((x - ax - t * dx) ** 2 + (y - ay - t * dy) ** 2) ** 0.5)
+    return best
+
+
+def _plan_lasso(xs, ys, shown, view, rect, viewport):
+    """A concave star (integer page coordinates) whose inside holds some but not all shown points, with a
+    shown point inside its bounding box but outside the star, and no point within 1.5 px of an edge.
+    Returns (page vertices, canvas-pixel polygon, expected inside flags)."""
+    import math
+
+    cx, cy, k, W, H, dpr = (view[key] for key in ("cx", "cy", "k", "W", "H", "dpr"))
+    pts = [((x - cx) * k + W / 2, (y - cy) * k + H / 2) for x, y in zip(xs, ys)]  # as map.js's sx, sy
+    n_shown = sum(shown)
+    for radius in (0.3, 0.22, 0.38, 0.15):
+        r_out = radius * min(rect["width"], rect["height"])
+        for fx in (0.5, 0.35, 0.65, 0.25, 0.75, 0.45, 0.55):
+            for fy in (0.5, 0.35, 0.65, 0.25, 0.75, 0.45, 0.55):
+                for turn in (0.0, 0.3):
+                    ox, oy = rect["x"] + fx * rect["width"], rect["y"] + fy * rect["height"]
+                    page_poly = []
+                    for j in range(10):
+                        r = r_out if j % 2 == 0 else 0.45 * r_out
+                        a = turn + j * math.pi / 5
+                        page_poly.append((round(ox + r * math.cos(a)), round(oy + r * math.sin(a))))
+                    if not all(rect["x"] + 3 < px < rect["x"] + rect["width"] - 3 and
+                               rect["y"] + 3 < py < rect["y"] + rect["height"] - 3 and
+                               px < viewport["width"] and py < viewport["height"] for px, py in page_poly):
+                        continue
+                    poly = [((px - rect["x"]) * dpr, (py - rect["y"]) * dpr) for px, py in page_poly]
+                    if min(_edge_distance(x, y, poly) for x, y in pts) < 1.5 * dpr:
+                        continue
+                    inside = [s and _inside(x, y, poly) for (x, y), s in zip(pts, shown)]
+                    bx0, bx1 = min(p[0] for p in poly), max(p[0] for p in poly)
+                    by0, by1 = min(p[1] for p in poly), max(p[1] for p in poly)
+                    in_box = sum(s and bx0 <= x <= bx1 and by0 <= y <= by1 for (x, y), s in zip(pts, shown))
+                    if 0 < sum(inside) < n_shown and in_box > sum(inside):
+                        return page_poly, poly, inside
+    raise AssertionError("no lasso fits this layout")
+
+
+def _draw_lasso(page, page_poly):
+    page.keyboard.down("Shift")
+    page.mouse.move(*page_poly[0])
+    page.mouse.down()
+    for px, py in page_poly[1:]:
+        page.mouse.move(px, py)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+
+
+def test_browser_map_lasso(server_factory, tmp_path):
+    """A lasso drawn with the mouse selects exactly the shown points inside it (computed here from /api/map's
+    coordinates and the page's view), after a zoom, a pan and a hidden colour too; the ids it sends to
+    /api/selections are exactly those, for the gallery and the review queue."""
+    from playwright.sync_api import expect, sync_playwright
+
+    server = server_factory(tmp_path / "reviews.sqlite")
+    viewport = {"width": 1360, "height": 900}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport=viewport)
+        page.set_default_timeout(60_000)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        def open_map():
+            page.goto(server.url + "/map?color=style")
+            page.wait_for_function("() => window.artMap && window.artMap.ready", timeout=180_000)
+            page.select_option("#map-tool", "lasso")
+
+        def rect():
+            return page.evaluate("() => { const r = document.getElementById('map-canvas').getBoundingClientRect();"
+                                 " return {x: r.left, y: r.top, width: r.width, height: r.height}; }")
+
+        open_map()
+        d = page.evaluate("() => fetch('/api/map?color=style').then(r => r.json())")
+        ids = [d["ids_prefix"] + m + d["ids_suffix"] for m in d["ids"].split("\n")]
+        assert page.evaluate("() => window.artMap.ids") == ids
+        codes = d["color"]["codes"]
+
+        # the whole map as it opens: a star around some of the points
+        view = page.evaluate("() => window.artMap.view()")
+        page_poly, poly, inside = _plan_lasso(d["x"], d["y"], [True] * len(ids), view, rect(), viewport)
+        _draw_lasso(page, page_poly)
+        expect(page.locator("#map-selection")).to_be_visible()
+        assert page.evaluate("() => window.artMap.lastLasso()") == pytest.approx(
+            [c / view["dpr"] for xy in poly for c in xy])
+        assert int(page.locator("#map-sel-count").inner_text()) == sum(inside)
+        expect(page.locator("#map-lasso")).to_be_hidden()
+        with page.expect_request(lambda r: r.url.endswith("/api/selections") and r.method == "POST") as req:
+            page.click("#map-sel-gallery")
+        assert req.value.post_data_json["ids"] == [i for i, s in zip(ids, inside) if s]
+        page.wait_for_url(re.compile(r"/\?sel="))
+        expect(page.locator("#selection-notice")).to_be_visible()
+        assert page.locator("#gallery-grid .tile").count() == sum(inside)
+
+        # zoomed in, panned, and the commonest style hidden from the legend
+        open_map()
+        hidden = max(set(codes), key=codes.count)
+        page.click(f"#map-legend li[data-code='{hidden}']")
+        r = rect()
+        k0 = page.evaluate("() => window.artMap.view().k")
+        page.mouse.move(r["x"] + r["width"] * 0.45, r["y"] + r["height"] * 0.55)
+        page.mouse.wheel(0, -250)
+        page.wait_for_function(f"() => window.artMap.view().k > {k0} * 1.2")
+        page.mouse.down()
+        page.mouse.move(r["x"] + r["width"] * 0.5, r["y"] + r["height"] * 0.5, steps=4)
+        page.mouse.up()
+        page.wait_for_url(re.compile(r"/map"))  # a pan, not a click on a point
+        view = page.evaluate("() => window.artMap.view()")
+        assert view["k"] > k0 * 1.2
+        shown = [c != hidden for c in codes]
+        page_poly, poly, inside = _plan_lasso(d["x"], d["y"], shown, view, r, viewport)
+        _draw_lasso(page, page_poly)
+        expect(page.locator("#map-selection")).to_be_visible()
+        assert int(page.locator("#map-sel-count").inner_text()) == sum(inside)
+        assert not any(s and codes[i] == hidden for i, s in enumerate(inside))
+        with page.expect_request(lambda r: r.url.endswith("/api/selections") and r.method == "POST") as req:
+            page.click("#map-sel-review")
+        assert req.value.post_data_json["ids"] == [i for i, s in zip(ids, inside) if s]
+        page.wait_for_url(re.compile(r"/review\?sel="))
+        expect(page.locator("#selection-notice")).to_be_visible()
+
+        # the box is still the default tool
+        page.goto(server.url + "/map?color=style")
+        page.wait_for_function("() => window.artMap && window.artMap.ready", timeout=180_000)
+        assert page.locator("#map-tool").input_value() == "box"
+        browser.close()
+    assert not errors, errors
