@@ -336,11 +336,9 @@ def _score_all(X: np.ndarray, y: np.ndarray, K: int, *, k: int, folds: int, seed
     sv = list(style_views or []) if style is not None else [None] * len(views)
     if len(sv) != len(views):
         raise ValueError("style statistics need one matrix per extra view")
-    # one copy per view of [image features | style statistics | context] (none when there is nothing to add)
-    extra = [m for m in (style, context) if m is not None]
-    Xc = np.hstack([X, *extra]) if extra else X
-    views_c = [np.hstack([v, *[m for m in (s, context) if m is not None]]) if extra else v
-               for v, s in zip(views, sv)]
+    # each view as its column blocks [image features | style statistics | context], read in place
+    Xc = [X, style, context]
+    views_c = [[v, s, context] for v, s in zip(views, sv)]
     P = M.out_of_fold_probs(Xc, y, n_classes=K, folds=folds, seed=seed, C=C, repeats=repeats, extra_views=views_c)
     cl = M.confident_learning_scores(y, P)
     scores["cleanlab"], flags["cleanlab"], probs["cleanlab"] = cl.scores, cl.issues, P

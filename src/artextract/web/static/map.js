@@ -226,6 +226,8 @@
     var i = nearest(p[0], p[1], 8 * st.dpr);
     if (i !== st.hover) { st.hover = i; draw(); showTip(i, p); } else if (i >= 0) moveTip(p);
   });
+  // an interrupted drag (the pointer lost, a touch turned into a scroll) ends without selecting
+  canvas.addEventListener("pointercancel", function () { drag = null; box.hidden = true; lassoEl.hidden = true; });
   canvas.addEventListener("pointerup", function (ev) {
     var p = pos(ev), d = drag; drag = null;
     if (!d) return;
@@ -320,7 +322,7 @@
   var rv = document.getElementById("map-sel-review");
   if (rv) rv.addEventListener("click", function () { sendSelection("review"); });
   document.getElementById("map-sel-clear").addEventListener("click", function () {
-    st.selected = null; selCard.hidden = true; draw();
+    st.selected = null; st.nSelected = 0; selCard.hidden = true; draw();
   });
   document.getElementById("map-reset").addEventListener("click", fit);
   filterBox.addEventListener("input", applyFilter);
