@@ -107,3 +107,22 @@ def test_bad_input_is_refused():
         M.zscore_scores(np.zeros(5), np.zeros(5, int))
     with pytest.raises(ValueError, match="labels"):
         M.zscore_scores(np.zeros((5, 2)), np.array([0, 1, -1, 0, 1]))
+
+
+def test_out_of_fold_column_blocks_equal_their_concatenation():
+    """Blocks [features | statistics | context] act as their hstack, mirrored views included."""
+    X, _, yn, _ = blobs()
+    rng = np.random.default_rng(3)
+    S = (rng.normal(size=(len(X), 5)) * 4 + 10).astype(np.float32)
+    ctx = np.eye(3, dtype=np.float32)[rng.integers(0, 3, len(X))]
+    Xf = (X + rng.normal(0, 0.3, X.shape)).astype(np.float32)
+    Sf = (S + rng.normal(0, 0.3, S.shape)).astype(np.float32)
+    joined = M.out_of_fold_probs(np.hstack([X, S, ctx]), yn, C=0.1, extra_views=[np.hstack([Xf, Sf, ctx])])
+    blocks = M.out_of_fold_probs([X, S, None, ctx], yn, C=0.1, extra_views=[[Xf, Sf, ctx]])
+    assert np.abs(joined - blocks).max() < 1e-5
+    alone = M.out_of_fold_probs(np.hstack([X, S, ctx]), yn, C=0.1)
+    assert np.abs(joined - alone).max() > 1e-3        # the mirrored view is used
+    with pytest.raises(ValueError, match="same rows and column blocks"):
+        M.out_of_fold_probs([X, S], yn, extra_views=[[Xf]])
+    with pytest.raises(ValueError, match="NaN"):
+        M.out_of_fold_probs([X, np.full_like(S, np.nan)], yn)

@@ -358,47 +358,26 @@ def fit_softmax(X: np.ndarray, y: np.ndarray, n_classes: int, C: float = 1e-3, m
     """Multinomial logistic regression with sklearn's objective
     (``C * sum(log-loss) + ||W||^2 / 2``), fitted by full-batch L-BFGS in torch. Returns
     ``(W [d, K], b [K])``. Much faster than sklearn's solver on wide features."""
-    X = np.asarray(X, np.float32)
-    d = X.shape[1]
-    return _fit_softmax_blocks([[X]], np.asarray(y, np.int64), n_classes, [np.zeros(d)], [np.ones(d)],
-                               C=C, max_iter=max_iter, sample_weight=sample_weight)
-
-
-def _fit_softmax_blocks(views: list[list[np.ndarray]], y: np.ndarray, n_classes: int, mu: list[np.ndarray],
-                        sd: list[np.ndarray], *, C: float, max_iter: int, sample_weight: np.ndarray | None):
-    """:func:`fit_softmax` on the standardised features ``(x - mu) / sd`` of several views of the same rows,
-    without building them: each view is a list of column blocks (``[n, d_j]`` float32, read in place), the
-    model's weights live in the standardised space and the standardisation is folded into the product.
-    Every view of row ``i`` is a training row of weight ``sample_weight[i]`` (0 leaves the row out)."""
     import torch
 
+    Xt = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.int64)
-    n = len(y)
+    n, d = Xt.shape
     w = torch.ones(n, dtype=torch.float32) if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
-    blocks = [[torch.from_numpy(np.ascontiguousarray(b, np.float32)) for b in v] for v in views]
-    dims = [b.shape[1] for b in blocks[0]]
-    inv = [torch.as_tensor(1.0 / s, dtype=torch.float32) for s in sd]
-    shift = [torch.as_tensor(m / s, dtype=torch.float32) for m, s in zip(mu, sd)]
-    W = torch.zeros(sum(dims), n_classes, dtype=torch.float32, requires_grad=True)
+    W = torch.zeros(d, n_classes, dtype=torch.float32, requires_grad=True)
     b = torch.zeros(n_classes, dtype=torch.float32, requires_grad=True)
-    # classes absent from the training rows get a very negative bias and no gradient pull: they stay improbable
-    absent = torch.as_tensor(np.bincount(y[w.numpy() > 0], minlength=n_classes) == 0)
+    # classes absent from y get a very negative bias and no gradient pull: they stay improbable
+    absent = torch.as_tensor(np.bincount(y, minlength=n_classes) == 0)
     opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
                             history_size=20, line_search_fn="strong_wolfe")
-    total = float(w.sum()) * len(views)
-    lam = 1.0 / (C * total)
-    edges = np.cumsum([0, *dims])
+    lam = 1.0 / (C * float(w.sum()))
 
     def closure():
         opt.zero_grad()
-        Ws = [W[edges[j]:edges[j + 1]] for j in range(len(dims))]
-        bias = b - sum(shift[j] @ Ws[j] for j in range(len(dims)))
-        loss = 0.0
-        for v in blocks:
-            logits = sum(v[j] @ (Ws[j] * inv[j][:, None]) for j in range(len(dims))) + bias
-            logits = logits.masked_fill(absent, -30.0)
-            loss = loss + (torch.nn.functional.cross_entropy(logits, yt, reduction="none") * w).sum()
-        loss = loss / total + 0.5 * lam * (W * W).sum()
+        logits = Xt @ W + b
+        logits = logits.masked_fill(absent, -30.0)
+        loss = (torch.nn.functional.cross_entropy(logits, yt, reduction="none") * w).sum() / w.sum()
+        loss = loss + 0.5 * lam * (W * W).sum()
         loss.backward()
         return loss
 
@@ -407,26 +386,6 @@ def _fit_softmax_blocks(views: list[list[np.ndarray]], y: np.ndarray, n_classes:
     Wn, bn = W.detach().numpy(), b.detach().numpy().copy()
     bn[absent.numpy()] = -30.0
     return Wn, bn
-
-
-def _moments(views: list[list[np.ndarray]], rows: np.ndarray, chunk: int = 8192) -> tuple[list, list]:
-    """Per column block: the mean and standard deviation (plus 1e-6) of the ``rows`` (bool) of every view,
-    read in chunks of rows (two passes, float64 sums), so that no copy of the rows is made."""
-    mus, sds = [], []
-    count = float(rows.sum()) * len(views)
-    for j in range(len(views[0])):
-        tot = np.zeros(views[0][j].shape[1])
-        for v in views:
-            for a in range(0, len(rows), chunk):
-                tot += v[j][a:a + chunk][rows[a:a + chunk]].sum(0, dtype=np.float64)
-        mu = tot / count
-        sq = np.zeros_like(mu)
-        for v in views:
-            for a in range(0, len(rows), chunk):
-                sq += np.square(v[j][a:a + chunk][rows[a:a + chunk]] - mu).sum(0)
-        mus.append(mu)
-        sds.append(np.sqrt(sq / count) + 1e-6)
-    return mus, sds
 
 
 def softmax(Z: np.ndarray) -> np.ndarray:
@@ -458,15 +417,31 @@ def _blocks(v) -> list[np.ndarray]:
     return blocks
 
 
-def _logits(view: list[np.ndarray], rows: np.ndarray, W: np.ndarray, b: np.ndarray, mu: list, sd: list) -> np.ndarray:
-    """The fitted model's logits for ``rows`` (bool) of one view, the rows read in place."""
+def _training_rows(views: list[list[np.ndarray]], rows: np.ndarray) -> np.ndarray:
+    """The ``rows`` (bool) of every view, the views one under the other and the column blocks side by
+    side, written into one new float32 array (no intermediate copies)."""
     idx = np.flatnonzero(rows)
-    out = np.tile(b.astype(np.float64), (len(idx), 1))
+    dims = [b.shape[1] for b in views[0]]
+    out = np.empty((len(views) * len(idx), sum(dims)), np.float32)
+    for i, v in enumerate(views):
+        c = 0
+        for blk in v:
+            out[i * len(idx):(i + 1) * len(idx), c:c + blk.shape[1]] = blk[idx]
+            c += blk.shape[1]
+    return out
+
+
+def _logits(view: list[np.ndarray], rows: np.ndarray, W: np.ndarray, b: np.ndarray, mu: np.ndarray,
+            sd: np.ndarray) -> np.ndarray:
+    """The logits of a model fitted on standardised features for ``rows`` (bool) of one view (column
+    blocks), block by block: ``((x - mu) / sd) @ W + b``."""
+    idx = np.flatnonzero(rows)
+    out = np.tile(b, (len(idx), 1))
     a = 0
-    for blk, m, s in zip(view, mu, sd):
-        Wj = W[a:a + blk.shape[1]].astype(np.float64) / s[:, None]
-        out += blk[idx] @ Wj - m @ Wj
-        a += blk.shape[1]
+    for blk in view:
+        d = blk.shape[1]
+        out += ((blk[idx] - mu[a:a + d]) / sd[a:a + d]) @ W[a:a + d]
+        a += d
     return out
 
 
@@ -481,8 +456,8 @@ def out_of_fold_probs(X: np.ndarray, y: np.ndarray, *, n_classes: int | None = N
     ``sample_weight`` down-weights training rows (e.g. suspected wrong labels in a second pass).
 
     Memory: ``X`` and each view may be given as a list of column blocks (image features, style
-    statistics, context columns), which act as their concatenation without it being built; the
-    standardisation and the folds are applied inside the fit, so no copy of the rows is made.
+    statistics, context columns), which act as their concatenation without it being built; each fold
+    copies only its training rows (once, standardised in place).
 
     Copes with tiny classes: a class whose every member is in the held-out fold gets probability
     ~0 from that fold's model, which correctly says "nothing else looks like this label".
@@ -530,10 +505,13 @@ def out_of_fold_probs(X: np.ndarray, y: np.ndarray, *, n_classes: int | None = N
             if len(present) < 2:  # nothing to learn: the training rows have one class only
                 P[np.ix_(te, present)] += 1.0
                 continue
-            # standardised on the training rows, and fitted on them by weight: no copy of the rows
-            mu, sd = _moments(views, tr)
-            W, b = _fit_softmax_blocks(views, y, K, mu, sd, C=C, max_iter=max_iter,
-                                       sample_weight=np.where(tr, sw, 0.0))
+            Xtr = _training_rows(views, tr)   # the one copy: every view's training rows, standardised in place
+            mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
+            Xtr -= mu
+            Xtr /= sd
+            W, b = fit_softmax(Xtr, np.tile(y[tr], len(views)), K, C=C, max_iter=max_iter,
+                               sample_weight=np.tile(sw[tr], len(views)))
+            del Xtr
             P[te] += np.mean([softmax(_logits(v, te, W, b, mu, sd)) for v in views], axis=0)
     P /= repeats
     P = np.clip(P, 1e-6, None)
