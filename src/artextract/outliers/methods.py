@@ -260,6 +260,9 @@ class CentroidResult:
     dist2: np.ndarray    # [n, K] squared distances
 
 
+DIST_BLOCK = 2_048   # rows per block of the class-centre distances (2,048 x K x d float64: 57 MB at K 27, d 128)
+
+
 def mahalanobis_scores(X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None,
                        n_components: int | None = None, prior_strength: float = 1.0) -> CentroidResult:
     """Per-class centroid distances in a Mahalanobis metric (shared, Ledoit-Wolf-shrunk within-class
@@ -306,7 +309,10 @@ def mahalanobis_scores(X: np.ndarray, y: np.ndarray, *, n_classes: int | None = 
     W = evecs / np.sqrt(np.maximum(evals, 1e-9 * max(evals.max(), 1e-12)))
     Zw = Z @ W
     Mw = (sums / np.maximum(counts + prior_strength, 1e-12)[:, None]) @ W  # shrunk towards the overall mean (0)
-    dist2 = ((Zw[:, None, :] - Mw[None, :, :]) ** 2).sum(-1)
+    # squared distances to every class centre, a block of rows at a time (never an n x K x d array)
+    dist2 = np.empty((n, K))
+    for a in range(0, n, DIST_BLOCK):
+        dist2[a:a + DIST_BLOCK] = ((Zw[a:a + DIST_BLOCK, None, :] - Mw[None, :, :]) ** 2).sum(-1)
     # leave-one-out for the own class: mean of the others, shrunk the same way
     loo = ((sums[y] - Z) / np.maximum(counts[y] - 1 + prior_strength, 1e-12)[:, None]) @ W
     dist2[np.arange(n), y] = ((Zw - loo) ** 2).sum(-1)
