@@ -88,10 +88,13 @@ def make_collection(root: Path, n: int, seed: int = 0) -> Path:
         j = np.arange(s, e)
         sig = 0.6 * cs[labels["style"][j]] + 0.4 * cg[labels["genre"][j]]
         m = bank[j % 512].astype(np.float32) + bank[(j * 7 + 3) % 512] + sig[:, :, None, None]
+        # per-painting channel gains: no two paintings share a pattern, and unrelated paintings' pooled
+        # vectors have cosines well below the duplicate thresholds, as real MobileNetV2 vectors do
+        m *= rng.lognormal(0.0, 1.0, (len(j), SHAPE[0], 1, 1)).astype(np.float32)
         m = np.maximum(m, 0).astype(np.float16)  # post-ReLU maps
         stores["maps"].data[s:e] = m
         stores["pooled"].data[s:e] = m.astype(np.float32).mean((2, 3))
-        stores["stats"].data[s:e] = sbank[j % 512] + sbank[(j * 5 + 1) % 512]
+        stores["stats"].data[s:e] = sbank[j % 512] + sbank[(j * 5 + 1) % 512] + rng.normal(size=(len(j), STATS))
         # every picture its own smooth random image (a real collection has few near-duplicates)
         coarse = rng.integers(0, 256, (len(j), 8, 8, 3), dtype=np.uint8)
         stores["pixels"].data[s:e] = coarse.repeat(CACHE // 8, 1).repeat(CACHE // 8, 2)
