@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow   # features of the demo corpus, computed once for the module
-
 from artextract.cli import main
 from artextract.data.catalog import Catalog
+
+pytestmark = pytest.mark.slow   # features of the demo corpus, computed once for the module
 
 
 @pytest.fixture(scope="module")
