@@ -280,12 +280,16 @@ def test_cli_lang_and_all_canvases(tmp_path):
 @pytest.mark.parametrize("fraction,per_artist", [(None, 1), ("0.5", 3)])
 def test_cli_val_fraction_and_period_name(tmp_path, fraction, per_artist):
     """`--val-fraction`: that share of each artist (the first task) in val (6 each: 20% -> 1, 50% -> 3);
-    `--period-name`: the period task's name."""
+    `--period-name`: the period task's name; `--images`, `--ordered` and `--report` where they say."""
     out = tmp_path / "m.parquet"
     argv = ["ingest", "iiif", *_dated_manifests(tmp_path), "--out", str(out), "--tasks", "artist",
-            "--period-from", "date", "--period-bins", "100", "--period-name", "century"]
+            "--period-from", "date", "--period-bins", "100", "--period-name", "century",
+            "--images", str(tmp_path / "pictures"), "--ordered", "artist", "--report", str(tmp_path / "rep.json")]
     assert main(argv + (["--val-fraction", fraction] if fraction else [])) == 0
     cat = Catalog.load(out)
+    assert cat.image_root == (tmp_path / "pictures").resolve() and cat.tasks["artist"].ordered
+    assert json.loads((tmp_path / "rep.json").read_text())["counts"]["manifests"] == 12
+    assert not (tmp_path / "m.ingest_report.json").exists()
     assert cat.df.groupby("artist")["split"].apply(lambda s: (s == "val").sum()).tolist() == [per_artist] * 2
     assert "period" not in cat.tasks and cat.tasks["century"].ordered
     assert cat.df.set_index("title").loc[["work 0", "work 4", "work 11"], "century"].tolist() == [

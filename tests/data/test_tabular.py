@@ -143,6 +143,10 @@ def test_cli_id_col_val_fraction_and_period_name(tmp_path, images, fraction, n_v
     assert cat.df.groupby("school")["split"].apply(lambda s: (s == "val").sum()).tolist() == [n_val // 2] * 2
     assert "period" not in cat.tasks and cat.tasks["century"].ordered
     assert cat.df["century"].tolist()[:2] == ["1600 to 1699", "1600 to 1699"] and cat.df["century"].iloc[-1] == "1800 to 1899"
+    if fraction == "0.5":  # --seed draws another split of the same size
+        assert main(argv + ["--val-fraction", "0.5", "--seed", "3"]) == 0
+        other = Catalog.load(out).df
+        assert (other["split"] == "val").sum() == 4 and other["split"].tolist() != cat.df["split"].tolist()
     # without --id-col the ids are the paths
     assert main(argv[:argv.index("--id-col")] + ["--out", str(out)]) == 0
     assert Catalog.load(out).df["id"].tolist() == [f"{i}.jpg" for i in range(8)]

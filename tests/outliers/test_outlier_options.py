@@ -1,4 +1,4 @@
-"""`outliers --method/--k/--flip/--folds/--C` end to end on the demo corpus with a random tiny_cnn
+"""`outliers --method/--k/--flip/--folds/--C/--seed` end to end on the demo corpus with a random tiny_cnn
 (fast; the detection quality itself is tested on ImageNet features in test_outliers.py)."""
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def test_flip_folds_and_C_change_the_out_of_fold_classifier(outliers, corpus):
     assert not np.allclose(two["score_cleanlab"], base["score_cleanlab"])
     for m in ("zscore", "knn", "mahalanobis"):                                # what the folds do not touch
         np.testing.assert_allclose(two[f"score_{m}"], base[f"score_{m}"])
+    seeded, _ = outliers("--seed", "1")                                        # other folds
+    assert not np.allclose(seeded["score_cleanlab"], base["score_cleanlab"])
+    np.testing.assert_allclose(seeded["score_knn"], base["score_knn"])
     # a tiny C: the classifier learns next to nothing, so within a class the scores hardly differ
     flat, _ = outliers("--C", "1e-9")
     spread = lambda d: d.groupby("given_label")["score_cleanlab"].std().mean()  # noqa: E731
