@@ -1,9 +1,11 @@
 """One CLI vocabulary: every option of every command has help, shared options read the same
-everywhere, and the train flags are TrainConfig's fields."""
+everywhere, the train flags are TrainConfig's fields, and every option is named in a test."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +113,47 @@ def test_ingest_error_names_the_real_importers(tmp_path, capsys):
     assert main(["catalog", "info", str(tmp_path / "nope.parquet")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and all(s in err for s in INGEST_SOURCES)
+
+
+# ---------------------------------------------------------------------- every option has a test
+TESTS = Path(__file__).resolve().parent
+
+#: "COMMAND --option" -> why no test can run it here. Each entry needs a reason; an entry whose option
+#: a test names, or that no command has any more, fails the test below (so the list only shrinks).
+UNTESTED_OPTIONS: dict[str, str] = {}
+
+
+def _named(option: str, text: str) -> bool:
+    """``option`` written as a test passes it: quoted ("--k" or '--k'), or followed by a space, "=" or a quote."""
+    return re.search(re.escape(f'"{option}"') + "|" + re.escape(f"'{option}'") + "|" + re.escape(option) + r"[ =\"']",
+                     text) is not None
+
+
+def _long_options():
+    """("COMMAND --option", option) for every long option of every command (the global ones under "")."""
+    for path, p in ALL:
+        for a in _options(p):
+            for o in a.option_strings:
+                if o.startswith("--"):
+                    yield " ".join((*path, o)), o
+
+
+def test_every_option_of_every_command_is_named_in_a_test():
+    """A test of the test suite: an option that no test file under tests/ names (this file aside, which
+    only reads the parser) has no test that runs it. Add one, end to end, asserting the option's effect."""
+    here = Path(__file__).resolve()
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(TESTS.rglob("*.py")) if p.resolve() != here)
+    options = dict(_long_options())
+    missing = sorted(k for k, o in options.items() if k not in UNTESTED_OPTIONS and not _named(o, text))
+    assert not missing, ("options that no test names (add a test that runs each, or an UNTESTED_OPTIONS entry "
+                         "with the reason):\n  artextract " + "\n  artextract ".join(missing))
+    stale = sorted(k for k in UNTESTED_OPTIONS if k not in options or _named(options[k], text))
+    assert not stale, "UNTESTED_OPTIONS entries that are tested now, or gone: " + ", ".join(stale)
+    assert all(reason.strip() for reason in UNTESTED_OPTIONS.values())
+
+
+def test_the_option_check_reads_test_code_as_written():
+    assert _named("--k", 'main(["outliers", "--k", "3"])') and _named("--k", "['--k']")
+    assert _named("--k", 'f"--k {k}"') and _named("--k", '"--k=3"')
+    assert not _named("--k", '"--keep"') and not _named("--k", "the --k-means option")
+    assert {"train --layers", "outliers --k", "--verbose", "review export --format"} <= dict(_long_options()).keys()

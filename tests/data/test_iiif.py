@@ -248,3 +248,67 @@ def _check_shared_nested_collections_over_http():
     assert "http://localhost:3001/wunder.json" in failed
     assert sum("villanova.edu/Item/" in f for f in failed) == 8 and len(failed) == 9
     assert all("HTTP 404" in f["reason"] for f in rep.failures)
+
+
+# ---------------------------------------------------------------------- the command's options
+def _dated_manifests(folder: Path, n: int = 12) -> list[str]:
+    """``n`` v3 manifests (files) by two artists, dated 1600, 1630, ...: the direct-image fixture relabelled."""
+    base = json.loads((FIX / "v3-manifest-direct.json").read_text())
+    files = []
+    for i in range(n):
+        m = json.loads(json.dumps(base).replace("/iiif/v3/direct/", f"/iiif/gen/m{i}/"))
+        m["label"] = {"en": [f"work {i}"]}
+        m["metadata"] = [{"label": {"en": ["Artist"]}, "value": {"none": ["Painter A" if i % 2 else "Painter B"]}},
+                         {"label": {"en": ["Date"]}, "value": {"en": [f"c. {1600 + 30 * i}"]}}]
+        files.append(folder / f"m{i}.json")
+        files[-1].write_text(json.dumps(m))
+    return [str(f) for f in files]
+
+
+def test_cli_lang_and_all_canvases(tmp_path):
+    out = tmp_path / "m.parquet"
+    assert main(["ingest", "iiif", str(FIX / "v2-manifest.json"), "--out", str(out)]) == 0
+    cat = Catalog.load(out)
+    assert cat.df["title"].tolist() == ["The Milkmaid"] and len(cat) == 1
+    assert main(["ingest", "iiif", str(FIX / "v2-manifest.json"), "--out", str(out), "--lang", "nl",
+                 "--all-canvases"]) == 0
+    cat = Catalog.load(out)
+    assert cat.df["title"].tolist() == ["Het melkmeisje"] * 2 and cat.df["objecttype"][0] == "schilderij"
+    assert cat.df["canvas_label"].tolist() == ["recto", "verso"] and cat.df["id"].is_unique
+
+
+@pytest.mark.parametrize("fraction,per_artist", [(None, 1), ("0.5", 3)])
+def test_cli_val_fraction_and_period_name(tmp_path, fraction, per_artist):
+    """`--val-fraction`: that share of each artist (the first task) in val (6 each: 20% -> 1, 50% -> 3);
+    `--period-name`: the period task's name; `--images`, `--ordered` and `--report` where they say."""
+    out = tmp_path / "m.parquet"
+    argv = ["ingest", "iiif", *_dated_manifests(tmp_path), "--out", str(out), "--tasks", "artist",
+            "--period-from", "date", "--period-bins", "100", "--period-name", "century",
+            "--images", str(tmp_path / "pictures"), "--ordered", "artist", "--report", str(tmp_path / "rep.json")]
+    assert main(argv + (["--val-fraction", fraction] if fraction else [])) == 0
+    cat = Catalog.load(out)
+    assert cat.image_root == (tmp_path / "pictures").resolve() and cat.tasks["artist"].ordered
+    assert json.loads((tmp_path / "rep.json").read_text())["counts"]["manifests"] == 12
+    assert not (tmp_path / "m.ingest_report.json").exists()
+    assert cat.df.groupby("artist")["split"].apply(lambda s: (s == "val").sum()).tolist() == [per_artist] * 2
+    assert "period" not in cat.tasks and cat.tasks["century"].ordered
+    assert cat.df.set_index("title").loc[["work 0", "work 4", "work 11"], "century"].tolist() == [
+        "1600 to 1699", "1700 to 1799", "1900 to 1999"]
+
+
+def test_cli_max_depth(tmp_path):
+    docs = {"/iiif/collection/top.json": FIX / "collection-top.json",
+            "/iiif/collection/dutch.json": FIX / "collection-dutch.json",
+            "/iiif/v3/rembrandt/manifest.json": FIX / "v3-manifest-choice.json",
+            "/iiif/v2/vermeer/manifest.json": FIX / "v2-manifest.json"}
+    out = tmp_path / "c.parquet"
+    with IIIFServer(docs) as srv:
+        argv = ["ingest", "iiif", FAKE + "iiif/collection/top.json", "--out", str(out), "--rewrite", f"{FAKE}={srv.base}/"]
+        assert main(argv) == 1                                   # the fixtures link a few broken sources
+        assert sorted(Catalog.load(out).df["title"]) == ["The Milkmaid", "The Night Watch"]
+        assert main(argv + ["--max-depth", "1"]) == 1
+        assert Catalog.load(out).df["title"].tolist() == ["The Night Watch"]
+        rep = json.loads((tmp_path / "c.ingest_report.json").read_text())
+        assert any("nested deeper than 1" in f["reason"] for f in rep["failures"])
+        assert srv.count("/iiif/v2/vermeer/manifest.json") == 1  # only by the first run
+        assert main(argv + ["--max-depth", "-1"]) == 2

@@ -187,3 +187,42 @@ def test_no_network_and_wrong_catalogue(tmp_path):
     df = pd.DataFrame({"id": ["a"], "path": ["a.jpg"], "split": ["train"]})
     with pytest.raises(CatalogError, match="image_service"):
         download_iiif(Catalog(df, {}, tmp_path), tmp_path)
+
+
+def test_download_no_info_verbose_and_quiet(tmp_path, capsys):
+    """`download iiif --no-info` asks every service for !SIZE,SIZE without reading info.json; the
+    global `--verbose` shows the DEBUG messages (here: a retry) on stderr, which are hidden without it,
+    and `--quiet` only the warnings."""
+    svc = Service(1000, 800, 3, 2, seed=9)
+    docs = {"/iiif/gen/one/manifest.json": v3_manifest("one", "/img/one", svc.width, svc.height)}
+    box = "/img/one/full/!100,100/0/default.jpg"
+    with IIIFServer(docs, {"/img/one": svc}, faults={box: ["500", "ok", "500"]}) as srv:
+        cat_path = tmp_path / "one.parquet"
+        assert main(["ingest", "iiif", FAKE + "iiif/gen/one/manifest.json", "--out", str(cat_path),
+                     "--rewrite", f"{FAKE}={srv.base}/"]) == 0
+        capsys.readouterr()
+        rewrite = ["--rewrite", f"{FAKE}={srv.base}/"]
+        assert main(["download", "iiif", "--catalog", str(cat_path), "--size", "100", "--out", str(tmp_path / "a"),
+                     "--no-info", *rewrite, *FAST]) == 0
+        quiet = capsys.readouterr().err
+        assert srv.count("/img/one/info.json") == 0 and srv.count(box) == 2    # one 500, then the image
+        assert main(["--verbose", "download", "iiif", "--catalog", str(cat_path), "--size", "100",
+                     "--out", str(tmp_path / "b"), "--no-info", *rewrite, *FAST]) == 0
+        loud = capsys.readouterr().err
+        assert srv.count("/img/one/info.json") == 0 and srv.count(box) == 4
+        # without --no-info the service's info.json is read first; --update-catalog, --report, --workers
+        assert main(["download", "iiif", "--catalog", str(cat_path), "--size", "100", "--out", str(tmp_path / "c"),
+                     "--update-catalog", "--report", str(tmp_path / "c.json"), "--workers", "1", *rewrite, *FAST]) == 0
+        assert srv.count("/img/one/info.json") == 1
+        assert Catalog.load(cat_path).image_root == (tmp_path / "c").resolve()
+        assert len(json.loads((tmp_path / "c.json").read_text())["downloaded"]) == 1
+        assert not (tmp_path / "c" / "download_report.json").exists()
+        capsys.readouterr()
+        assert main(["--quiet", "download", "iiif", "--catalog", str(cat_path), "--size", "100",
+                     "--out", str(tmp_path / "d"), *rewrite, *FAST]) == 0
+        hushed = capsys.readouterr().err
+    assert "note: the catalogue still looks for images" in hushed and "downloaded 1" not in hushed
+    assert "downloaded 1" in quiet
+    assert load_image(tmp_path / "a" / Catalog.load(cat_path).df["path"][0]).size == (100, 80)
+    assert "retrying in" not in quiet and "HTTP 500" not in quiet
+    assert "retrying in" in loud and "HTTP 500" in loud

@@ -113,3 +113,22 @@ def test_catalog_info_stats_files_only_when_asked(tmp_path, capsys, monkeypatch)
     assert main(["catalog", "info", str(tmp_path / "c.parquet"), "--json", "--check-files"]) == 0
     assert json.loads(capsys.readouterr().out)["missing_images"] == {"count": 1, "examples": ["b.jpg"]}
     assert calls == [1]
+
+
+def test_cli_val_fraction_and_period_name(tmp_path):
+    """`--val-fraction` is each class's share in val (5 images per class: 20% -> 1, 60% -> 3);
+    `--period-name` names the period task read here from the years in the file names (the ids)."""
+    root = tmp_path / "dated"
+    for c, cls in enumerate(("Baroque", "Cubism")):
+        for i in range(5):
+            _img(root / cls / f"work-{1610 + 300 * c + i}.jpg", 10 * c + i)
+    out = tmp_path / "d.parquet"
+    base = ["ingest", "folder", "--images", str(root), "--workers", "1", "--out", str(out)]
+    for fraction, per_class in ((None, 1), ("0.6", 3)):
+        assert main(base + (["--val-fraction", fraction] if fraction else [])) == 0
+        df = Catalog.load(out).df
+        assert df.groupby("label")["split"].apply(lambda s: (s == "val").sum()).tolist() == [per_class] * 2
+    assert main(base + ["--period-from", "id", "--period-bins", "100", "--period-name", "century"]) == 0
+    cat = Catalog.load(out)
+    assert "period" not in cat.tasks and cat.tasks["century"].ordered
+    assert dict(zip(cat.df["label"], cat.df["century"])) == {"Baroque": "1600 to 1699", "Cubism": "1900 to 1999"}

@@ -198,3 +198,34 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert "example:" in capsys.readouterr().out
+
+
+def test_cli_artist_val_fraction_and_period_options(opendata, tmp_path, sample):
+    """`--no-artist`, `--artist-min-count`, `--val-fraction` (per timeframe: round(n * f), at least 1,
+    at most n - 1 of a timeframe with n >= 2 objects) and `--period-name`, through the command line."""
+    folder, expected = opendata
+    out = tmp_path / "nga.parquet"
+    base = ["ingest", "nga", "--opendata", str(folder), "--images", str(sample.dir), "--out", str(out)]
+    assert main(base + ["--no-artist"]) == 0
+    cat = Catalog.load(out)
+    assert "artist" not in cat.tasks and "timeframe" in cat.tasks and len(cat) == 60
+    assert main(base + ["--artist-min-count", "10"]) == 0
+    cat = Catalog.load(out)
+    assert cat.task("artist").classes == [fx.ARTISTS[-1]] and cat.df["artist"].isna().sum() == 30
+
+    def val_per_timeframe(fraction):
+        assert main(base + ["--val-fraction", str(fraction)]) == 0
+        df = Catalog.load(out).df
+        got = df.groupby(df["timeframe"].fillna("-"))["split"].apply(lambda s: int((s == "val").sum()))
+        n = df.groupby(df["timeframe"].fillna("-")).size()
+        want = n.apply(lambda m: 0 if m < 2 else min(max(int(round(m * fraction)), 1), m - 1))
+        assert got.to_dict() == want.to_dict()
+        return int(got.sum())
+
+    assert val_per_timeframe(0.2) < val_per_timeframe(0.6)
+    assert main(base + ["--period-from", "displaydate", "--period-bins", "50", "--period-name", "dated"]) == 0
+    cat = Catalog.load(out)
+    assert "period" not in cat.tasks and cat.tasks["dated"].ordered
+    # "c. YEAR" is YEAR +- 5 years: the 50-year bin of YEAR
+    lo = cat.df["displaydate"].str[3:].astype(int) // 50 * 50
+    assert cat.df["dated"].tolist() == [f"{a} to {a + 49}" for a in lo]

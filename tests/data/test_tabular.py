@@ -124,3 +124,29 @@ def test_cli_ingest_csv(tmp_path, images, capsys):
     assert main(["ingest", "csv", "--csv", str(bad), "--images", str(images), "--path-col", "file",
                  "--tasks", "school", "--split-col", "split", "--out", str(tmp_path / "x.parquet")]) == 2
     assert "values other than train/val/test" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fraction,n_val", [(None, 2), ("0.5", 4), ("0.75", 6)])
+def test_cli_id_col_val_fraction_and_period_name(tmp_path, images, fraction, n_val):
+    """`--id-col` names the id column, `--val-fraction` the share of each class in val (4 per class
+    here: 20% rounds to 1, 50% to 2, 75% to 3), `--period-name` the period task."""
+    rows = "".join(f"obj{i},{i}.jpg,{'Dutch' if i % 2 else 'Italian'},c. {1600 + 30 * i}\n" for i in range(8))
+    csv = _csv(tmp_path, "objectid,file,school,date\n" + rows)
+    out = tmp_path / "c.parquet"
+    argv = ["ingest", "csv", "--csv", str(csv), "--images", str(images), "--path-col", "file", "--tasks", "school",
+            "--id-col", "objectid", "--period-from", "date", "--period-bins", "100", "--period-name", "century",
+            "--out", str(out)]
+    assert main(argv + (["--val-fraction", fraction] if fraction else [])) == 0
+    cat = Catalog.load(out)
+    assert cat.df["id"].tolist() == [f"obj{i}" for i in range(8)] and cat.df["path"].tolist()[0] == "0.jpg"
+    assert (cat.df["split"] == "val").sum() == n_val
+    assert cat.df.groupby("school")["split"].apply(lambda s: (s == "val").sum()).tolist() == [n_val // 2] * 2
+    assert "period" not in cat.tasks and cat.tasks["century"].ordered
+    assert cat.df["century"].tolist()[:2] == ["1600 to 1699", "1600 to 1699"] and cat.df["century"].iloc[-1] == "1800 to 1899"
+    if fraction == "0.5":  # --seed draws another split of the same size
+        assert main(argv + ["--val-fraction", "0.5", "--seed", "3"]) == 0
+        other = Catalog.load(out).df
+        assert (other["split"] == "val").sum() == 4 and other["split"].tolist() != cat.df["split"].tolist()
+    # without --id-col the ids are the paths
+    assert main(argv[:argv.index("--id-col")] + ["--out", str(out)]) == 0
+    assert Catalog.load(out).df["id"].tolist() == [f"{i}.jpg" for i in range(8)]

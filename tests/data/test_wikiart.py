@@ -317,3 +317,19 @@ def test_subset_copied_elsewhere(labels_dir, images, tmp_path):
         shutil.copyfile(folder / rel, tmp_path / rel)
     cat, rep = ingest_wikiart(labels_dir, tmp_path)
     assert sorted(cat.df["id"]) == picked and rep.missing_count == len(ag._table()) - 2
+
+
+def test_cli_period_name(labels_dir, images, tmp_path):
+    """`--period-name` names the period task; here read from the years in the WikiArt file names."""
+    folder, _ = images
+    out = tmp_path / "wikiart.parquet"
+    assert main(["ingest", "wikiart", "--labels", str(labels_dir), "--images", str(folder), "--out", str(out),
+                 "--period-from", "id", "--period-bins", "100", "--period-name", "century"]) == 0
+    cat = Catalog.load(out)
+    assert "period" not in cat.tasks and cat.tasks["century"].ordered
+    by_id = dict(zip(cat.df["id"], cat.df["century"]))
+    dated = {i: c for i, c in by_id.items() if c is not None}
+    assert dated and len(dated) < len(by_id)                      # titles without a year stay unlabelled
+    for i, c in dated.items():
+        year = int(i.rsplit("-", 1)[1][:4])
+        assert c == f"{year // 100 * 100} to {year // 100 * 100 + 99}", i

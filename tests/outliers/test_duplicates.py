@@ -1,4 +1,5 @@
 """Near duplicates: a re-encoded copy across splits (a leak) and an exact copy within a split."""
+import json
 import shutil
 
 import pandas as pd
@@ -65,3 +66,40 @@ def test_hamming_pairs_and_relation():
     a, b, d = hamming_pairs(codes, 3)
     assert list(zip(a, b, d)) == [(0, 1, 3)]
     assert relation("train", "train") == "within train" and relation("val", "train") == "leak train/val"
+
+
+@pytest.mark.slow   # hashes and embeds the corpus, six runs
+def test_cli_thresholds(demo_outliers_corpus, tmp_path, capsys):
+    """--phash-max/--dhash-max bound the hash distances of the pairs found by hashing, --cosine-min the
+    cosine of those found by the embedding alone (here a random tiny_cnn's)."""
+    root, _ = demo_outliers_corpus
+    _, a, b = corpus_with_copies(root, tmp_path)
+    leak, copy = frozenset((a, "leak_copy")), frozenset((b, "train_copy"))
+
+    def pairs(*extra):
+        out = tmp_path / "pairs.csv"
+        assert main(["duplicates", "--catalog", str(tmp_path / "dup.parquet"), "--out", str(out), "--cache-size", "64",
+                     "--no-progress", "--json", *extra]) == 0
+        assert json.loads(capsys.readouterr().out)["pairs"] == len(df := pd.read_csv(out))
+        return df, {frozenset((r.id_a, r.id_b)) for r in df.itertuples()}
+
+    hashes = ["--backbone", "none"]
+    default, found = pairs(*hashes)
+    assert {leak, copy} <= found
+    assert ((default["phash_distance"] <= 6) & (default["dhash_distance"] <= 8)).all()   # the defaults
+    exact, found0 = pairs(*hashes, "--phash-max", "0", "--dhash-max", "0")
+    assert copy in found0 and leak not in found0                   # the re-encoded copy is not bit-exact
+    assert (exact[["phash_distance", "dhash_distance"]] == 0).all().all()
+    wide, found_wide = pairs(*hashes, "--phash-max", "24", "--dhash-max", "24")
+    assert found < found_wide and (wide[["phash_distance", "dhash_distance"]] <= 24).all().all()
+    only_p, found_p = pairs(*hashes, "--phash-max", "24", "--dhash-max", "8")
+    assert found <= found_p < found_wide and (only_p["dhash_distance"] <= 8).all()
+    only_d, found_d = pairs(*hashes, "--phash-max", "6", "--dhash-max", "24")
+    assert found <= found_d < found_wide and (only_d["phash_distance"] <= 6).all()
+    # the embedding alone: only pairs at or above --cosine-min
+    tiny = ["--backbone", "tiny_cnn", "--pretrained", "none"]
+    loose, _ = pairs(*tiny, "--cosine-min", "0.9")
+    by_embedding = loose[loose["found_by"] == "embedding"]
+    assert len(by_embedding) and (by_embedding["cosine"] >= 0.9).all()
+    strict, found_strict = pairs(*tiny, "--cosine-min", "1.01")
+    assert not (strict["found_by"] == "embedding").any() and copy in found_strict and len(strict) < len(loose)

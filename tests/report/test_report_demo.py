@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from artextract.cli import main
+from artextract.data.catalog import Catalog
 from artextract.report.build import SECTIONS
 
 
@@ -46,3 +47,45 @@ def test_demo_end_to_end_writes_a_full_report(tmp_path, capsys):
     assert stamps() == before
     assert {n: json.loads((out / "run" / n).read_text()) for n in rewritten} == contents
     assert "index for similarity search" not in again and "generate the synthetic corpus" not in again
+
+
+def test_demo_fresh_redoes_every_step(tmp_path, monkeypatch, capsys):
+    """`demo` reuses what a folder holds (the corpus, the index, the run's checkpoint); `demo --fresh`
+    deletes the folder first and runs every step again. The steps themselves are recorded, not run
+    (the test above runs them)."""
+    import artextract.pipeline as pipeline
+    import artextract.report.build as build
+
+    from artextract.data.demo import generate_demo
+
+    steps: list[tuple[str, list[str]]] = []
+    real_step = pipeline._step
+
+    def step(name, argv):
+        steps.append((name, argv))
+        if argv[0] == "demo-data":      # the one step run for real (seconds): the report reads the catalogue
+            real_step(name, argv + ["--size", "32"])
+
+    monkeypatch.setattr(pipeline, "_step", step)
+    monkeypatch.setattr(build, "build_report", lambda out, **kw: Path(out) / "report.html")
+    out = tmp_path / "demo-output"
+    generate_demo(out / "data", n=6, size=32)
+    for part in ("run/state.pt", "index/index.faiss", "notes.txt"):
+        (out / part).parent.mkdir(parents=True, exist_ok=True)
+        (out / part).write_text("from an earlier run")
+
+    def names():
+        return [n for n, _ in steps]
+
+    def train_argv():
+        return next(a for n, a in steps if n.startswith("train"))
+
+    assert main(["demo", "--out", str(out), "--n", "20", "--epochs", "1", "--no-progress"]) == 0
+    assert "generate the synthetic corpus" not in names() and "index for similarity search" not in names()
+    assert "--resume" in train_argv() and (out / "notes.txt").exists()
+    steps.clear()
+    assert main(["demo", "--out", str(out), "--n", "20", "--epochs", "1", "--no-progress", "--fresh"]) == 0
+    assert names()[0] == "generate the synthetic corpus" and "index for similarity search" in names()
+    assert "--resume" not in train_argv() and not (out / "notes.txt").exists() and not (out / "run").exists()
+    assert steps[0][1][steps[0][1].index("--n") + 1] == "20" and len(Catalog.load(out / "data" / "catalog.parquet")) == 20
+    assert "Report: " in capsys.readouterr().out

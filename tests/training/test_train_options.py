@@ -139,3 +139,123 @@ def test_report_command(tiny_run, tmp_path, capsys):
     assert (tmp_path / "cat" / "report.html").stat().st_size > 1000
     assert main(["report", "--out", str(tmp_path / "x")]) == 2
     assert "give --run or --catalog" in capsys.readouterr().err
+
+
+def _weights(run: Path, name: str = "model.safetensors") -> dict:
+    return load_file(str(run / name))
+
+
+@pytest.mark.slow
+def test_head_architecture_options(small, tmp_path):
+    """--layers, --dropout, --linear-dropout, --no-linear-path and --no-style-stats shape the saved head."""
+    from artextract.training.inference import Run
+
+    one = ["--tasks", "style", "--epochs", "1", "--no-refit"]
+    base = _train(small, tmp_path / "base", *one)
+    keys = _weights(tmp_path / "base").keys()
+    assert base["head"]["layers"] == 1 and not any("_l1" in k for k in keys)
+    assert any(k.startswith("linear_heads.") for k in keys) and any(k.startswith("stats_proj.") for k in keys)
+    stats_dim = base["head"]["stats_dim"]
+    assert stats_dim > 0  # tiny_cnn has style-statistics taps
+
+    deep = _train(small, tmp_path / "deep", *one, "--layers", "2", "--dropout", "0.3", "--linear-dropout", "0.25")
+    assert (deep["head"]["layers"], deep["head"]["dropout"], deep["head"]["linear_dropout"]) == (2, 0.3, 0.25)
+    assert {"lstm.weight_ih_l1", "lstm.weight_ih_l1_reverse"} <= _weights(tmp_path / "deep").keys()
+    head = Run.load(tmp_path / "deep").head                    # the run is rebuilt with those settings
+    assert head.lstm.num_layers == 2 and head.lstm.dropout == 0.3
+    assert head.dropout.p == 0.3 and head.linear_dropout.p == 0.25
+
+    lone = _train(small, tmp_path / "lone", *one, "--no-linear-path")
+    assert lone["head"]["linear_path"] is False and lone["head"]["stats_dim"] == 0
+    assert not any(k.startswith(("linear_heads.", "global_norm.", "stats_proj."))
+                   for k in _weights(tmp_path / "lone"))
+
+    plain = _train(small, tmp_path / "plain", *one, "--no-style-stats")
+    w = _weights(tmp_path / "plain")
+    assert plain["head"]["linear_path"] is True and plain["head"]["stats_dim"] == 0
+    assert not any(k.startswith("stats_proj.") for k in w)
+    channels = base["head"]["in_channels"]
+    assert w["linear_heads.style.weight"].shape[1] == channels
+    assert _weights(tmp_path / "base")["linear_heads.style.weight"].shape[1] == channels + stats_dim
+
+
+@pytest.mark.slow
+def test_loss_and_optimiser_options(small, tmp_path):
+    """--weight-decay shrinks the weights, --ordinal-weight adds the (positive) EMD loss of the ordered
+    task, --label-smoothing changes the loss; each against the same run without it."""
+    opts = ["--tasks", "style,timeframe", "--epochs", "2", "--no-refit", "--ema", "0", "--lr", "1e-2",
+            "--weight-decay", "0", "--label-smoothing", "0", "--ordinal-weight", "0"]
+
+    def run(name, *extra):
+        cfg = _train(small, tmp_path / name, *opts, *extra)
+        return cfg, _weights(tmp_path / name, "last.safetensors")
+
+    def norm(w):
+        return float(sum((v.float() ** 2).sum() for k, v in w.items() if "running" not in k and "num_batches" not in k))
+
+    base, w0 = run("base")
+    assert (base["train"]["weight_decay"], base["train"]["label_smoothing"], base["train"]["ordinal_weight"]) == (0, 0, 0)
+    decayed, w1 = run("wd", "--weight-decay", "50")
+    assert decayed["train"]["weight_decay"] == 50
+    assert norm(w1) < 0.9 * norm(w0)
+    ordinal, _ = run("ord", "--ordinal-weight", "5")
+    assert ordinal["train"]["ordinal_weight"] == 5
+    assert ordinal["history"][0]["loss"] > base["history"][0]["loss"]
+    smooth, _ = run("ls", "--label-smoothing", "0.5")
+    assert smooth["train"]["label_smoothing"] == 0.5
+    assert smooth["history"][0]["loss"] != pytest.approx(base["history"][0]["loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_holdout_fraction_and_flip_augment(small, tmp_path):
+    """Without val rows, --holdout-fraction of the training rows is held out; --no-flip-augment
+    computes and reads no mirrored-image features."""
+    cat = Catalog.load(small)
+    cat.df["split"] = "train"
+    path = cat.save(tmp_path / "all_train.parquet")      # its own feature cache: all_train.cache
+    flip_stores = lambda: sorted(p.name for p in (tmp_path / "all_train.cache" / "features").glob("*-flip"))  # noqa: E731
+    cfg = _train(path, tmp_path / "half", "--tasks", "style", "--epochs", "1", "--no-refit",
+                 "--holdout-fraction", "0.5", "--no-flip-augment")
+    split = json.loads((tmp_path / "half" / "split.json").read_text())
+    assert 0.4 <= len(split["val"]) / 40 <= 0.6 and len(split["train"]) + len(split["val"]) == 40
+    assert "50% of the training rows" in cfg["validation"] and cfg["train"]["flip_augment"] is False
+    assert flip_stores() == []
+    cfg = _train(path, tmp_path / "default", "--tasks", "style", "--epochs", "1", "--no-refit")
+    split = json.loads((tmp_path / "default" / "split.json").read_text())
+    assert len(split["val"]) / 40 < 0.3 and "15% of the training rows" in cfg["validation"]
+    assert cfg["train"]["flip_augment"] is True and len(flip_stores()) == 1
+
+
+@pytest.mark.slow
+def test_stop_after_epochs_then_resume(small, tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["--tasks", "style", "--epochs", "3", "--no-refit"]
+    _train(small, out, *argv, "--stop-after-epochs", "1")
+    assert "stopping after epoch 1 as asked; continue with --resume" in capsys.readouterr().err
+    st = torch.load(out / "state.pt", weights_only=False)
+    assert st["epoch"] == 0 and [h["epoch"] for h in st["history"]] == [1]
+    assert "history" not in json.loads((out / "config.json").read_text())   # not finished
+    cfg = _train(small, out, *argv, "--resume")
+    assert "resuming after epoch 1" in capsys.readouterr().err
+    assert [h["epoch"] for h in cfg["history"]] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_finetune_batch_size_and_num_workers(small, tmp_path, monkeypatch):
+    """--finetune-batch-size and --num-workers are the fine-tuning data loaders' batch size and workers."""
+    seen = []
+    real = torch.utils.data.DataLoader
+
+    class Spy(real):
+        def __init__(self, dataset, *args, **kwargs):
+            seen.append((type(dataset).__name__, getattr(dataset, "train", None), kwargs.get("batch_size"),
+                         kwargs.get("num_workers", 0)))
+            super().__init__(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", Spy)
+    cfg = _train(small, tmp_path / "ft", "--tasks", "style", "--epochs", "1", "--finetune", "--finetune-epochs", "1",
+                 "--finetune-batch-size", "8", "--num-workers", "0")
+    assert (cfg["train"]["finetune_batch_size"], cfg["train"]["num_workers"]) == (8, 0)
+    images = [s for s in seen if s[0] == "_CacheImages"]
+    assert ("_CacheImages", True, 8, 0) in images                # the training loader
+    assert images and all(s[3] == 0 for s in images)             # and the validation one: no worker processes

@@ -67,6 +67,18 @@ def test_review_export_cli(web_demo, tmp_path, capsys):
     df = pd.read_csv(csv)
     assert len(df) == 3 and set(df["action"]) == {"relabel", "keep"}
 
+    # --format overrides the --out suffix: decisions as CSV into a .txt, a catalogue into a .csv
+    assert main(["review", "export", "--catalog", str(web_demo), "--db", str(db), "--out", str(tmp_path / "dec.txt"),
+                 "--format", "csv"]) == 0
+    assert "3 decision(s)" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "dec.txt").equals(df)
+    assert main(["review", "export", "--catalog", str(web_demo), "--db", str(db), "--out", str(tmp_path / "cat.csv"),
+                 "--format", "catalog"]) == 0
+    assert "1 label(s) changed" in capsys.readouterr().out
+    assert Catalog.load(tmp_path / "cat.csv").df.set_index("id").loc[a, "style"] == new
+    assert main(["review", "export", "--catalog", str(web_demo), "--db", str(db), "--out", str(tmp_path / "x.csv"),
+                 "--format", "auto"]) == 0 and "decision(s)" in capsys.readouterr().out
+
     assert main(["review", "export", "--catalog", str(web_demo), "--db", str(db), "--out", str(web_demo)]) == 2
     assert "overwrite" in capsys.readouterr().err
     assert main(["review", "export", "--catalog", str(web_demo), "--db", str(tmp_path / "none.sqlite"),

@@ -121,19 +121,24 @@ def test_two_reviewers_decide_the_same_items_and_the_export_has_both(server_fact
     assert sum(x["items"] for x in rows) == 3 and all(x["reviewer_a"] == "alice" for x in rows)
 
 
-def test_serve_max_upload_mb(server_factory):
+def test_serve_max_upload_mb_and_mpx(server_factory):
     import io
 
     from PIL import Image
 
-    s = server_factory(extra=["--max-upload-mb", "0.05"])
+    s = server_factory(extra=["--max-upload-mb", "0.05", "--max-upload-mpx", "0.01"])
     big = io.BytesIO()
     Image.effect_noise((300, 300), 90).convert("RGB").save(big, "PNG")
     assert len(big.getvalue()) > 0.05 * 1024 * 1024
     r = httpx.post(s.url + "/api/predict", files={"file": ("big.png", big.getvalue(), "image/png")}, timeout=60)
     assert r.status_code == 413 and "0.05 MB" in r.json()["detail"]
+    # --max-upload-mpx: a small file of more than 0.01 megapixels (10,000 pixels) is refused too
+    wide = jpeg_bytes((200, 100))
+    assert len(wide) < 0.05 * 1024 * 1024
+    r = httpx.post(s.url + "/api/predict", files={"file": ("wide.jpg", wide, "image/jpeg")}, timeout=60)
+    assert r.status_code == 413 and "20,000 pixels > limit 10,000" in r.json()["detail"]
     ok = httpx.post(s.url + "/api/predict", files={"file": ("s.jpg", jpeg_bytes(), "image/jpeg")}, timeout=60)
-    assert ok.status_code == 200 and ok.json()["predictions"]
+    assert ok.status_code == 200 and ok.json()["predictions"]              # 96 x 80 = 7,680 pixels
 
 
 def test_serve_no_auth_warns_and_lets_everyone_in(server_factory, real_parts, tmp_path):

@@ -171,8 +171,10 @@ def _cmd_duplicates(args) -> int:
 
 def _duplicates_summary(df, out) -> dict:
     """The JSON summary of the pairs (what ``summarize_duplicates`` prints)."""
+    import pandas as pd
+
     def num(v):
-        return None if v != v else float(v)  # NaN (no embedding) -> null
+        return None if v is None or pd.isna(v) else float(v)  # no embedding (None or NaN) -> null
 
     return {
         "out": str(out) if out else None, "pairs": len(df),

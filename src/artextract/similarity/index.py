@@ -185,7 +185,9 @@ class EmbeddingIndex:
         p["nlist"] = int(p["nlist"] or default_nlist(n))
         p["nprobe"] = int(p["nprobe"] or default_nprobe(p["nlist"]))
         p["trained_on"] = int(n)
-        index = faiss.index_factory(d, f"OPQ{m}_{d_out},IVF{p['nlist']},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+        # "np": no polysemous training (FAISS's default for PQ in a factory string): it only reorders the codes
+        # for Hamming filtering, which search never turns on (polysemous_ht 0), and was most of the build time
+        index = faiss.index_factory(d, f"OPQ{m}_{d_out},IVF{p['nlist']},PQ{m}np", faiss.METRIC_INNER_PRODUCT)
         opq = faiss.downcast_VectorTransform(index.chain.at(0))
         opq.niter, opq.max_train_points = OPQ_ITERATIONS, OPQ_TRAIN_MAX
         ivf = faiss.extract_index_ivf(index)
