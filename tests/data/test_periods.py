@@ -149,3 +149,38 @@ def test_nga_importer_option_and_timeframe_tolerance(tmp_path):
             assert lo[r] == b.index(by) and hi[r] == b.index(ey)
     lo2, hi2 = date_tolerance(cat, "period", rows)
     assert (lo2[dated.index] <= hi2[dated.index]).all()
+
+
+#: more forms: values that are not text, eras written with full stops, abbreviated and BC ranges,
+#: the ends of the century rule, words around the date, "not before/after"
+MORE = [
+    (1850, (1850, 1850)), (1850.0, (1850, 1850)), (1850.5, None), (True, None), (None, None),
+    (float("nan"), None), ("", None), ("   ", None), ("1850 ,;.", (1850, 1850)), ("(1850)", (1850, 1850)),
+    ("500 BC", (-500, -500)), ("500 B.C.", (-500, -500)), ("500 b. c.", (-500, -500)), ("44 b.c.", (-44, -44)),
+    ("c. 500 B.C.", (-505, -495)), ("100-44 BC", (-100, -44)), ("100-44 B.C.", (-100, -44)),
+    ("1st century BC", (-100, -1)), ("1st century", (1, 100)), ("21st century", (2001, 2100)),
+    ("22nd century", None), ("twelfth century", (1101, 1200)),
+    ("1895-05", (1895, 1905)), ("1850-99", (1850, 1899)), ("1665/7", (1665, 1667)), ("12-14", None),
+    ("1650 to 1660", (1650, 1660)), ("1850 and 1855", (1850, 1855)), ("ca. 1850-1855", (1850, 1855)),
+    ("AD 800", (800, 800)), ("800 AD", (800, 800)), ("44", (44, 44)),
+    ("painted in 1850", (1850, 1850)), ("1850-1855 (reworked 1860)", (1850, 1855)),
+    ("early 1630s", (1630, 1632)), ("mid-1850s", (1853, 1856)), ("late 1600s", (1667, 1699)),
+    ("2nd quarter 17th century", (1626, 1650)), ("first half of the 16th century", (1501, 1550)),
+    ("not after 1600", (1575, 1600)), ("not before 1600", (1600, 1625)), ("before 1600", (1575, 1600)),
+    ("since 1600", (1600, 1625)), ("c 1850", (1845, 1855)), ("2001-01-05", (2001, 2001)),
+]
+
+
+@pytest.mark.parametrize("value,expected", MORE)
+def test_more_forms(value, expected):
+    assert parse_period(value) == expected
+
+
+def test_bins_beyond_their_ends():
+    nga = make_bins("nga")
+    assert [nga.index(y) for y in (-500, 1299, 1300, 2000, 2001, 2050)] == [0, 0, 1, 18, 19, 19]
+    fifty = make_bins(50, [(1800, 1810), (1900, 1950)])
+    assert fifty.classes[:3] == ["1800 to 1849", "1850 to 1899", "1900 to 1949"]
+    assert fifty.bounds[:3] == [(1800, 1849), (1850, 1899), (1900, 1949)]
+    last = len(fifty.classes) - 1
+    assert [fifty.index(y) for y in (1700, 1799, 1800, 1849, 1850, 1950, 2100)] == [0, 0, 0, 0, 1, last, last]

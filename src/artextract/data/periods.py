@@ -46,7 +46,8 @@ NGA_BOUNDS: list[tuple[int | None, int | None]] = [
 assert len(NGA_BOUNDS) == len(NGA_TIMEFRAMES)
 
 _DASH = re.compile(r"\s*(?:[-\u2010-\u2015\u2212]|\bto\b|\buntil\b|\bthrough\b)\s*")
-_CIRCA = re.compile(r"\b(?:c|ca|circa|about|around|approx(?:imately)?)\b\.?\s*", re.I)
+# (the "c" of "B.C." / "b. c." is an era, not circa)
+_CIRCA = re.compile(r"(?<!b\.)(?<!b\. )\b(?:c|ca|circa|about|around|approx(?:imately)?)\b\.?\s*", re.I)
 _NOISE = re.compile(r"\b(?:probably|possibly|perhaps|dated|made|painted|executed|begun|completed|"
                     r"reworked|retouched|finished|published|created|in|the|of|or earlier|or later)\b|[?\[\]()]", re.I)
 _ERA = r"(?:\s*(?P<era>b\.?\s?c\.?(?:e\.?)?|a\.?\s?d\.?|c\.?e\.?))?"
@@ -142,8 +143,9 @@ def parse_period(value) -> tuple[int, int] | None:
             return min(s for s, _ in spans), max(e for _, e in spans)
     circa = bool(_CIRCA.search(low))
     low = _CIRCA.sub(" ", low)
-    after = re.search(r"\b(?:after|post|from|since|not before)\b", low) is not None
-    before = re.search(r"\b(?:before|ante|by|until|not after)\b", low) is not None
+    plain = re.sub(r"\bnot (?:before|after)\b", " ", low)   # "not after X" is "X or before"
+    after = re.search(r"\bnot before\b", low) is not None or re.search(r"\b(?:after|post|from|since)\b", plain) is not None
+    before = re.search(r"\bnot after\b", low) is not None or re.search(r"\b(?:before|ante|by|until)\b", plain) is not None
     low = re.sub(r"\b(?:after|post|from|since|not before|before|ante|by|not after)\b", " ", low)
     low = _NOISE.sub(" ", low)
     low = re.sub(r"\s+", " ", low).strip(" ,;.")
