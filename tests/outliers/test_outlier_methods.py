@@ -126,3 +126,15 @@ def test_out_of_fold_column_blocks_equal_their_concatenation():
         M.out_of_fold_probs([X, S], yn, extra_views=[[Xf]])
     with pytest.raises(ValueError, match="NaN"):
         M.out_of_fold_probs([X, np.full_like(S, np.nan)], yn)
+
+
+def test_robust_z_hand_computed():
+    # median 3, absolute deviations [2, 1, 0, 1, 97]: MAD 1, scale 1.4826
+    assert np.allclose(M.robust_z([1, 2, 3, 4, 100]), (np.array([1, 2, 3, 4, 100]) - 3) / 1.4826)
+    # MAD 0: the standard deviation (4) instead; all equal: zeros, never a division by zero
+    assert np.allclose(M.robust_z(np.array([0, 0, 0, 0, 10], np.int64)), [0, 0, 0, 0, 2.5])
+    assert np.array_equal(M.robust_z([5.0, 5.0, 5.0]), [0.0, 0.0, 0.0])
+    # a tiny but real spread is used as it is
+    assert np.allclose(M.robust_z([0.0, 1e-9, 2e-9]), [-1 / 1.4826, 0.0, 1 / 1.4826])
+    z = M.robust_z([1.0, np.nan, 3.0, 2.0])
+    assert np.isnan(z[1]) and np.allclose(z[[0, 2, 3]], [-1 / 1.4826, 1 / 1.4826, 0.0])
