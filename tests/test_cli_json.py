@@ -57,6 +57,7 @@ def test_catalog_info(cold, capfd):
     assert doc["rows"] == 60 and "style" in doc["tasks"]
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_cold_cache(run, cold, capfd):
     doc, err = one_json(capfd, ["evaluate", "--run", run, "--catalog", cold, "--json"])
     assert set(doc) == {"artist", "genre", "style", "timeframe"} and doc["style"]["n"] > 0

@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_scale as B  # noqa: E402
 
 
+@pytest.mark.slow
 def test_synthetic_collection_is_a_complete_mobilenet_store(tmp_path):
     from artextract.data.catalog import Catalog
     from artextract.models.features import extract_features

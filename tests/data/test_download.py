@@ -116,6 +116,7 @@ def test_download_with_faults_then_resume(nga_catalog, tmp_path, sample):
     assert Catalog.load(nga_catalog).missing_images() == []
 
 
+@pytest.mark.slow
 def test_concurrency_and_rate_are_bounded(nga_catalog, sample):
     cat = Catalog.load(nga_catalog)
     cat = cat.subset(np.arange(len(cat)) < 12)  # first 12 rows
@@ -156,6 +157,7 @@ def test_lost_network_mid_run_stops(nga_catalog, tmp_path, sample):
     assert s.not_attempted > N // 2
 
 
+@pytest.mark.slow
 def test_update_catalog_and_default_out(nga_catalog, tmp_path, capsys, sample):
     originals = sample.bytes_by_id()
     with fx.FaultServer(sample.images()) as srv:

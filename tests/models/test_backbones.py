@@ -36,6 +36,7 @@ def test_tiny_cnn_map_and_style_statistics():
     assert bb._captured is None
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_builds_without_weights():
     bb = create_backbone("mobilenet_v2", pretrained=False)
     assert bb.out_channels == 1280 and bb.default_size == 224

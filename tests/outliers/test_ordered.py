@@ -66,6 +66,7 @@ def demo_tiny(tmp_path_factory):
     return root, cat, feats
 
 
+@pytest.mark.slow
 def test_far_flips_rank_above_near_ones_on_the_demo_timeframe(demo_tiny):
     from sklearn.metrics import roc_auc_score
 
@@ -130,6 +131,7 @@ def test_date_range_width_lowers_suspicion(demo_tiny):
     assert (r["wide"]["tolerated"].str.contains(" .. ")).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_task_all_writes_one_queue(demo_tiny, tmp_path):
     root, cat, _ = demo_tiny
     out = tmp_path / "queue.csv"

@@ -43,6 +43,7 @@ def run_cli(capsys, *argv):
     return rc, out, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
 def test_index_type_faces_and_poses(pictures, tmp_path, capsys, kind):
     out = tmp_path / f"{kind}.index"
@@ -74,6 +75,7 @@ def test_index_type_faces_and_poses(pictures, tmp_path, capsys, kind):
     assert rc == 0 and json.loads(so)["results"][0]["id"] == "up"
 
 
+@pytest.mark.slow
 def test_similar_pose_and_face_draw(pictures, tmp_path, capsys):
     out = tmp_path / "pics.index"
     rc, _, err = run_cli(capsys, "index", "--catalog", pictures, "--backbone", "tiny_cnn", "--pretrained", "none",

@@ -66,6 +66,7 @@ def test_to_yaml_round_trips(tmp_path):
     assert list(yaml.safe_load(path.read_text())) == [f.name for f in dataclasses.fields(TrainConfig)]
 
 
+@pytest.mark.slow
 def test_cli_config_file_flags_override_and_args_yaml(demo, tmp_path, capsys):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(f'catalog = "{demo}"\nout = "{tmp_path / "unused"}"\nbackbone = "tiny_cnn"\npretrained = false\n'

@@ -156,6 +156,7 @@ def test_predict_upload(client):
     assert len(body["similar"]["results"]) == 5 and body["similar"]["results"][0]["in_catalog"]
 
 
+@pytest.mark.slow
 def test_upload_page_shows_predictions_and_neighbours(client):
     r = client.post("/upload", files={"file": ("mine.png", _png(), "image/png")})
     assert r.status_code == 200
@@ -222,6 +223,7 @@ def test_upload_size_limit(make_client):
 
 
 # ---------------------------------------------------------------------- similar
+@pytest.mark.slow
 def test_similar_by_id_and_upload(client):
     r = client.get("/api/similar", params={"id": "demo_0005", "k": 4}).json()
     assert r["mode"] == "image" and len(r["results"]) == 4

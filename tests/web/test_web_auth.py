@@ -55,6 +55,7 @@ def test_without_a_session_pages_redirect_and_the_api_answers_401(auth_client):
     assert c.get("/api/health").json()["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_wrong_password_401_right_one_a_session(auth_client):
     c = auth_client(login_delay=0.01)
     r = sign_in(c, "alice", "not-her-password")
@@ -117,6 +118,7 @@ def test_a_token_authenticates_the_api(auth_client, tmp_path, capsys):
     assert token not in stored and len(stored) == 1 and len(stored[0]) == 64
 
 
+@pytest.mark.slow
 def test_cross_site_and_token_less_form_posts_are_refused(auth_client):
     c = auth_client()
     sign_in(c, "alice")
@@ -137,6 +139,7 @@ def test_cross_site_and_token_less_form_posts_are_refused(auth_client):
     assert r.status_code == 200
 
 
+@pytest.mark.slow
 def test_decisions_record_their_reviewer_and_the_queue_splits(auth_client, web_demo):
     alice, bob = auth_client(), auth_client()
     sign_in(alice, "alice")
@@ -201,6 +204,7 @@ def test_review_agreement_kappa_of_a_hand_made_table(web_demo, tmp_path, capsys)
     assert "ann" in out and "0.600" in out and "80.0%" in out
 
 
+@pytest.mark.slow
 def test_users_cli(web_demo, tmp_path, capsys, monkeypatch):
     db = tmp_path / "u.sqlite"
     base = ["--catalog", str(web_demo), "--db", str(db)]

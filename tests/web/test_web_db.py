@@ -44,6 +44,7 @@ def test_survives_reopen_and_refuses_garbage(tmp_path):
         ReviewStore(tmp_path / "absent.sqlite", create=False)
 
 
+@pytest.mark.slow
 def test_concurrent_threads(tmp_path):
     s = ReviewStore(tmp_path / "r.sqlite")
     errors = []
@@ -74,6 +75,7 @@ def _proc(path, k):
         s.record(f"q{i}", "genre", "relabel", f"L{k}", given_label="G")
 
 
+@pytest.mark.slow
 def test_concurrent_processes(tmp_path):
     p = tmp_path / "r.sqlite"
     ReviewStore(p)

@@ -12,6 +12,7 @@ from artextract.cli import main
 from artextract.data.catalog import Catalog
 
 
+@pytest.mark.slow
 def test_explain_api(client, web_demo):
     r = client.get("/api/explain/demo_0003", params={"task": "style"})
     assert r.status_code == 200, r.text
