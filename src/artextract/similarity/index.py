@@ -186,7 +186,7 @@ class EmbeddingIndex:
         p["nprobe"] = int(p["nprobe"] or default_nprobe(p["nlist"]))
         p["trained_on"] = int(n)
         # "np": no polysemous training (FAISS's default for PQ in a factory string): it only reorders the codes
-        # for Hamming filtering, which search never turns on (polysemous_ht 0), and was most of the build time
+        # for Hamming filtering, which search never turns on (polysemous_ht 0), and takes most of the build time
         index = faiss.index_factory(d, f"OPQ{m}_{d_out},IVF{p['nlist']},PQ{m}np", faiss.METRIC_INNER_PRODUCT)
         opq = faiss.downcast_VectorTransform(index.chain.at(0))
         opq.niter, opq.max_train_points = OPQ_ITERATIONS, OPQ_TRAIN_MAX
