@@ -259,3 +259,27 @@ def test_finetune_batch_size_and_num_workers(small, tmp_path, monkeypatch):
     images = [s for s in seen if s[0] == "_CacheImages"]
     assert ("_CacheImages", True, 8, 0) in images                # the training loader
     assert images and all(s[3] == 0 for s in images)             # and the validation one: no worker processes
+
+
+def test_no_singleton_batch_sampler_folds_a_last_batch_of_one():
+    from artextract.training.data import NoSingletonBatchSampler
+
+    for n in range(1, 70):
+        for bs in (1, 2, 16, 64):
+            batches = list(NoSingletonBatchSampler(range(n), bs))
+            assert sorted(i for b in batches for i in b) == list(range(n))    # every painting, once
+            assert len(batches) == len(NoSingletonBatchSampler(range(n), bs))
+            if bs > 1 and n > 1:
+                assert min(len(b) for b in batches) > 1
+
+
+@pytest.mark.slow
+def test_a_training_set_one_above_a_multiple_of_the_batch_trains(small, tmp_path):
+    # 17 training paintings with batches of 16 (a last batch of one), then a single training painting
+    cat = Catalog.load(small)
+    cat.df["split"] = ["train" if i < 17 else "val" for i in range(len(cat))]
+    c17 = cat.save(tmp_path / "c17.parquet")
+    _train(c17, tmp_path / "r17", "--epochs", "1", "--tasks", "style")
+    cat.df["split"] = ["train" if i < 1 else "val" for i in range(len(cat))]
+    c1 = cat.save(tmp_path / "c1.parquet")
+    _train(c1, tmp_path / "r1", "--epochs", "1", "--tasks", "style")

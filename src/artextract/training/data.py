@@ -123,8 +123,39 @@ def train_loader(ds: StoredMaps, batch_size: int, seed: int, epoch: int, rank: i
     sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=epoch_seed(seed, 0))
     sampler.set_epoch(epoch)
     # its own generator: a DataLoader would otherwise draw its base seed from the global RNG (dropout's)
-    return DataLoader(ds, batch_size=max(1, batch_size // world), sampler=sampler, collate_fn=_batch,
-                      generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+    return DataLoader(ds, batch_sampler=NoSingletonBatchSampler(sampler, max(1, batch_size // world)),
+                      collate_fn=_batch, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+
+
+class NoSingletonBatchSampler(torch.utils.data.Sampler):
+    """Batches of ``batch_size`` indices from ``sampler`` where a last batch of one index joins the batch
+    before it: batch normalisation cannot train on a batch of one (a collection one painting above a
+    multiple of the batch size would otherwise crash), and no painting is left out of the epoch."""
+
+    def __init__(self, sampler, batch_size: int):
+        self.sampler, self.batch_size = sampler, int(batch_size)
+
+    def __iter__(self):
+        batch: list[int] = []
+        pending: list[int] | None = None
+        for i in self.sampler:
+            batch.append(int(i))
+            if len(batch) == self.batch_size:
+                if pending is not None:
+                    yield pending
+                pending, batch = batch, []
+        if len(batch) == 1 and pending is not None:
+            pending = pending + batch
+            batch = []
+        if pending is not None:
+            yield pending
+        if batch:
+            yield batch
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        full, rest = divmod(n, self.batch_size)
+        return full + (1 if rest and not (rest == 1 and full) else 0)
 
 
 def eval_loader(ds: StoredMaps, batch_size: int = 256) -> DataLoader:

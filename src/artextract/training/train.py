@@ -446,6 +446,14 @@ def _ddp(head: CRNNHead, world: int, device):
     return torch.nn.parallel.DistributedDataParallel(head, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def _single_sample_norms(model: torch.nn.Module, batch: int) -> None:
+    """Batch normalisation over vectors cannot train on one sample: for a batch of one (a training set of
+    a single painting per rank) those layers use their running statistics; otherwise they train."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.train(batch > 1)
+
+
 def train_one_epoch(stage: _Stage, ds: StoredMaps, cfg: TrainConfig, epoch: int, device, rank: int = 0,
                     world: int = 1) -> float:
     """One epoch of the frozen-backbone recipe, streaming the stored maps; the mean loss.
@@ -469,6 +477,7 @@ def train_one_epoch(stage: _Stage, ds: StoredMaps, cfg: TrainConfig, epoch: int,
             xb = lam * xb + (1 - lam) * xb[pair]
             sb = lam * sb + (1 - lam) * sb[pair] if sb is not None else None
         loss = 0.0
+        _single_sample_norms(model, len(xb))
         # each path (recurrent, and the linear one if any) is trained as a full classifier of its own
         for logits in model(xb, sb, paths=True):
             la, _ = masked_multitask_loss(logits, yb, **stage.loss_kw)
