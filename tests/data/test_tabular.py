@@ -150,3 +150,99 @@ def test_cli_id_col_val_fraction_and_period_name(tmp_path, images, fraction, n_v
     # without --id-col the ids are the paths
     assert main(argv[:argv.index("--id-col")] + ["--out", str(out)]) == 0
     assert Catalog.load(out).df["id"].tolist() == [f"{i}.jpg" for i in range(8)]
+
+
+# ---------------------------------------------------------------------- every record accounted for
+def test_a_field_longer_than_the_csv_module_default_keeps_its_row(tmp_path, images, capsys):
+    """Python's csv module refuses fields over 131,072 characters; pandas' python engine then dropped
+    the row without a word (a 3-row file gave 2 paintings, exit 0)."""
+    long_notes = "x" * 131_073
+    csv = _csv(tmp_path, f"path,notes\n0.jpg,short\n1.jpg,{long_notes}\n2.jpg,also short\n")
+    out = tmp_path / "c.parquet"
+    assert main(["ingest", "csv", "--csv", str(csv), "--images", str(images), "--out", str(out)]) == 0
+    cat = Catalog.load(out)
+    assert cat.df["id"].tolist() == ["0.jpg", "1.jpg", "2.jpg"]
+    assert cat.df.set_index("id").loc["1.jpg", "notes"] == long_notes
+
+
+def test_every_record_is_imported_or_reported_with_its_reason(tmp_path, images):
+    from artextract.data.catalog import RowAccount
+
+    csv = _csv(tmp_path, "objectid,file,school\n"
+                         "a,0.jpg,Dutch\n"
+                         ",1.jpg,Dutch\n"                 # no id
+                         "b,,Dutch\n"                     # no path, with the id of a later row
+                         "b,2.jpg,Dutch\n"                # kept: the row above has no path
+                         "c,3.jpg,Dutch,EXTRA\n"          # too many fields
+                         "\n"                             # a blank line is not a record
+                         "a,4.jpg,Italian\n"              # duplicated id
+                         "d,99.jpg,Italian\n"             # not on disk
+                         f"e,{'n' * 300}.jpg,Italian\n")  # a name too long for the file system: not on disk
+    acc = RowAccount()
+    cat, msgs = ingest_csv(csv, images, id_col="objectid", path_col="file", tasks=["school"], account=acc)
+    assert cat.df["id"].tolist() == ["a", "b"]
+    assert acc.records == 8 and acc.imported == 2 and acc.reported == 6
+    assert acc.left_out == {"malformed (more fields than the header)": 1, "without an image path": 1,
+                            "without an id": 1, "with a duplicated id": 1, "image not on disk": 2}
+    text = "\n".join(msgs)
+    assert "skipped 1 row(s) without an id in column 'objectid'" in text and "line 6: c,3.jpg" in text
+    assert "8 record(s) read: 2 imported, 6 left out" in text
+
+
+def test_an_unclosed_quote_is_an_error_not_a_swallowed_file(tmp_path, images):
+    csv = _csv(tmp_path, 'path,notes\n0.jpg,"a note\n1.jpg,b\n2.jpg,c\n')
+    with pytest.raises(CatalogError, match=r"line 2: a quoted field is opened and never closed.*3 line"):
+        ingest_csv(csv, images, id_col=None, path_col="path", tasks=[])
+    # a closed multi-line field is fine, and said
+    csv = _csv(tmp_path, 'path,notes\n0.jpg,"two\nlines"\n1.jpg,b\n')
+    cat, msgs = ingest_csv(csv, images, id_col=None, path_col="path", tasks=[])
+    assert cat.df["notes"].tolist() == ["two\nlines", "b"]
+    assert any("1 row(s) hold line breaks inside quoted fields (2 lines, e.g. lines 2-3)" in m for m in msgs)
+
+
+def test_metadata_columns_never_replace_the_catalogue_columns(tmp_path, images):
+    csv = _csv(tmp_path, "file,id,path,split,school\n0.jpg,x,elsewhere.jpg,nonsense,Dutch\n"
+                         "1.jpg,x,,,Dutch\n")
+    cat, _ = ingest_csv(csv, images, id_col=None, path_col="file", tasks=["school"])
+    assert cat.df["id"].tolist() == ["0.jpg", "1.jpg"] and cat.df["path"].tolist() == ["0.jpg", "1.jpg"]
+    assert cat.df["csv_id"].tolist() == ["x", "x"] and cat.df["csv_path"].tolist() == ["elsewhere.jpg", None]
+    assert set(cat.df["split"]) <= {"train", "val"} and cat.df["csv_split"].tolist() == ["nonsense", None]
+    with pytest.raises(CatalogError, match="'split' cannot be a task"):
+        ingest_csv(csv, images, id_col=None, path_col="file", tasks=["split"])
+
+
+# ---------------------------------------------------------------------- encodings
+TEXT = "path,school\n0.jpg,Flämische Schule\n1.jpg,École de Paris\n"
+
+
+@pytest.mark.parametrize("encoding,note", [("utf-8", None), ("utf-8-sig", None), ("utf-16", None),
+                                           ("utf-16-le", "read as UTF-16-LE"), ("cp1252", "read it as Windows-1252"),
+                                           ("latin-1", "read it as Windows-1252")])
+def test_the_encoding_is_detected(tmp_path, images, encoding, note):
+    p = tmp_path / "p.csv"
+    p.write_bytes(TEXT.encode(encoding))
+    cat, msgs = ingest_csv(p, images, id_col=None, path_col="path", tasks=["school"])
+    assert cat.df["id"].tolist() == ["0.jpg", "1.jpg"]          # a BOM is not part of the first column's name
+    assert cat.task("school").classes == ["Flämische Schule", "École de Paris"]
+    assert (note is None and not any("read" in m for m in msgs)) or any(note in m for m in msgs)
+
+
+def test_cli_encoding_option(tmp_path, images, capsys):
+    p = tmp_path / "p.csv"
+    p.write_bytes(TEXT.encode("latin-1"))
+    out = tmp_path / "c.parquet"
+    argv = ["ingest", "csv", "--csv", str(p), "--images", str(images), "--tasks", "school", "--out", str(out)]
+    assert main(argv) == 0                                     # no UnicodeDecodeError traceback
+    err = capsys.readouterr().err
+    assert "is not valid UTF-8 text: byte(s) e4 at offset 20 (line 2)" in err and "--encoding" in err
+    assert main(argv + ["--encoding", "latin-1"]) == 0
+    assert "not valid" not in capsys.readouterr().err
+    assert Catalog.load(out).task("school").classes == ["Flämische Schule", "École de Paris"]
+    # the wrong encoding, or an unknown one: a message and exit status 2
+    assert main(argv + ["--encoding", "utf-8"]) == 2
+    assert "is not valid utf-8 text" in capsys.readouterr().err
+    assert main(argv + ["--encoding", "klingon"]) == 2
+    assert "unknown encoding 'klingon'" in capsys.readouterr().err
+    p.write_bytes(b"\xff\xfe" + TEXT.encode("utf-16-le")[:-1])   # a UTF-16 BOM, then a broken last character
+    assert main(argv) == 2
+    assert "UTF-16 byte order mark" in capsys.readouterr().err

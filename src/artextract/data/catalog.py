@@ -39,6 +39,42 @@ class CatalogError(ValueError):
 
 
 @dataclass
+class RowAccount:
+    """Where every input record of an import went: into the catalogue, or left out for a reason.
+
+    An importer counts the records it read (``records``), the rows it imported (``imported``) and,
+    per reason, the records it left out (:meth:`leave_out`); :meth:`check` makes sure that nothing
+    went missing in between (records = imported + left out).
+    """
+
+    source: str = ""
+    records: int = 0
+    imported: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def leave_out(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.left_out[reason] = self.left_out.get(reason, 0) + int(n)
+
+    @property
+    def reported(self) -> int:
+        return sum(self.left_out.values())
+
+    def check(self) -> None:
+        """Raise :class:`CatalogError` if some records are neither imported nor reported."""
+        if self.records != self.imported + self.reported:
+            raise CatalogError(
+                f"{self.source or 'import'}: {self.records:,} record(s) read but {self.imported:,} imported and "
+                f"{self.reported:,} reported as left out ({self.left_out}); this is a bug in the importer, "
+                "please report it with the input file")
+
+    def summary(self) -> str:
+        reasons = "; ".join(f"{n:,} {why}" for why, n in self.left_out.items())
+        return (f"{self.records:,} record(s) read: {self.imported:,} imported, {self.reported:,} left out"
+                + (f" ({reasons})" if reasons else ""))
+
+
+@dataclass
 class TaskSpec:
     """One label task: its classes in canonical order and whether they are ordered."""
 
@@ -73,9 +109,17 @@ class Catalog:
         for col in ("id", "path", "split"):
             if col not in df.columns:
                 raise CatalogError(f"catalogue is missing the required column {col!r}")
+        if df["id"].isna().any():
+            rows = np.flatnonzero(df["id"].isna().to_numpy())[:3].tolist()
+            raise CatalogError(f"catalogue ids must not be empty; {int(df['id'].isna().sum()):,} row(s) have none "
+                               f"(e.g. row(s) {rows})")
         if df["id"].duplicated().any():
             dup = df.loc[df["id"].duplicated(), "id"].head(3).tolist()
             raise CatalogError(f"catalogue ids must be unique; duplicated: {dup}")
+        if df["path"].isna().any():
+            ids = df.loc[df["path"].isna(), "id"].head(3).tolist()
+            raise CatalogError(f"every painting needs an image path; {int(df['path'].isna().sum()):,} row(s) have "
+                               f"none (e.g. ids {ids})")
         bad_split = set(df["split"].dropna().unique()) - set(SPLITS)
         if bad_split or df["split"].isna().any():
             raise CatalogError(f"split must be one of {SPLITS}; found {sorted(map(str, bad_split)) or 'missing values'}")
@@ -291,20 +335,60 @@ class Catalog:
         raw = (table.schema.metadata or {}).get(META_KEY)
         if raw is None:
             raise CatalogError(f"{path} is a Parquet file but not an ArtExtract catalogue (no metadata)")
-        meta = json.loads(raw)
-        df = table.to_pandas()
-        tasks = {
-            n: TaskSpec(n, list(t["classes"]), bool(t.get("ordered", False))) for n, t in meta["tasks"].items()
-        }
+        meta = _read_meta(path, raw)
+        tasks = {n: TaskSpec(n, [str(c) for c in t["classes"]], bool(t.get("ordered", False)))
+                 for n, t in meta["tasks"].items()}
+        try:
+            df = table.to_pandas()
+        except Exception as exc:  # pyarrow/pandas raise several types for columns they cannot convert
+            raise CatalogError(f"{path}: its table cannot be read ({type(exc).__name__}: {exc})") from exc
+        for col in ("id", "path", "split"):
+            if col not in df.columns:
+                raise CatalogError(f"{path} is not a usable catalogue: it has no {col!r} column")
+        missing = [n for n in tasks if n not in df.columns]
+        if missing:
+            raise CatalogError(f"{path} is not a usable catalogue: its metadata lists the task(s) "
+                               f"{', '.join(map(repr, missing))} but the table has no such column")
         for n in tasks:
             df[n] = df[n].astype(object).where(df[n].notna(), None)
+        null_id = df["id"].isna()
+        if null_id.any():
+            raise CatalogError(f"{path} is not a usable catalogue: {int(null_id.sum()):,} row(s) have no id "
+                               f"(e.g. row(s) {np.flatnonzero(null_id.to_numpy())[:3].tolist()})")
         df["id"] = df["id"].astype(str)
         root = Path(meta["image_root"])
         if not root.is_absolute():
             root = (path.parent / root).resolve()
-        cat = cls(df, tasks, root, meta.get("source", "custom"), meta.get("extra", {}))
+        try:
+            cat = cls(df, tasks, root, meta.get("source", "custom"), meta.get("extra", {}))
+        except CatalogError as exc:
+            raise CatalogError(f"{path} is not a usable catalogue: {exc}") from None
         cat.path = path
         return cat
+
+
+def _read_meta(path: Path, raw: bytes) -> dict:
+    """The catalogue metadata of ``path``, checked for the keys :meth:`Catalog.load` reads."""
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CatalogError(f"{path} is not a usable catalogue: its metadata is not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CatalogError(f"{path} is not a usable catalogue: its metadata is a JSON {type(meta).__name__}, "
+                           "not an object")
+    tasks = meta.get("tasks")
+    if not isinstance(tasks, dict):
+        raise CatalogError(f"{path} is not a usable catalogue: its metadata has no task list ('tasks')")
+    for name, spec in tasks.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("classes"), list):
+            raise CatalogError(f"{path} is not a usable catalogue: task {name!r} in its metadata has no class list")
+    if not isinstance(meta.get("image_root"), str):
+        raise CatalogError(f"{path} is not a usable catalogue: its metadata has no image root ('image_root')")
+    if not isinstance(meta.get("extra", {}), dict):
+        meta["extra"] = {}
+    if not isinstance(meta.get("source", "custom"), str):
+        meta["source"] = str(meta["source"])
+    return meta
 
 
 def format_info(info: dict) -> str:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
-from ..cli_options import add_json_option, add_seed_option
+from ..cli_options import PREPARE_CACHE_HELP, add_cache_option, add_json_option, add_seed_option
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ def _cmd_ingest_csv(args) -> int:
     from .tabular import ingest_csv
 
     cat, msgs = ingest_csv(args.csv, args.images, id_col=args.id_col, path_col=args.path_col,
-                           tasks=args.tasks.split(",") if args.tasks else [], split_col=args.split_col,
-                           ordered=args.ordered.split(",") if args.ordered else [], seed=args.seed,
-                           val_fraction=args.val_fraction)
+                           tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], split_col=args.split_col,
+                           ordered=[t.strip() for t in args.ordered.split(",") if t.strip()], seed=args.seed,
+                           val_fraction=args.val_fraction, encoding=args.encoding)
     cat, period_msgs = _period(cat, args)
     msgs += period_msgs
     cat.save(args.out)
@@ -83,13 +83,21 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_prepare(args) -> int:
-    from .cache import PreparedCache, default_cache_dir
+    from .cache import PreparedCache, default_cache_dir, record_cache_dir
     from .catalog import Catalog
 
     from .. import distributed
 
     rank, world = distributed.init()  # under torchrun every rank decodes its share into the one cache
     cat = Catalog.load(args.catalog)
+    if args.cache and rank == 0:  # recorded first: a later command finds it even if this run is killed
+        try:
+            if record_cache_dir(cat.path, args.cache) is not None:
+                logger.info(f"recorded {args.cache} as the cache of {args.catalog}: later commands on it use "
+                            "that folder without --cache")
+        except OSError as exc:
+            logger.warning(f"cannot record the cache folder beside {args.catalog} ({exc}): pass "
+                           f"--cache {args.cache} to the other commands too")
     cache = PreparedCache(args.cache or default_cache_dir(cat), args.size)
     if args.retry_failed and rank == 0:
         cache.retry_failures()
@@ -161,6 +169,9 @@ def register(sub) -> None:
     c.add_argument("--split-col", default=None, help="column with train/val/test; else a seeded stratified split")
     c.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
                    help=f"validation share of the seeded split, without --split-col (default {VAL_FRACTION})")
+    c.add_argument("--encoding", default=None,
+                   help="text encoding of the CSV, e.g. --encoding cp1252 or --encoding utf-16 (default: from its "
+                   "byte order mark, else UTF-8, else Windows-1252 with a message)")
     add_seed_option(c, help="seed of the split (default 0)")
     c.add_argument("--out", required=True, help="catalogue to write (.parquet)")
     add_period_arguments(c)
@@ -198,10 +209,13 @@ def register(sub) -> None:
     p = add_command(sub, "prepare", "decode and resize every image once into the prepared-image cache",
                     "artextract prepare --catalog wikiart.parquet --size 256",
                     description="Decode every image once into a memory-mapped uint8 cache that training and "
-                    "embedding read instead of JPEGs. Incremental and safe to interrupt: run it again to resume.")
+                    "embedding read instead of JPEGs. Incremental and safe to interrupt: run it again to resume. "
+                    "With --cache DIR the cache goes to DIR, and DIR is recorded beside the catalogue "
+                    "(CATALOG.cache-location) so that train, outliers, duplicates, index, evaluate, report, "
+                    "serve and demo use it too; their own --cache overrides it for one run.")
     p.add_argument("--catalog", required=True, help="catalogue file (.parquet)")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"side of the stored square (default {DEFAULT_SIZE})")
-    p.add_argument("--cache", default=None, help="cache folder (default: CATALOG with suffix .cache)")
+    add_cache_option(p, help=PREPARE_CACHE_HELP)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores, at most 4)")
     p.add_argument("--retry-failed", action="store_true", help="try again the files that failed before")
     p.set_defaults(func=_cmd_prepare)

@@ -1,12 +1,31 @@
-"""Generic importer: any CSV with an image path column and categorical label columns."""
+"""Generic importer: any CSV with an image path column and categorical label columns.
+
+Every data record of the file is accounted for: it becomes a catalogue row, or it is left out and
+reported with its reason (more fields than the header, no image path, no id, a duplicated id, an
+image that is not on disk). Fields of any length are read (Python's ``csv`` module refuses fields
+over 131,072 characters by default; pandas' python engine then drops the row without a word).
+
+The encoding is taken from ``encoding`` when given; else from a byte order mark (UTF-8, UTF-16,
+UTF-32); else UTF-8 when the file decodes as UTF-8, else Windows-1252 (or Latin-1), with a message.
+"""
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .catalog import Catalog, CatalogError, TaskSpec
+from .catalog import Catalog, CatalogError, RowAccount, TaskSpec
+
+logger = logging.getLogger(__name__)
+
+#: Catalogue columns that a metadata column of the CSV must not replace (it is kept as ``csv_<name>``).
+RESERVED = ("id", "path", "split")
 
 
 def stratified_split(labels: pd.Series, val_fraction: float, seed: int) -> np.ndarray:
@@ -25,50 +44,284 @@ def stratified_split(labels: pd.Series, val_fraction: float, seed: int) -> np.nd
     return split
 
 
+def allow_long_fields() -> None:
+    """Let the ``csv`` module read fields of any length (its default limit is 131,072 characters)."""
+    limit = sys.maxsize
+    while True:
+        try:
+            if csv.field_size_limit() < limit:
+                csv.field_size_limit(limit)
+            return
+        except OverflowError:  # a C long smaller than Py_ssize_t (Windows)
+            limit = 2 ** 31 - 1
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """``utf-16-le``/``utf-16-be`` when the start of ``data`` looks like BOM-less UTF-16 text."""
+    head = data[:400]
+    if len(head) < 4:
+        return None
+    head = head[: len(head) // 2 * 2]
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) >= 0.9 * len(odd) and even.count(0) == 0:
+        return "utf-16-le"
+    if even.count(0) >= 0.9 * len(even) and odd.count(0) == 0:
+        return "utf-16-be"
+    return None
+
+
+def _decode_error(name, data: bytes, enc: str, exc: UnicodeDecodeError) -> str:
+    line = data[: exc.start].count(b"\n") + 1
+    return (f"{name} is not valid {enc} text: byte(s) {data[exc.start:exc.end][:4].hex(' ')} at offset "
+            f"{exc.start:,} (line {line:,}) cannot be decoded")
+
+
+def decode_text(data: bytes, name: str | Path, encoding: str | None = None) -> tuple[str, str, list[str]]:
+    """Decode the bytes of a text file.
+
+    Parameters
+    ----------
+    data : bytes
+    name : str or Path
+        The file, for messages.
+    encoding : str, optional
+        The encoding to use (``--encoding``); default: detected (see the module docstring).
+
+    Returns
+    -------
+    text : str
+    encoding : str
+        The encoding used.
+    messages : list of str
+        What the user should know (an encoding guessed after UTF-8 failed).
+
+    Raises
+    ------
+    CatalogError
+        An unknown encoding, or bytes that the chosen encoding cannot decode.
+    """
+    if encoding:
+        try:
+            enc = codecs.lookup(encoding).name
+        except LookupError:
+            raise CatalogError(f"unknown encoding {encoding!r}; use e.g. utf-8, utf-16, cp1252, latin-1") from None
+        if enc == "utf-8":
+            enc = "utf-8-sig"  # a UTF-8 BOM is not part of the first column's name
+        try:
+            return data.decode(enc), enc, []
+        except UnicodeDecodeError as exc:
+            raise CatalogError(_decode_error(name, data, encoding, exc)
+                               + "; pass the file's encoding with --encoding") from None
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(enc), enc, []
+            except UnicodeDecodeError as exc:
+                raise CatalogError(_decode_error(name, data, enc, exc) + " (the file starts with a "
+                                   f"{enc.upper()} byte order mark); pass the encoding with --encoding") from None
+    enc16 = _utf16_without_bom(data)
+    if enc16:
+        try:
+            return data.decode(enc16), enc16, [f"{name}: read as {enc16.upper()} (no byte order mark; "
+                                               "pass --encoding to choose another)"]
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8"), "utf-8", []
+    except UnicodeDecodeError as exc:
+        why = _decode_error(name, data, "UTF-8", exc)
+    for enc, label in (("cp1252", "Windows-1252"), ("latin-1", "Latin-1")):
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        return text, enc, [f"{why}; read it as {label} instead (pass --encoding to choose another)"]
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _unique_columns(header: list[str]) -> list[str]:
+    """pandas-style column names: blank ones ``Unnamed: i``, repeated ones ``name.1``, ``name.2`` ..."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, name in enumerate(header):
+        name = name if name != "" else f"Unnamed: {i}"
+        cand, k = name, 0
+        while cand in seen:
+            k += 1
+            cand = f"{name}.{k}"
+        seen.add(cand)
+        out.append(cand)
+    return out
+
+
+def read_records(text: str, name: str | Path) -> tuple[list[str], list[tuple[int, list[str]]], list[str]]:
+    """Parse CSV text: the header and every data record with its first line number.
+
+    Blank lines are not records. A quoted field that is never closed (it would swallow the rest of
+    the file) is an error.
+
+    Returns
+    -------
+    header : list of str
+        Column names, made unique.
+    records : list of (line, fields)
+    messages : list of str
+    """
+    allow_long_fields()
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    records: list[tuple[int, list[str]]] = []
+    spans: list[tuple[int, int]] = []
+    start = 1
+    try:
+        for fields in reader:
+            end = reader.line_num
+            if fields:
+                if header is None:
+                    header = fields
+                else:
+                    records.append((start, fields))
+                    if end > start:
+                        spans.append((start, end))
+            start = end + 1
+    except csv.Error as exc:  # pragma: no cover - the non-strict reader raises only on internal errors
+        raise CatalogError(f"{name}: line {reader.line_num:,}: not readable as CSV ({exc})") from None
+    if header is None:
+        raise CatalogError(f"{name} is empty: no header row")
+    # non-strict parsing reads an unclosed quote to the end of the file as one field: say so
+    if records and spans and spans[-1][0] == records[-1][0]:
+        first = records[-1][0]
+        tail = io.StringIO(text, newline="").readlines()[first - 1:]   # the lines as the reader split them
+        try:
+            list(csv.reader(io.StringIO("".join(tail), newline=""), strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise CatalogError(f"{name}: line {first:,}: a quoted field is opened and never closed, so the "
+                                   f"rest of the file ({len(tail):,} line(s)) would be one value; fix the quotes "
+                                   "(a field that contains a quote is written \"like \"\"this\"\"\")") from None
+    msgs = []
+    if spans:
+        lines = sum(b - a + 1 for a, b in spans)
+        msgs.append(f"{len(spans):,} row(s) hold line breaks inside quoted fields ({lines:,} lines, e.g. lines "
+                    + ", ".join(f"{a}-{b}" for a, b in spans[:3]) + ")")
+    return _unique_columns(header), records, msgs
+
+
+def _is_file(root: Path, rel) -> bool:
+    if not isinstance(rel, str):
+        return False
+    try:
+        return (root / rel).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte ...
+        return False
+
+
 def ingest_csv(csv_path: str | Path, images: str | Path, *, id_col: str | None, path_col: str,
                tasks: list[str], split_col: str | None = None, ordered: list[str] | None = None,
-               seed: int = 0, val_fraction: float = 0.2) -> tuple[Catalog, list[str]]:
-    msgs: list[str] = []
-    bad_lines: list[str] = []
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_values=[""],
-                     on_bad_lines=lambda line: bad_lines.append(",".join(line)[:80]) or None, engine="python")
-    if bad_lines:
-        msgs.append(f"skipped {len(bad_lines)} malformed row(s), e.g. {bad_lines[:2]}")
+               seed: int = 0, val_fraction: float = 0.2, encoding: str | None = None,
+               account: RowAccount | None = None) -> tuple[Catalog, list[str]]:
+    """Import a CSV with a header row, one row per image.
+
+    Parameters
+    ----------
+    csv_path, images : the CSV file and the image root its paths are relative to.
+    id_col : column with a unique id (default: the path column).
+    path_col : column with the image path.
+    tasks : label columns (classes: their sorted values in the imported rows).
+    split_col : column with train/val/test; else a seeded split stratified on the first task.
+    ordered : tasks whose classes are ordered.
+    encoding : the file's encoding (default: detected).
+    account : filled with the number of records read, imported and left out per reason.
+
+    Returns
+    -------
+    (Catalog, messages for the user)
+
+    Raises
+    ------
+    CatalogError
+        The file cannot be read or decoded, a column is missing, a split value is not train/val/test.
+    """
+    acc = account if account is not None else RowAccount()
+    acc.source = f"ingest csv {Path(csv_path).name}"
+    try:
+        data = Path(csv_path).read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"cannot read {csv_path}: {exc.strerror or exc}") from None
+    text, _, msgs = decode_text(data, csv_path, encoding)
+    header, records, parse_msgs = read_records(text, csv_path)
+    msgs += parse_msgs
+    acc.records = len(records)
+    for t in tasks:
+        if t in RESERVED:
+            raise CatalogError(f"{t!r} cannot be a task: id, path and split are catalogue columns")
     for col in [path_col, *tasks] + ([id_col] if id_col else []) + ([split_col] if split_col else []):
-        if col not in df.columns:
-            raise CatalogError(f"{csv_path} has no column {col!r}; columns: {', '.join(df.columns)}")
+        if col not in header:
+            raise CatalogError(f"{csv_path} has no column {col!r}; columns: {', '.join(header)}")
+    n = len(header)
+    bad = [(ln, f) for ln, f in records if len(f) > n]
+    if bad:
+        acc.leave_out("malformed (more fields than the header)", len(bad))
+        examples = [f"line {ln}: " + ",".join(f)[:80] for ln, f in bad[:2]]
+        msgs.append(f"skipped {len(bad)} malformed row(s) (more fields than the {n} of the header), e.g. {examples}")
+    good = [f + [""] * (n - len(f)) for _, f in records if len(f) <= n]
+    df = pd.DataFrame(good, columns=header, dtype=object) if good else pd.DataFrame(columns=header, dtype=object)
+    df = df.where(df != "", None)
     ordered = ordered or []
-    out = pd.DataFrame({"id": df[id_col or path_col].astype(str), "path": df[path_col]})
-    blank = out["path"].isna()
+    ids = df[id_col or path_col]
+    out = pd.DataFrame({"id": ids, "path": df[path_col]})
+    blank = out["path"].isna().to_numpy()
     if blank.any():
+        acc.leave_out("without an image path", int(blank.sum()))
         msgs.append(f"skipped {int(blank.sum())} row(s) without an image path")
-    keep = ~blank & ~out["id"].duplicated()
-    if out["id"][~blank].duplicated().any():
-        msgs.append(f"skipped {int(out['id'][~blank].duplicated().sum())} row(s) with a duplicated id")
+    no_id = ~blank & out["id"].isna().to_numpy()
+    if no_id.any():
+        acc.leave_out("without an id", int(no_id.sum()))
+        msgs.append(f"skipped {int(no_id.sum())} row(s) without an id in column {id_col!r}")
+    valid = ~blank & ~no_id
+    dup = np.zeros(len(out), dtype=bool)
+    dup[valid] = out["id"][valid].duplicated().to_numpy()
+    if dup.any():
+        acc.leave_out("with a duplicated id", int(dup.sum()))
+        msgs.append(f"skipped {int(dup.sum())} row(s) with a duplicated id, e.g. {out['id'][dup].head(2).tolist()}")
+    keep = valid & ~dup
     root = Path(images)
-    exists = np.array([isinstance(p, str) and (root / p).is_file() for p in out["path"]])
+    exists = np.array([_is_file(root, p) for p in out["path"]], dtype=bool)
     if (keep & ~exists).any():
         miss = out.loc[keep & ~exists, "path"].head(3).tolist()
+        acc.leave_out("image not on disk", int((keep & ~exists).sum()))
         msgs.append(f"left out {int((keep & ~exists).sum())} row(s) whose image is not on disk, e.g. {miss}")
     keep &= exists
     specs = {}
     for t in tasks:
-        out[t] = df[t].where(df[t].notna(), None)
+        out[t] = df[t]
         classes = sorted(out.loc[keep, t].dropna().unique())
         specs[t] = TaskSpec(t, classes, ordered=t in ordered)
     for col in df.columns:
         if col not in (path_col, id_col, split_col, *tasks):
-            out[col] = df[col]
+            name = col
+            while name in RESERVED or name in out.columns:   # never replace id, path, split or a task
+                name = f"csv_{name}"
+            out[name] = df[col]
+    split_values = df[split_col][keep] if split_col else None
     out = out.loc[keep].reset_index(drop=True)
+    acc.imported = len(out)
     if split_col:
-        out["split"] = df.loc[keep, split_col].str.lower().str.strip().values
-        bad = ~out["split"].isin(["train", "val", "test"])
-        if bad.any():
+        out["split"] = split_values.str.lower().str.strip().to_numpy()
+        bad_split = ~out["split"].isin(["train", "val", "test"])
+        if bad_split.any():
             raise CatalogError(f"split column {split_col!r} has values other than train/val/test: "
-                               f"{out.loc[bad, 'split'].fillna('<missing>').unique()[:3].tolist()}")
+                               f"{out.loc[bad_split, 'split'].fillna('<missing>').unique()[:3].tolist()}")
     else:
         out["split"] = stratified_split(out[tasks[0]] if tasks else pd.Series([None] * len(out)),
                                         val_fraction, seed)
         msgs.append(f"no split column: made a seeded split ({val_fraction:.0%} val"
                     + (f", stratified on {tasks[0]})" if tasks else ")"))
+    acc.check()
+    if acc.reported:
+        msgs.append(acc.summary())
     return Catalog(out, specs, root.resolve(), source=f"csv:{Path(csv_path).name}"), msgs
