@@ -153,6 +153,43 @@ def test_malformed_rows_reach_the_import_report(artgan, tmp_path):
                                   f"style_val.csv:10: label 99 out of range 0..{len(ag.STYLES) - 1}"]
 
 
+def test_odd_lines_are_reported_never_a_traceback_or_a_split_line(tmp_path):
+    """A label in superscript digits ("²".isdigit() is true, int("²") fails) is malformed, not a
+    ValueError; a mojibake path with U+0085 ("Å" read as Latin-1, lower-cased: "ã\x85") stays one line
+    (str.splitlines broke it in two); a path that leaves the image folder or holds a NUL is refused."""
+    f = tmp_path / "style_train.csv"
+    f.write_bytes("A/ok.jpg,1\r\nA/sup.jpg,\u00b2\r\nA/\u00e3\x85ke_boats.jpg,2\r\n../../etc/passwd,1\r\n"
+                  "/etc/passwd,1\r\nA/../../x.jpg,1\r\nA/nul\x00.jpg,1\r\nC:\\x.jpg,1\r\n".encode())
+    rows, bad = read_split_file(f, 10)
+    assert rows == [("A/ok.jpg", 1), ("A/\u00e3\x85ke_boats.jpg", 2)]
+    assert bad == ["style_train.csv:2: A/sup.jpg,\u00b2", "style_train.csv:4: the path leaves the image folder",
+                   "style_train.csv:5: the path leaves the image folder",
+                   "style_train.csv:6: the path leaves the image folder",
+                   "style_train.csv:7: the path contains a NUL character",
+                   "style_train.csv:8: the path leaves the image folder"]
+    c = tmp_path / "style_class.txt"
+    c.write_text("0 A\n\u00b9 B\n")
+    with pytest.raises(CatalogError, match="expected '<index> <name>'"):
+        read_classes(c)
+
+
+def test_every_data_line_is_accounted_for(artgan, images, tmp_path):
+    folder = tmp_path / "labels"
+    shutil.copytree(artgan[0], folder)
+    with open(folder / "style_val.csv", "ab") as fh:
+        fh.write(b"Baroque/broken-row\r\n/etc/passwd,1\r\n")
+    cat, rep = ingest_wikiart(folder, images[0])
+    acc = rep.account()
+    data_lines = sum(1 for f in folder.iterdir() if "class" not in f.name
+                     for ln in f.read_bytes().decode().replace("\r\n", "\n").split("\n")
+                     if ln.strip() and not ln.startswith("(Path"))
+    assert acc.records == rep.lines_read == data_lines
+    assert acc.records == acc.imported + acc.reported and acc.imported > 0
+    assert acc.left_out == {"malformed": 2, "duplicate lines collapsed": 2,
+                            "image not on disk": rep.lines_missing}
+    assert "/etc/passwd" not in set(cat.df["id"])
+
+
 # ---------------------------------------------------------------------- the join
 def test_listed_paths_and_label_coverage(labels, expected):
     df, _, _ = labels

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from .catalog import Catalog, CatalogError, TaskSpec
+from .catalog import Catalog, CatalogError, RowAccount, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,18 @@ class ImportReport:
     duplicate_rows: int
     conflicting_labels: list[str]
     repaired_paths: int
+    lines_read: int = 0          # data lines of the six split files (headers and blank lines aside)
+    lines_kept: int = 0          # (task, path) labels of the paintings in the catalogue
+    lines_missing: int = 0       # (task, path) labels of paintings listed but not on disk
+
+    def account(self) -> RowAccount:
+        """Every data line of the split files: a painting's label (kept, or listed but not on disk), a
+        duplicate collapsed into another line, or a malformed line."""
+        acc = RowAccount("ingest wikiart", records=self.lines_read, imported=self.lines_kept)
+        acc.leave_out("malformed", len(self.malformed_rows))
+        acc.leave_out("duplicate lines collapsed", self.duplicate_rows)
+        acc.leave_out("image not on disk", self.lines_missing)
+        return acc
 
     def summary(self) -> str:
         lines = [
@@ -80,13 +93,23 @@ def _find(labels_dir: Path, names: tuple[str, ...]) -> Path:
     raise CatalogError(f"{labels_dir} has none of {', '.join(names)} (is this the ArtGAN 'WikiArt Dataset' folder?)")
 
 
+_LINE_BREAK = re.compile(r"\r\n|\n|\r")
+_INDEX = re.compile(r"[0-9]+")
+
+
 def _read_text(path: Path) -> list[str]:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-    return text.splitlines()  # handles LF and CRLF alike
+    # LF, CRLF and CR only: str.splitlines also breaks at U+0085, U+2028, \x1c ..., which mojibake
+    # paths contain ("Å" read as Latin-1 and lower-cased is "ã\x85")
+    lines = _LINE_BREAK.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def read_classes(path: Path) -> list[str]:
@@ -97,7 +120,7 @@ def read_classes(path: Path) -> list[str]:
         if not line:
             continue
         idx, _, name = line.partition(" ")
-        if not idx.isdigit() or not name.strip():
+        if not _INDEX.fullmatch(idx) or not name.strip():
             raise CatalogError(f"{path}:{ln}: expected '<index> <name>', got {line!r}")
         pairs.append((int(idx), name.strip()))
     pairs.sort()
@@ -106,8 +129,20 @@ def read_classes(path: Path) -> list[str]:
     return [n for _, n in pairs]
 
 
+def _unsafe_path(img: str) -> str | None:
+    """Why a listed path cannot name an image below the image folder, or None."""
+    if "\0" in img:
+        return "the path contains a NUL character"
+    parts = img.replace("\\", "/").split("/")
+    if img.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", img) or ".." in parts:
+        return "the path leaves the image folder"
+    return None
+
+
 def read_split_file(path: Path, num_classes: int) -> tuple[list[tuple[str, int]], list[str]]:
-    """Read a ``path,label`` or ``path,,label`` file; returns (rows, malformed lines)."""
+    """Read a ``path,label`` or ``path,,label`` file; returns (rows, malformed lines).
+
+    Every line is a row, a malformed line (with its reason), a header line or a blank line."""
     rows: list[tuple[str, int]] = []
     bad: list[str] = []
     for ln, line in enumerate(_read_text(path), 1):
@@ -117,12 +152,16 @@ def read_split_file(path: Path, num_classes: int) -> tuple[list[tuple[str, int]]
         head, sep, label = s.rpartition(",")
         img = head.rstrip(",").strip()
         label = label.strip()
-        if not sep or not img or not label.lstrip("-").isdigit():
+        if not sep or not img or not _INDEX.fullmatch(label.lstrip("-")):
             bad.append(f"{path.name}:{ln}: {s[:80]}")
             continue
         k = int(label)
         if not 0 <= k < num_classes:
             bad.append(f"{path.name}:{ln}: label {k} out of range 0..{num_classes - 1}")
+            continue
+        why = _unsafe_path(img)
+        if why:
+            bad.append(f"{path.name}:{ln}: {why}")
             continue
         rows.append((img, k))
     return rows, bad
@@ -160,7 +199,7 @@ class _Disk:
             try:
                 with os.scandir(self.root / folder if folder else self.root) as it:
                     names = {e.name for e in it if e.is_file()}
-            except OSError:  # no such folder (or not a folder)
+            except (OSError, ValueError):  # no such folder (or not a folder, or a name with a NUL)
                 names = set()
             self._names[folder] = names
         return name in names
@@ -194,15 +233,20 @@ def read_labels(labels_dir: str | Path) -> tuple[pd.DataFrame, dict[str, TaskSpe
     splits: dict[str, set[str]] = {"train": set(), "val": set()}
     malformed: list[str] = []
     duplicates = 0
+    rows_read = 0                        # well-formed data lines
+    pairs: dict[str, int] = {}           # listed path -> its distinct (task, path) labels
     conflicts: set[tuple[str, str]] = set()
     for t in TASKS:
         for split in ("train", "val"):
             rows, bad = read_split_file(_find(labels_dir, _SPLIT_FILES[t][split]), specs[t].num_classes)
             malformed += bad
+            rows_read += len(rows)
             for img, k in rows:
                 name = specs[t].classes[k]
                 prev = labels[t].get(img)
-                if prev is not None:
+                if prev is None:
+                    pairs[img] = pairs.get(img, 0) + 1
+                else:
                     duplicates += 1
                     if prev != name:
                         conflicts.add((t, img))
@@ -217,7 +261,7 @@ def read_labels(labels_dir: str | Path) -> tuple[pd.DataFrame, dict[str, TaskSpe
     val = splits["val"]
     df["split"] = ["val" if p in val else "train" for p in paths]
     df["folder"] = [p.split("/", 1)[0] for p in paths]
-    stats = {"malformed": malformed, "duplicates": duplicates,
+    stats = {"malformed": malformed, "duplicates": duplicates, "rows_read": rows_read, "pairs": pairs,
              "conflicts": sorted(f"{t}:{p}" for t, p in conflicts)}
     return df, specs, stats
 
@@ -238,9 +282,17 @@ def ingest_wikiart(labels_dir: str | Path, images_dir: str | Path) -> tuple[Cata
     df = df[["id", "path", "split", "artist", "genre", "style", "folder", "artist_slug"]]
     cat = Catalog(df, specs, images_dir.resolve(), source="wikiart",
                   extra={"split_rule": "val if any task lists the path in its validation file"})
+    pairs = stats["pairs"]
     report = ImportReport(
         rows_listed=len(found), rows_kept=len(df), missing_count=len(missing),
         missing_examples=missing[:5], malformed_rows=stats["malformed"],
         duplicate_rows=stats["duplicates"], conflicting_labels=stats["conflicts"], repaired_paths=repaired,
+        lines_read=stats["rows_read"] + len(stats["malformed"]), lines_kept=sum(pairs[p] for p in df["id"]),
+        lines_missing=sum(pairs[p] for p in missing),
     )
+    # every path is kept or missing; every data line is a label, a collapsed duplicate or malformed
+    if len(df) + len(missing) != len(found):
+        raise CatalogError(f"ingest wikiart: {len(found):,} listed paths but {len(df):,} kept and "
+                           f"{len(missing):,} missing; this is a bug in the importer")
+    report.account().check()
     return cat, report
