@@ -62,7 +62,8 @@ def _by_flag(flag: str):
     return {" ".join(path): a for path, p in LEAVES for a in _options(p) if flag in a.option_strings}
 
 
-@pytest.mark.parametrize("flag", ["--backbone", "--pretrained", "--weights", "--no-progress", "--seed", "--json"])
+@pytest.mark.parametrize("flag", ["--backbone", "--pretrained", "--weights", "--no-progress", "--seed", "--json",
+                                  "--cache"])
 def test_shared_options_read_the_same_everywhere(flag):
     found = _by_flag(flag)
     assert len(found) >= 2, f"{flag} is not shared"
@@ -75,6 +76,14 @@ def test_shared_options_read_the_same_everywhere(flag):
 def test_json_on_every_command_that_prints_a_result_table():
     assert set(_by_flag("--json")) >= {"catalog info", "evaluate", "predict", "similar", "evaluate-retrieval",
                                        "outliers", "duplicates"}
+
+
+def test_cache_on_every_command_that_reads_prepared_images_or_feature_stores():
+    """One cache folder per catalogue: `prepare --cache` records it; each reader may also be given it."""
+    found = _by_flag("--cache")
+    assert set(found) == {"prepare", "train", "evaluate", "outliers", "duplicates", "index", "report", "serve",
+                          "demo"}
+    assert all("e.g. --cache " in a.help for a in found.values())
 
 
 def test_quiet_means_only_the_global_log_level():

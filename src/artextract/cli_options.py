@@ -100,3 +100,31 @@ def add_json_option(parser, what: str = "the result") -> None:
     """
     parser.add_argument("--json", action="store_true",
                         help=f"print {what} as one JSON document on stdout (messages stay on stderr)")
+
+
+CACHE_HELP = ("prepared-image cache folder (the prepared images and the feature stores), e.g. "
+              "--cache /scratch/wikiart.cache; default: the folder `artextract prepare --cache` recorded for "
+              "the catalogue, else CATALOG with suffix .cache")
+PREPARE_CACHE_HELP = ("cache folder, e.g. --cache /scratch/wikiart.cache (default: the folder recorded by an "
+                      "earlier `prepare --cache`, else CATALOG with suffix .cache). It is recorded in "
+                      "CATALOG.cache-location, so that later commands on this catalogue (train, outliers, index, "
+                      "...) use it without --cache; --cache CATALOG.cache goes back to the default")
+
+
+def add_cache_option(parser, help: str = CACHE_HELP) -> None:
+    """Add ``--cache DIR`` (dest ``cache``): the catalogue's prepared-image cache folder.
+
+    A command reads it with ``Catalog.load(path, cache_dir=args.cache)``; without it the catalogue's
+    cache is :func:`artextract.data.cache.default_cache_dir`'s (the recorded folder, else the default).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    help : str
+        The help text (``prepare``'s says that it records the folder).
+
+    Returns
+    -------
+    None
+    """
+    parser.add_argument("--cache", default=None, metavar="DIR", help=help)

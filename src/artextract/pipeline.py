@@ -74,7 +74,8 @@ def next_steps(cat: str, run: Path, index: Path | None, outliers: list[str]) -> 
 
 
 def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, backbone: str = DEFAULT_BACKBONE,
-             fresh: bool = False, progress: bool | None = None) -> tuple[Path, list[str]]:
+             fresh: bool = False, progress: bool | None = None,
+             cache: str | Path | None = None) -> tuple[Path, list[str]]:
     """Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, evaluate
     retrieval, and write ``OUT/report.html``.
 
@@ -92,6 +93,10 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
         Delete ``out`` first.
     progress : bool, optional
         Progress bars (default: when stderr is a terminal).
+    cache : str or Path, optional
+        The prepared-image cache folder (``prepare --cache``: recorded, and used by every step); default:
+        the one recorded for the demo catalogue, else ``OUT/data/catalog.cache``. ``fresh`` does not
+        delete it.
 
     Returns
     -------
@@ -109,23 +114,30 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
     if progress is None:
         progress = sys.stderr.isatty()
     no_progress = [] if progress else ["--no-progress"]
+    with_cache = ["--cache", str(cache)] if cache else []
     if not Path(cat).exists():
         _step("generate the synthetic corpus", ["demo-data", "--out", str(data), "--n", str(n)])
-    _step("prepare the image cache", ["prepare", "--catalog", cat, "--size", str(DEMO_SIZE)])
+    _step("prepare the image cache", ["prepare", "--catalog", cat, "--size", str(DEMO_SIZE), *with_cache])
     # a finished run resumes instantly; an interrupted one continues where it stopped
     _step("train the multi-task CRNN", ["train", "--catalog", cat, "--out", str(run), "--cache-size", str(DEMO_SIZE),
-                                        "--epochs", str(epochs), "--backbone", backbone,
+                                        "--epochs", str(epochs), "--backbone", backbone, *with_cache,
                                         *(["--resume"] if (run / "state.pt").exists() else []), *no_progress])
-    _step("evaluate", ["evaluate", "--run", str(run), "--catalog", cat])
+    _step("evaluate", ["evaluate", "--run", str(run), "--catalog", cat, *with_cache])
     outliers = []
     for task in ("style", "genre"):
         f = out / f"outliers_{task}.csv"
         _step(f"find labels that do not fit ({task})",
-              ["outliers", "--catalog", cat, "--task", task, "--run", str(run), "--out", str(f), *no_progress])
+              ["outliers", "--catalog", cat, "--task", task, "--run", str(run), "--out", str(f), *with_cache,
+               *no_progress])
         outliers.append(str(f))
-    if not (index / "index.faiss").exists() and not index.exists():
+    from .similarity.index import index_status
+
+    status = index_status(index)  # a folder left half-built by a killed `index` is rebuilt, not trusted
+    if not status.complete:
+        if status.exists:
+            logger.warning("the index %s is incomplete (%s); rebuilding it", index, status.reason)
         _step("index for similarity search", ["index", "--catalog", cat, "--run", str(run), "--out", str(index),
-                                              *no_progress])
+                                              *(["--rebuild"] if status.exists else []), *with_cache, *no_progress])
     _step("retrieval quality by style", ["evaluate-retrieval", "--index", str(index), "--catalog", cat,
                                          "--relevance", "style", "-k", "10"])
     from .data.catalog import Catalog
@@ -133,7 +145,7 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
 
     nxt = next_steps(cat, run, index if index.exists() else None, outliers)
     logger.info("\n== report")
-    page = build_report(out, catalog=Catalog.load(cat), run_dir=run, outliers_csv=outliers,
+    page = build_report(out, catalog=Catalog.load(cat, cache_dir=cache), run_dir=run, outliers_csv=outliers,
                         index_dir=index if index.exists() else None, title="ArtExtract demo (synthetic corpus)",
                         next_steps=nxt)
     return page, nxt
@@ -142,7 +154,7 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
 def _cmd_demo(args) -> int:
     t0 = time.time()
     path, nxt = run_demo(args.out, n=args.n, epochs=args.epochs, backbone=args.backbone, fresh=args.fresh,
-                         progress=False if args.no_progress else None)
+                         progress=False if args.no_progress else None, cache=args.cache)
     print(f"\nDone in {time.time() - t0:.0f}s. Report: {path}\n")
     print("\n".join(nxt))
     return 0
@@ -159,7 +171,7 @@ def register(sub) -> None:
     -------
     None
     """
-    from .cli_options import add_progress_option
+    from .cli_options import add_cache_option, add_progress_option
 
     p = add_command(sub, "demo", "run the whole pipeline on the synthetic demo corpus and write a report",
                     "artextract demo --out demo-output",
@@ -170,6 +182,9 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"training epochs (default {DEMO_EPOCHS})")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE,
                    help=f"backbone of the classifier, see `artextract backbones` (default {DEFAULT_BACKBONE})")
-    p.add_argument("--fresh", action="store_true", help="delete OUT first")
+    p.add_argument("--fresh", action="store_true", help="delete OUT first (not a --cache folder outside it)")
+    add_cache_option(p, help="prepared-image cache folder of the demo corpus, e.g. --cache /scratch/demo.cache "
+                     "(recorded by its prepare step and used by every step); default: the folder recorded for "
+                     "OUT/data/catalog.parquet, else OUT/data/catalog.cache")
     add_progress_option(p)
     p.set_defaults(func=_cmd_demo)

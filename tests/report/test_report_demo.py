@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from artextract.cli import main
@@ -70,7 +72,10 @@ def test_demo_fresh_redoes_every_step(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(build, "build_report", lambda out, **kw: Path(out) / "report.html")
     out = tmp_path / "demo-output"
     generate_demo(out / "data", n=6, size=32)
-    for part in ("run/state.pt", "index/index.faiss", "notes.txt"):
+    from artextract.similarity.index import EmbeddingIndex
+
+    EmbeddingIndex.build(["a", "b", "c"], np.eye(3, dtype=np.float32)).save(out / "index")  # a whole index
+    for part in ("run/state.pt", "notes.txt"):
         (out / part).parent.mkdir(parents=True, exist_ok=True)
         (out / part).write_text("from an earlier run")
 
@@ -89,3 +94,76 @@ def test_demo_fresh_redoes_every_step(tmp_path, monkeypatch, capsys):
     assert "--resume" not in train_argv() and not (out / "notes.txt").exists() and not (out / "run").exists()
     assert steps[0][1][steps[0][1].index("--n") + 1] == "20" and len(Catalog.load(out / "data" / "catalog.parquet")) == 20
     assert "Report: " in capsys.readouterr().out
+
+
+def _record_steps(monkeypatch, run=()):
+    """Record the demo's steps (``[(name, argv)]``), running for real only those whose command is in ``run``;
+    the report is not written."""
+    import artextract.pipeline as pipeline
+    import artextract.report.build as build
+
+    steps: list[tuple[str, list[str]]] = []
+    real_step = pipeline._step
+
+    def step(name, argv):
+        steps.append((name, argv))
+        if argv[0] in run:
+            real_step(name, argv)
+
+    monkeypatch.setattr(pipeline, "_step", step)
+    monkeypatch.setattr(build, "build_report", lambda out, **kw: Path(out) / "report.html")
+    return steps
+
+
+def test_demo_cache_goes_to_every_step_that_reads_prepared_images(tmp_path, monkeypatch):
+    from artextract.data.demo import generate_demo
+
+    steps = _record_steps(monkeypatch)
+    out, cache = tmp_path / "demo-output", tmp_path / "scratch" / "demo.cache"
+    generate_demo(out / "data", n=6, size=32)
+    assert main(["demo", "--out", str(out), "--no-progress", "--cache", str(cache)]) == 0
+    given = {argv[0]: argv[argv.index("--cache") + 1] for _, argv in steps if "--cache" in argv}
+    assert given == {c: str(cache) for c in ("prepare", "train", "evaluate", "outliers", "index")}
+
+
+@pytest.mark.slow
+def test_demo_rebuilds_a_half_built_index(tiny_run, tmp_path, monkeypatch, caplog):
+    """An index folder that a killed `artextract index` left behind is found incomplete, said so, and
+    rebuilt by the demo's index step (run for real, on the session's tiny run)."""
+    import logging
+
+    from artextract.similarity.index import EmbeddingIndex, index_status
+
+    out = tmp_path / "demo-output"
+    shutil.copytree(tiny_run.catalog.parent, out / "data")  # the catalogue, its images and their cache
+    shutil.copytree(tiny_run.run, out / "run")
+    cat, index = out / "data" / "catalog.parquet", out / "index"
+    n = len(Catalog.load(cat))
+    assert main(["index", "--catalog", str(cat), "--run", str(out / "run"), "--out", str(index),
+                 "--no-progress"]) == 0
+
+    def drop_ids(d):  # an update killed after index.faiss and before ids.json and meta.json
+        ids = json.loads((d / "ids.json").read_text())
+        (d / "ids.json").write_text(json.dumps({"ids": ids["ids"][:-5], "paths": ids["paths"][:-5]}))
+
+    def truncate(d):
+        data = (d / "index.faiss").read_bytes()
+        (d / "index.faiss").write_bytes(data[: len(data) // 3])
+
+    caplog.set_level(logging.INFO, logger="artextract")
+    for damage in (lambda d: (d / "index.faiss").unlink(), drop_ids, truncate):
+        damage(index)
+        assert not index_status(index).complete
+        steps = _record_steps(monkeypatch, run=("index", "evaluate-retrieval"))
+        caplog.clear()
+        assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+        assert f"the index {index} is incomplete" in caplog.text and "rebuilding it" in caplog.text
+        argv = next(a for _, a in steps if a[0] == "index")
+        assert "--rebuild" in argv
+        assert index_status(index).complete
+        idx = EmbeddingIndex.load(index)
+        assert len(idx) == n and len(idx.search_id(idx.ids[0], k=5)) == 5
+    # a whole index is left as it is
+    steps = _record_steps(monkeypatch)
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+    assert "index" not in [a[0] for _, a in steps]

@@ -5,9 +5,15 @@ uint8 images (shorter side resized to ``size``, centre square kept). It is incre
 without finished pixels are decoded) and safe to kill at any moment (see ``store.py``). A job that
 prepares holds the cache's lock (a second one waits for it, then finds the work done); under
 ``torchrun`` every rank decodes its share of the images into the one cache.
+
+Where a catalogue's cache is (:func:`default_cache_dir`), in this order: the folder a command was given
+(``--cache DIR``, :attr:`Catalog.cache_dir`); the folder ``artextract prepare --cache DIR`` recorded in
+``CATALOG.cache-location`` beside the catalogue; else ``CATALOG`` with suffix ``.cache``. The feature
+stores live in the same folder (``<cache>/features/``).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .catalog import Catalog
 from .. import distributed
+from ..utils import atomic_write_text
 from .images import ImageLoadError, SkipReport, load_image, resize_center_crop
 from .lock import job_lock
 from .store import SlotStore
@@ -27,12 +34,107 @@ from .store import SlotStore
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 256
+LOCATION_SUFFIX = ".cache-location"  # CATALOG.cache-location: the cache folder `prepare --cache` chose
+_said: set[str] = set()  # messages about the recorded location already logged by this process
 
 
 def default_cache_dir(catalog: Catalog) -> Path:
+    """The prepared-image cache folder of ``catalog`` (its feature stores are in it too).
+
+    Parameters
+    ----------
+    catalog : Catalog
+
+    Returns
+    -------
+    Path
+        ``catalog.cache_dir`` when a command was given ``--cache``; else the folder that
+        ``artextract prepare --cache DIR`` recorded in ``CATALOG.cache-location``; else ``CATALOG`` with
+        suffix ``.cache``.
+
+    Raises
+    ------
+    ValueError
+        The catalogue has no path and no cache folder.
+    """
+    if getattr(catalog, "cache_dir", None):
+        return Path(catalog.cache_dir)
     if catalog.path is None:
         raise ValueError("catalogue has no path; save it first or pass a cache directory")
-    return Path(catalog.path).with_suffix(".cache")
+    return recorded_cache_dir(catalog.path) or Path(catalog.path).with_suffix(".cache")
+
+
+def cache_location_file(catalog_path: str | os.PathLike) -> Path:
+    """``CATALOG.cache-location``: where ``prepare --cache`` records its folder, beside the catalogue."""
+    return Path(catalog_path).with_suffix(LOCATION_SUFFIX)
+
+
+def _say_once(level: int, msg: str) -> None:
+    """Log ``msg`` the first time this process comes to say it (the cache folder is looked up often)."""
+    if msg not in _said:
+        _said.add(msg)
+        logger.log(level, msg)
+
+
+def recorded_cache_dir(catalog_path: str | os.PathLike) -> Path | None:
+    """The cache folder ``prepare --cache`` recorded for the catalogue at ``catalog_path``, or None.
+
+    Parameters
+    ----------
+    catalog_path : str or PathLike
+
+    Returns
+    -------
+    Path or None
+        The folder named in ``CATALOG.cache-location`` (logged once per process: "using the prepared
+        cache at DIR"); None when there is no such file or it cannot be read (with a warning).
+    """
+    f = cache_location_file(catalog_path)
+    if not f.is_file():
+        return None
+    try:
+        d = Path(json.loads(f.read_text(encoding="utf-8"))["cache"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _say_once(logging.WARNING, f"ignoring {f} ({exc}): using the default cache folder beside the catalogue")
+        return None
+    if not d.is_absolute():
+        d = f.parent / d
+    _say_once(logging.INFO, f"using the prepared cache at {d} (recorded in {f} by `artextract prepare --cache`)")
+    if not d.is_dir():
+        _say_once(logging.WARNING, f"the prepared cache {d} recorded in {f} does not exist (any more): commands "
+                  f"that need it prepare it there again; run `artextract prepare --cache DIR` to choose another "
+                  f"folder, or delete {f} for the default")
+    return d
+
+
+def record_cache_dir(catalog_path: str | os.PathLike, cache_dir: str | os.PathLike) -> Path | None:
+    """Make ``cache_dir`` the catalogue's cache for later commands (what ``prepare --cache`` does).
+
+    Parameters
+    ----------
+    catalog_path : str or PathLike
+        The catalogue.
+    cache_dir : str or PathLike
+        The chosen cache folder; stored as an absolute path in ``CATALOG.cache-location``. The default
+        folder (``CATALOG`` with suffix ``.cache``) removes the record instead.
+
+    Returns
+    -------
+    Path or None
+        The record written, or None when the default folder was chosen.
+
+    Raises
+    ------
+    OSError
+        The record cannot be written (e.g. a read-only folder).
+    """
+    f = cache_location_file(catalog_path)
+    d = Path(cache_dir).resolve()
+    if d == Path(catalog_path).with_suffix(".cache").resolve():
+        f.unlink(missing_ok=True)
+        return None
+    atomic_write_text(f, json.dumps({"cache": str(d)}, indent=2) + "\n")
+    return f
 
 
 def decode_resized(path: str | os.PathLike, size: int) -> np.ndarray:

@@ -98,6 +98,8 @@ class Catalog:
     source: str = "custom"
     extra: dict = field(default_factory=dict)
     path: Path | None = None  # where it was loaded from / saved to
+    # its prepared-image cache when a command was told one (--cache); None: see data.cache.default_cache_dir
+    cache_dir: Path | None = None
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:
@@ -208,7 +210,7 @@ class Catalog:
         return [p for p in self.df["path"] if not (self.image_root / p).is_file()]
 
     def subset(self, mask: Iterable[bool] | np.ndarray) -> "Catalog":
-        """The rows where ``mask`` is true, with the same tasks, image root and source.
+        """The rows where ``mask`` is true, with the same tasks, image root, source and chosen cache folder.
 
         Parameters
         ----------
@@ -219,7 +221,7 @@ class Catalog:
         Catalog
         """
         df = self.df.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
-        return Catalog(df, self.tasks, self.image_root, self.source, dict(self.extra))
+        return Catalog(df, self.tasks, self.image_root, self.source, dict(self.extra), cache_dir=self.cache_dir)
 
     # ------------------------------------------------------------------ summaries
     def info(self, check_files: bool = False) -> dict:
@@ -306,12 +308,16 @@ class Catalog:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Catalog":
+    def load(cls, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> "Catalog":
         """Read a catalogue written by :meth:`save`.
 
         Parameters
         ----------
         path : str or PathLike
+        cache_dir : str or PathLike, optional
+            Its prepared-image cache folder (a command's ``--cache``); default: the folder
+            ``artextract prepare --cache`` recorded beside the catalogue, else CATALOG with suffix ``.cache``
+            (see :func:`artextract.data.cache.default_cache_dir`).
 
         Returns
         -------
@@ -364,6 +370,7 @@ class Catalog:
         except CatalogError as exc:
             raise CatalogError(f"{path} is not a usable catalogue: {exc}") from None
         cat.path = path
+        cat.cache_dir = Path(cache_dir) if cache_dir else None
         return cat
 
 

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
-from ..cli_options import DEFAULT_BACKBONE, add_backbone_options, add_json_option, add_progress_option, add_seed_option, pretrained
+from ..cli_options import (DEFAULT_BACKBONE, add_backbone_options, add_cache_option, add_json_option,
+                           add_progress_option, add_seed_option, pretrained)
 
 logger = logging.getLogger(__name__)
 
@@ -17,10 +18,10 @@ DEFAULT_C = 1e-3
 SUMMARY_TOP = 5   # flagged paintings / pairs shown in the summary
 
 
-def _load(path: str):
+def _load(path: str, cache: str | None = None):
     from ..data.catalog import Catalog
 
-    return Catalog.load(path)
+    return Catalog.load(path, cache_dir=cache)
 
 
 def _shard_features(args, cat) -> bool:
@@ -67,7 +68,7 @@ def _cmd_outliers(args) -> int:
 
     from .detect import UncheckableTask, context_tasks, labelled_rows, rank_label_issues, summarize
 
-    cat = _load(args.catalog)
+    cat = _load(args.catalog, args.cache)
     if _shard_features(args, cat):
         return 0
     tasks = list(cat.tasks) if args.task == "all" else [t.strip() for t in args.task.split(",") if t.strip()]
@@ -141,7 +142,7 @@ def _task_summary(df, page) -> dict:
 def _cmd_duplicates(args) -> int:
     from .duplicates import find_duplicates, summarize_duplicates
 
-    cat = _load(args.catalog)
+    cat = _load(args.catalog, args.cache)
     backbone = None if args.backbone == "none" else args.backbone
     from ..models.backbones import WeightsUnavailable
 
@@ -232,6 +233,7 @@ def register(sub) -> None:
     add_seed_option(p, help="seed of the folds (default 0)")
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("--report", default=None, help="folder for an HTML page of the flagged paintings")
+    add_cache_option(p)
     add_progress_option(p)
     add_json_option(p, "the summary per task (the full table is the CSV)")
     p.set_defaults(func=_cmd_outliers)
@@ -246,6 +248,7 @@ def register(sub) -> None:
     add_backbone_options(d, allow_none=True)
     d.add_argument("--cache-size", type=int, default=256,
                    help="side of the prepared images the hashes are taken from (default 256)")
+    add_cache_option(d)
     d.add_argument("--phash-max", type=int, default=PHASH_MAX,
                    help=f"pHash Hamming distance (of 64 bits) that, with --dhash-max, means the same picture "
                    f"(default {PHASH_MAX})")

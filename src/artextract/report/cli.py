@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from ..cli import UserError, add_command
+from ..cli_options import add_cache_option
 
 logger = logging.getLogger(__name__)
 
@@ -15,12 +16,12 @@ def _cmd_report(args) -> int:
     from .build import build_report
 
     if args.catalog:
-        cat = Catalog.load(args.catalog)
+        cat = Catalog.load(args.catalog, cache_dir=args.cache)
     elif args.run:
         config = Path(args.run) / "config.json"
         if not config.is_file():
             raise UserError(f"{args.run} is not a training run (no config.json); train one with `artextract train`")
-        cat = Catalog.load(json.loads(config.read_text())["catalog"])
+        cat = Catalog.load(json.loads(config.read_text())["catalog"], cache_dir=args.cache)
     else:
         raise UserError("give --run or --catalog")
     path = build_report(args.out, catalog=cat, run_dir=args.run, outliers_csv=args.outliers or None,
@@ -50,5 +51,6 @@ def register(sub) -> None:
     p.add_argument("--split", default="val", help="split whose metrics and map are shown (default val)")
     p.add_argument("--color-by", default=None, help="task that colours the map (default style)")
     p.add_argument("--title", default=None, help="page title (default: ArtExtract report)")
+    add_cache_option(p)
     p.add_argument("--out", required=True, help="folder for report.html")
     p.set_defaults(func=_cmd_report)

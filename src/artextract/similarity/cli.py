@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
-from ..cli_options import DEFAULT_BACKBONE, add_backbone_options, add_json_option, add_progress_option, pretrained
+from ..cli_options import (DEFAULT_BACKBONE, add_backbone_options, add_cache_option, add_json_option,
+                           add_progress_option, pretrained)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def _cmd_index(args) -> int:
     from .embed import BackboneEmbedder, RunEmbedder
     from .index import index_catalog
 
-    cat = Catalog.load(args.catalog)
+    cat = Catalog.load(args.catalog, cache_dir=args.cache)
     if args.run:
         if not Path(args.run).is_dir():
             raise UserError(f"run {args.run} does not exist (train one with `artextract train`)")
@@ -275,6 +276,7 @@ def register(sub) -> None:
     p.add_argument("--rebuild", action="store_true", help="replace an existing index instead of adding to it")
     p.add_argument("--faces", action="store_true", help="also detect faces now (otherwise on first face search)")
     p.add_argument("--poses", action="store_true", help="also find body poses now (otherwise on first pose search)")
+    add_cache_option(p)
     add_progress_option(p)
     p.set_defaults(func=_cmd_index)
 

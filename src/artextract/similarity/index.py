@@ -24,6 +24,10 @@ An index directory holds::
     mean.npy      centring vector of a backbone embedding (when used)
     faces/ poses/ face and pose descriptors, computed lazily (see face.py, pose.py)
 
+:meth:`EmbeddingIndex.save` writes ``index.faiss``, ``ids.json`` and ``mean.npy`` first and ``meta.json``
+last, each atomically: ``meta.json`` with the count that the others must match marks a finished save.
+:func:`index_status` checks that (a folder left by a killed ``artextract index`` is incomplete).
+
 Building or updating an index folder holds its lock (:mod:`artextract.data.lock`); under
 ``torchrun`` every rank computes its share of the backbone features first and rank 0 builds the index.
 
@@ -39,7 +43,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -471,6 +475,75 @@ class EmbeddingIndex:
         idx.set_search_params()
         idx.path = d
         return idx
+
+
+class IndexStatus(NamedTuple):
+    """What :func:`index_status` found in an index folder."""
+
+    exists: bool     # the folder exists
+    complete: bool   # a finished save: EmbeddingIndex.load will read it
+    reason: str      # what is missing or wrong ("" when complete)
+
+
+def index_status(directory: str | os.PathLike) -> IndexStatus:
+    """Whether ``directory`` holds a whole index, as :meth:`EmbeddingIndex.save` leaves it when it finishes.
+
+    ``meta.json`` is written last, with the count of paintings; the folder is complete when it, the
+    FAISS index and ``ids.json`` are there and readable and hold that many paintings (and ``mean.npy``
+    when the embedding is centred). A build or update killed part way fails one of these. Cheap: the
+    FAISS index is memory-mapped, not read.
+
+    Parameters
+    ----------
+    directory : str or PathLike
+        The index folder.
+
+    Returns
+    -------
+    IndexStatus
+        ``(exists, complete, reason)``.
+    """
+    d = Path(directory)
+    if not d.exists():
+        return IndexStatus(False, False, "it does not exist")
+    if not d.is_dir():
+        return IndexStatus(True, False, "it is a file, not an index folder")
+
+    def bad(reason: str) -> IndexStatus:
+        return IndexStatus(True, False, reason)
+
+    if not (d / META_FILE).is_file():
+        return bad(f"it has no {META_FILE} (written last: the build did not finish)")
+    try:
+        meta = json.loads((d / META_FILE).read_text())
+        count = int(meta["count"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return bad(f"its {META_FILE} cannot be read ({exc})")
+    if not (d / INDEX_FILE).is_file():
+        return bad(f"it has no {INDEX_FILE}")
+    if not (d / IDS_FILE).is_file():
+        return bad(f"it has no {IDS_FILE}")
+    try:
+        ids = json.loads((d / IDS_FILE).read_text())
+        n_ids, n_paths = len(ids["ids"]), len(ids.get("paths") or ids["ids"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return bad(f"its {IDS_FILE} cannot be read ({exc})")
+    faiss = _faiss()
+    try:
+        ntotal = int(faiss.read_index(str(d / INDEX_FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY).ntotal)
+    except Exception as exc:  # FAISS raises RuntimeError for a truncated or foreign file
+        return bad(f"its {INDEX_FILE} cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+    if not ntotal == n_ids == n_paths == count:
+        return bad(f"its files disagree ({ntotal} vectors, {n_ids} ids, {META_FILE} says {count}): "
+                   "a save was interrupted")
+    if (meta.get("embedding") or {}).get("center") and not (d / MEAN_FILE).is_file():
+        return bad(f"it has no {MEAN_FILE} (its embedding is centred)")
+    return IndexStatus(True, True, "")
+
+
+def is_complete(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds a whole index (see :func:`index_status`)."""
+    return index_status(directory).complete
 
 
 def _write_json(path: Path, obj, indent: int | None = None) -> None:

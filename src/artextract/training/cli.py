@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 
 from ..cli import UserError, add_command
-from ..cli_options import add_backbone_options, add_json_option, add_progress_option, add_seed_option, pretrained
+from ..cli_options import (add_backbone_options, add_cache_option, add_json_option, add_progress_option,
+                           add_seed_option, pretrained)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _cmd_evaluate(args) -> int:
     from .inference import Run
 
     run = Run.load(args.run)
-    metrics = evaluate(run, Catalog.load(args.catalog), args.split, args.out)
+    metrics = evaluate(run, Catalog.load(args.catalog, cache_dir=args.cache), args.split, args.out)
     out_dir = Path(args.out) if args.out else run.path / f"eval-{args.split}"
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -225,6 +226,7 @@ def register(sub) -> None:
     p.add_argument("--catalog", required=True, help="catalogue whose SPLIT rows are evaluated")
     p.add_argument("--split", default="val", help="split to evaluate: train, val or test (default val)")
     p.add_argument("--out", default=None, help="output folder (default RUN/eval-SPLIT)")
+    add_cache_option(p)
     add_json_option(p, "the metrics")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -13,6 +13,7 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..cli_options import CACHE_HELP
 from ..data.cache import DEFAULT_SIZE
 from ..defaults import CRNN_DEFAULTS, DEFAULT_BACKBONE, POOLS
 
@@ -42,6 +43,7 @@ class TrainConfig:
     weights: str | None = _f(None, "backbone weights file (.pth or .safetensors)")
     image_size: int | None = _f(None, "backbone input size (default: the backbone's)")
     cache_size: int = _f(DEFAULT_SIZE, "side of the prepared-image cache the images are read from")
+    cache: str | None = _f(None, CACHE_HELP)
     epochs: int = _f(40, "epochs of the frozen-backbone stage (early stopping may end it sooner)")
     batch_size: int = _f(64, "paintings per batch")
     lr: float = _f(4e-4, "peak learning rate (one-cycle schedule)")

@@ -240,7 +240,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
 
-    cat = Catalog.load(cfg.catalog)
+    cat = Catalog.load(cfg.catalog, cache_dir=cfg.cache)  # --cache, else the recorded or default folder
     tasks = cfg.tasks or list(cat.tasks)
     for t in tasks:
         spec = cat.task(t)

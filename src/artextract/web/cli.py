@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..cli import UserError, add_command
+from ..cli_options import add_cache_option
 
 
 def _is_loopback(host: str) -> bool:
@@ -28,7 +29,7 @@ def _cmd_serve(args) -> int:
     if args.max_upload_mb <= 0 or args.max_upload_mpx <= 0:
         raise UserError("--max-upload-mb and --max-upload-mpx must be positive")
     cfg = WebConfig(catalog=args.catalog, run=args.run, index=args.index, outliers=args.outliers, db=args.db,
-                    thumb_cache="" if args.no_thumb_cache else args.thumb_cache,
+                    thumb_cache="" if args.no_thumb_cache else args.thumb_cache, cache=args.cache,
                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                     max_upload_pixels=int(args.max_upload_mpx * 1_000_000), auth=not args.no_auth)
     try:
@@ -189,7 +190,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--db", default=None,
                    help="review database (SQLite; default: CATALOG's folder, <name>.reviews.sqlite)")
-    p.add_argument("--thumb-cache", default=None, help="thumbnail folder (default: CATALOG.cache/web-thumbs)")
+    add_cache_option(p)
+    p.add_argument("--thumb-cache", default=None,
+                   help="thumbnail folder (default: web-thumbs in the prepared-image cache folder, see --cache)")
     p.add_argument("--no-thumb-cache", action="store_true", help="keep thumbnails in memory only")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20 MB)")
     p.add_argument("--max-upload-mpx", type=float, default=50.0,

@@ -46,6 +46,7 @@ class WebConfig:
     outliers: str | os.PathLike | list | None = None  # one CSV or several
     db: str | os.PathLike | None = None
     thumb_cache: str | os.PathLike | None = None  # "" disables the disk cache
+    cache: str | os.PathLike | None = None  # prepared-image cache folder (--cache); default: default_cache_dir
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     per_page: int = 48
@@ -60,8 +61,11 @@ def default_db_path(catalog_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".reviews.sqlite")
 
 
-def default_thumb_dir(catalog_path: str | os.PathLike) -> Path:
-    return Path(catalog_path).with_suffix(".cache") / "web-thumbs"
+def default_thumb_dir(catalog: Catalog) -> Path:
+    """``web-thumbs`` in the catalogue's prepared-image cache folder (:func:`~artextract.data.cache.default_cache_dir`)."""
+    from ..data.cache import default_cache_dir
+
+    return default_cache_dir(catalog) / "web-thumbs"
 
 
 NOT_CONFIGURED = {
@@ -80,7 +84,7 @@ class Explorer:
     def __init__(self, config: WebConfig, *, run: Any = None, index: Any = None,
                  similar_fn: Callable[..., dict] | None = None):
         self.config = config
-        self.catalog = Catalog.load(config.catalog)
+        self.catalog = Catalog.load(config.catalog, cache_dir=config.cache)
         df = self.catalog.df
         self.df = df
         self.tasks = self.catalog.tasks
@@ -91,7 +95,7 @@ class Explorer:
                         ).str.lower()
         thumb_dir = config.thumb_cache
         if thumb_dir is None:
-            thumb_dir = default_thumb_dir(config.catalog)
+            thumb_dir = default_thumb_dir(self.catalog)
         self.images = ImageServer(self.catalog, thumb_dir or None)
         self.db_path = Path(config.db) if config.db else default_db_path(config.catalog)
         try:

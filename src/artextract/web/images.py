@@ -137,7 +137,9 @@ class ImageServer:
     def _open_prepared(self):
         if self.catalog.path is None:
             return None
-        root = Path(self.catalog.path).with_suffix(".cache")
+        from ..data.cache import default_cache_dir
+
+        root = default_cache_dir(self.catalog)  # --cache, else the folder `prepare --cache` recorded, else default
         sizes = sorted(int(d.name[1:]) for d in root.glob("s*") if d.name[1:].isdigit()
                        and (d / "index.json").is_file()) if root.is_dir() else []
         if not sizes:
