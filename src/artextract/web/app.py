@@ -23,10 +23,13 @@ from .explorer import Explorer, FeatureUnavailable, WebConfig
 from .images import ImageNotFound
 from .auth import AuthMiddleware, LoginThrottle
 from .auth import router as auth_router
-from .middleware import SameOriginMiddleware, UploadLimitMiddleware
+from .middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SameOriginMiddleware
 from .routes import pages, paintings, review
 
 log = logging.getLogger(__name__)
+
+#: a 422 reply lists at most this many validation errors, each input shown up to this many characters
+MAX_ERRORS, MAX_ECHO = 20, 200
 
 
 def _wants_json(request: Request) -> bool:
@@ -46,10 +49,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         errors = exc.errors()
-        msg = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', []))}: {e.get('msg')}" for e in errors)
+        shown = [_trim_error(e) for e in errors[:MAX_ERRORS]]
+        msg = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in shown)
+        if len(errors) > MAX_ERRORS:
+            msg += f"; and {len(errors) - MAX_ERRORS} more"
         if _wants_json(request):
-            return JSONResponse({"detail": msg or "invalid request", "errors": json.loads(json.dumps(
-                errors, default=str))}, status_code=422)
+            body = {"detail": msg or "invalid request", "errors": shown}
+            if len(errors) > MAX_ERRORS:
+                body["errors_left_out"] = len(errors) - MAX_ERRORS
+            return JSONResponse(body, status_code=422)
         return render(request, "error.html", 422, title="Invalid request", message=msg)
 
     @app.exception_handler(FeatureUnavailable)
@@ -71,6 +79,37 @@ def _add_error_handlers(app: FastAPI) -> None:
         if _wants_json(request):
             return JSONResponse({"detail": msg}, status_code=500)
         return render(request, "error.html", 500, title="Something went wrong", message=msg)
+
+
+def _clip(text: str, n: int = MAX_ECHO) -> str:
+    return text if len(text) <= n else f"{text[:n]}… ({len(text):,} characters)"
+
+
+def _trim_error(e: dict) -> dict:
+    """One validation error as a 422 reply shows it: the type, where, why, and the input only
+    when it is short (a long input is cut; the reply never echoes a large body back)."""
+    out = {"type": str(e.get("type", "")), "loc": [x if isinstance(x, int) else _clip(str(x), 80)
+                                                   for x in list(e.get("loc", ()))[:10]],
+           "msg": _clip(str(e.get("msg", "")), 300)}
+    if "input" in e:
+        v = e["input"]
+        if isinstance(v, str):
+            out["input"] = _clip(v)
+        else:
+            try:
+                text = json.dumps(v, default=str)
+            except (TypeError, ValueError):
+                text = repr(v)
+            out["input"] = v if len(text) <= MAX_ECHO else _clip(text)
+    if e.get("ctx"):
+        out["ctx"] = {str(k): _clip(str(v), 120) for k, v in list(e["ctx"].items())[:5]}
+    return out
+
+
+def _selection_limit(explorer: Explorer) -> int:
+    """The body limit of ``/api/selections``: room for every id of the catalogue, JSON-escaped."""
+    ids = explorer.df["id"].astype(str).tolist()
+    return DEFAULT_MAX_BODY + len(json.dumps({"ids": ids}))
 
 
 def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = None) -> FastAPI:
@@ -102,8 +141,9 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
     )
     app.state.explorer = explorer
     app.state.login_throttle = LoginThrottle(base=explorer.config.login_delay)
-    # outermost last: the same-origin check, then who is asking, then the upload limit
-    app.add_middleware(UploadLimitMiddleware, max_bytes=explorer.config.max_upload_bytes)
+    # outermost last: the same-origin check, then who is asking, then the body limits
+    app.add_middleware(BodyLimitMiddleware, max_upload=explorer.config.max_upload_bytes,
+                       limits={"/api/selections": _selection_limit(explorer)})
     app.add_middleware(AuthMiddleware, store=explorer.reviews, enabled=explorer.config.auth)
     app.add_middleware(SameOriginMiddleware)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -1,69 +1,105 @@
-"""ASGI middleware of the explorer: the upload size limit, and the same-origin check with the
+"""ASGI middleware of the explorer: the request body limits, and the same-origin check with the
 security headers."""
 from __future__ import annotations
 
 import json
+import logging
 from urllib.parse import urlsplit
 
+from fastapi import HTTPException
+
+log = logging.getLogger(__name__)
+
 UPLOAD_PATHS = ("/upload", "/api/predict", "/api/similar")
+#: the body limit of every route that takes no upload: JSON calls and form posts
+DEFAULT_MAX_BODY = 1024 * 1024
+#: what a multipart envelope adds around an uploaded file
+ENVELOPE = 64 * 1024
 
 
-class UploadLimitMiddleware:
-    """Refuses request bodies above the upload limit with 413 before they are parsed.
+class BodyTooLarge(HTTPException):
+    """A request body passed its route's limit while it was being read (413)."""
 
-    With a Content-Length header the check is immediate; a chunked body is read up to the limit
-    and refused as soon as it passes it.
+    def __init__(self, limit: int, upload: bool):
+        super().__init__(413, too_large_message(limit, upload))
+
+
+def too_large_message(limit: int, upload: bool) -> str:
+    if upload:
+        return (f"upload too large: the limit is {limit / (1024 * 1024):.3g} MB "
+                "(start the server with --max-upload-mb to change it)")
+    return f"request body too large: the limit of this route is {_size(limit)}"
+
+
+def _size(n: int) -> str:
+    return f"{n / (1024 * 1024):.3g} MB" if n >= 1024 * 1024 else f"{n / 1024:.3g} kB"
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies above their route's limit with 413, before they reach memory.
+
+    Upload routes (``paths``) accept ``max_upload`` bytes of file (plus the multipart envelope); a
+    route named in ``limits`` (path -> bytes) its own limit; every other route ``default`` bytes.
+    A Content-Length above the limit is refused at once, without reading the body; a body sent
+    without one (chunked) is counted while it streams in, and refused as soon as it passes the limit.
     """
 
-    def __init__(self, app, max_bytes: int, paths=UPLOAD_PATHS):
+    def __init__(self, app, max_upload: int, default: int = DEFAULT_MAX_BODY, limits: dict | None = None,
+                 paths=UPLOAD_PATHS):
         self.app = app
-        # a multipart envelope adds a few hundred bytes around the file
-        self.max_body = max_bytes + 64 * 1024
-        self.max_bytes = max_bytes
-        self.paths = paths
+        self.max_upload, self.default, self.paths = max_upload, default, paths
+        self.limits = dict(limits or {})
+
+    def limit_of(self, path: str) -> tuple[int, bool]:
+        """``(bytes, is_upload)`` of the route at ``path``."""
+        if path in self.paths:
+            return self.max_upload + ENVELOPE, True
+        return self.limits.get(path, self.default), False
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        cl = headers.get(b"content-length")
+        path = scope["path"]
+        limit, upload = self.limit_of(path)
+        shown = self.max_upload if upload else limit
+        cl = dict(scope.get("headers") or []).get(b"content-length")
         if cl is not None:
             try:
                 n = int(cl)
             except ValueError:
                 return await _plain(send, 400, "invalid Content-Length")
-            if n > self.max_body:
-                return await self._too_large(scope, send)
-            return await self.app(scope, receive, send)
-        # chunked: buffer up to the limit, then replay
-        chunks, total = [], 0
-        while True:
+            if n < 0:
+                return await _plain(send, 400, "invalid Content-Length")
+            if n > limit:
+                return await self._too_large(path, send, shown, upload)
+        total = 0
+        started = False
+
+        async def counted():
+            nonlocal total
             msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            body = msg.get("body", b"")
-            total += len(body)
-            if total > self.max_body:
-                return await self._too_large(scope, send)
-            chunks.append(body)
-            if not msg.get("more_body"):
-                break
-        data = b"".join(chunks)
-        sent = False
+            if msg["type"] == "http.request":
+                total += len(msg.get("body", b""))
+                if total > limit:
+                    raise BodyTooLarge(shown, upload)
+            return msg
 
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            return await receive()
+        async def watch(msg):
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
 
-        return await self.app(scope, replay, send)
+        try:
+            return await self.app(scope, counted, watch)
+        except BodyTooLarge:
+            if started:
+                raise
+            return await self._too_large(path, send, shown, upload)
 
-    async def _too_large(self, scope, send):
-        mb = self.max_bytes / (1024 * 1024)
-        msg = f"upload too large: the limit is {mb:.3g} MB (start the server with --max-upload-mb to change it)"
-        await _plain(send, 413, msg, json_body=scope["path"].startswith("/api"))
+    async def _too_large(self, path, send, limit: int, upload: bool):
+        log.info("refused a request body over the limit of %s (%d bytes)", path, limit)
+        await _plain(send, 413, too_large_message(limit, upload), json_body=not (upload and path == "/upload"))
 
 
 async def _plain(send, status: int, message: str, json_body: bool = True):
