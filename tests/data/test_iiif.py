@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -312,3 +313,80 @@ def test_cli_max_depth(tmp_path):
         assert any("nested deeper than 1" in f["reason"] for f in rep["failures"])
         assert srv.count("/iiif/v2/vermeer/manifest.json") == 1  # only by the first run
         assert main(argv + ["--max-depth", "-1"]) == 2
+
+
+# ---------------------------------------------------------------------- remote documents stay remote
+def test_a_remote_collection_cannot_make_the_importer_read_local_files(tmp_path):
+    """A collection served over HTTP that lists local paths: none is opened, and the report says the same
+    for a file that exists and one that does not (it does not tell which local paths exist)."""
+    local_manifest = str(FIX / "v2-manifest.json")
+    refs = ["/etc/passwd", local_manifest, "file://" + local_manifest, str(tmp_path / "nope.json"),
+            "v2-manifest.json", FAKE + "iiif/v3/direct/manifest.json"]
+    top = {"@context": "http://iiif.io/api/presentation/3/context.json", "id": FAKE + "iiif/collection/evil.json",
+           "type": "Collection", "label": {"en": ["evil"]},
+           "items": [{"id": r, "type": "Manifest"} for r in refs] + [
+               {"id": str(FIX / "collection-top.json"), "type": "Collection"}]}
+    docs = {"/iiif/collection/evil.json": json.dumps(top).encode(),
+            "/iiif/v3/direct/manifest.json": FIX / "v3-manifest-direct.json"}
+    with IIIFServer(docs) as srv:
+        out = tmp_path / "c.parquet"
+        assert main(["ingest", "iiif", FAKE + "iiif/collection/evil.json", "--out", str(out),
+                     "--rewrite", f"{FAKE}={srv.base}/"]) == 1
+    cat = Catalog.load(out)
+    assert cat.df["title"].tolist() == ["Nature morte"]           # the remote manifest only
+    rep = json.loads((tmp_path / "c.ingest_report.json").read_text())
+    reasons = {f["source"]: f["reason"] for f in rep["failures"]}
+    assert set(reasons) == set(refs[:-1]) | {str(FIX / "collection-top.json")}
+    assert len(set(reasons.values())) == 1                          # one answer, whether the file exists or not
+    assert "may only refer to http(s) URLs" in reasons["/etc/passwd"]
+    assert rep["documents_read"] == 2 and rep["manifests"] == 1
+
+
+def test_a_url_rewritten_to_a_folder_stays_in_that_folder(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "m.json").write_bytes((FIX / "v3-manifest-direct.json").read_bytes())
+    (tmp_path / "secret.json").write_bytes((FIX / "v2-manifest.json").read_bytes())
+    refs = ["https://museum.example/m.json", "https://museum.example/../secret.json",
+            "https://museum.example/%2e%2e/secret.json"]
+    cat, rep = ingest_iiif(refs, rewrite={"https://museum.example/": str(mirror) + "/"})
+    assert cat.df["title"].tolist() == ["Nature morte"]
+    assert [f["source"] for f in rep.failures] == refs[1:]
+    assert all("would leave the folder" in f["reason"] for f in rep.failures)
+
+
+def test_odd_json_is_a_failure_or_a_row_never_a_traceback(tmp_path):
+    base = json.loads((FIX / "v3-manifest-direct.json").read_text())
+
+    def variant(name, change, raw=None):
+        m = json.loads(json.dumps(base).replace("/iiif/v3/direct/", f"/iiif/{name}/"))
+        change(m)
+        p = tmp_path / f"{name}.json"
+        p.write_text(raw(m) if raw else json.dumps(m))
+        return str(p)
+
+    body = lambda m: m["items"][0]["items"][0]["items"][0]["body"]  # noqa: E731
+    srcs = [
+        variant("huge", lambda m: body(m).update(width=10 ** 30, height=-5)),     # not an Int64: no size
+        variant("nan", lambda m: None, raw=lambda m: json.dumps(m).replace('"width": 640', '"width": NaN', 1)),
+        variant("inf", lambda m: None, raw=lambda m: json.dumps(m).replace('"width": 640', '"width": Infinity', 1)),
+        variant("surrogate", lambda m: m.update(label={"en": ["\ud800 lone"]})),
+        variant("svcctx", lambda m: body(m).update(service=[{"@context": "http://iiif.io/api/image/x", "@id": "s"}])),
+        variant("deep", lambda m: None, raw=lambda m: "[" * 100_000 + "]" * 100_000),
+    ]
+    coll = tmp_path / "coll.json"
+    coll.write_text(json.dumps({"type": "Collection", "id": "c", "items": [{"type": "Manifest"}, ""]}))
+    cat, rep = ingest_iiif(srcs + [str(coll)])
+    rows = {Path(r["source"]).stem: r for r in cat.df.to_dict("records")}
+    assert sorted(rows) == ["huge", "surrogate", "svcctx"]
+    assert pd.isna(rows["huge"]["image_width"]) and pd.isna(rows["huge"]["image_height"])
+    assert rows["surrogate"]["title"] == "\ufffd lone"
+    assert rows["svcctx"]["image_service"] is None
+    reasons = {Path(f["source"]).stem: f["reason"] for f in rep.failures}
+    assert "NaN is not a JSON value" in reasons["nan"] and "Infinity is not a JSON value" in reasons["inf"]
+    assert "nested too deeply" in reasons["deep"]
+    assert [f["reason"] for f in rep.failures if f["source"] == "c"] == [
+        "a collection entry (manifest) has neither an id nor canvases or members",
+        "a collection entry (no type) has neither an id nor canvases or members"]
+    cat.save(tmp_path / "c.parquet")                                # and the catalogue saves
+    rep.write(tmp_path / "r.json")

@@ -22,6 +22,10 @@ catalogue with **one row per manifest** (``all_canvases=True``: one row per canv
   recursively, at most ``max_depth`` levels, each document at most once (cycles are safe).
 - Malformed JSON, unknown types, manifests without an image and HTTP errors are recorded per
   source in an :class:`IngestReport`; the other sources go on.
+- A reference found in a document read over http(s) must be an http(s) URL: local paths and
+  ``file://`` URLs there are refused without being looked at (a remote document cannot make the
+  importer read local files, nor learn which exist). A URL that ``rewrite`` maps to a local folder
+  stays in that folder (``..`` is refused).
 
 Images are named ``<slug>-<hash>.<ext>`` (from the row id) under the image root, to be filled by
 ``artextract download iiif``.
@@ -48,6 +52,8 @@ from .tabular import stratified_split
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DEPTH = 8
+REFUSED_LOCAL = ("refused: a document read over http(s) may only refer to http(s) URLs, not to local files "
+                 "(not read)")
 REPORT_SUFFIX = ".ingest_report.json"
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
 
@@ -210,9 +216,9 @@ def _image_service(body: dict) -> dict | None:
         m = re.match(r"ImageService(\d)", t)
         if m:
             version = int(m.group(1))
-        elif "iiif.io/api/image/" in ctx:
+        elif re.search(r"iiif\.io/api/image/\d", ctx):
             version = int(re.search(r"iiif\.io/api/image/(\d)", ctx).group(1))
-        elif prof_s and "iiif.io/api/image/" in prof_s:
+        elif prof_s and re.search(r"iiif\.io/api/image/\d", prof_s):
             version = int(re.search(r"iiif\.io/api/image/(\d)", prof_s).group(1))
         elif prof_s and re.fullmatch(r"level[012]", prof_s):
             version = 3 if "id" in s else 2
@@ -292,6 +298,13 @@ def manifest_canvases(doc: dict) -> list[dict]:
     return out
 
 
+def _dimension(v) -> int | None:
+    """A width or height: a whole number of pixels that fits the catalogue's Int64, else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not 0 < v < 2 ** 62:
+        return None
+    return int(v)
+
+
 def _metadata(pairs, lang: str | None) -> dict[str, str]:
     cols: dict[str, list[str]] = {}
     for pair in _as_list(pairs):
@@ -362,8 +375,7 @@ def manifest_rows(doc: dict, lang: str | None = "en", all_canvases: bool = False
         row["image_url"] = _id(img)
         row["image_format"] = img.get("format") if isinstance(img.get("format"), str) else None
         for k in ("width", "height"):
-            v = img.get(k, c.get(k))
-            row[f"image_{k}"] = int(v) if isinstance(v, (int, float)) else None
+            row[f"image_{k}"] = _dimension(img.get(k, c.get(k)))
         svc = _image_service(img)
         row.update(svc or {"image_service": None, "image_service_version": None, "image_service_profile": None})
         rows.append(row)
@@ -394,6 +406,70 @@ def _kind(doc: dict) -> str | None:
 # ---------------------------------------------------------------------- fetching
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _NotJSON(ValueError):
+    pass
+
+
+def _no_constant(name: str):
+    raise _NotJSON(f"{name} is not a JSON value")
+
+
+def _clean_strings(doc):
+    """``doc`` with lone surrogates (``"\\ud800"`` is valid JSON but not text) replaced by U+FFFD,
+    walked without recursion."""
+    def fix(v: str) -> str:
+        try:
+            v.encode("utf-8")
+            return v
+        except UnicodeEncodeError:
+            return _SURROGATE.sub("\ufffd", v)
+
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for k in list(node):
+                v = node[k]
+                if isinstance(k, str) and fix(k) is not k:
+                    del node[k]
+                    k = fix(k)
+                if isinstance(v, str):
+                    node[k] = fix(v)
+                else:
+                    node[k] = v
+                    if isinstance(v, (dict, list)):
+                        stack.append(v)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                if isinstance(v, str):
+                    node[i] = fix(v)
+                elif isinstance(v, (dict, list)):
+                    stack.append(v)
+    return doc
+
+
+def parse_document(raw: bytes) -> dict:
+    """The JSON object in ``raw``; :class:`IIIFError` for anything else (malformed or not UTF-8 JSON,
+    NaN/Infinity, nesting too deep for Python, a JSON array or scalar)."""
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, _NotJSON) as exc:
+        raise IIIFError(f"malformed JSON ({exc})") from None
+    except RecursionError:
+        raise IIIFError("malformed JSON (nested too deeply to read)") from None
+    if not isinstance(doc, dict):
+        raise IIIFError(f"the JSON document is a {type(doc).__name__}, not an object")
+    return _clean_strings(doc)
+
+
+def _is_url(ref: str) -> bool:
+    return urlsplit(ref).scheme.lower() in ("http", "https")
+
+
+
 class Fetcher:
     """Reads JSON documents from files and http(s) URLs, with retries on transient HTTP failures.
 
@@ -415,7 +491,12 @@ class Fetcher:
     def _map(self, ref: str) -> str:
         for prefix, repl in self.rewrite.items():
             if ref.startswith(prefix):
-                return repl + ref[len(prefix):]
+                rest = ref[len(prefix):]
+                if not _is_url(repl) and _is_url(ref):
+                    # a URL mapped to a local folder stays in that folder ("http://x/../../etc/passwd")
+                    if ".." in re.split(r"[/\\]", unquote(rest)):
+                        raise IIIFError(f"refused: {ref} would leave the folder {repl} it is rewritten to")
+                return repl + rest
         return ref
 
     def load(self, ref: str) -> dict:
@@ -435,13 +516,7 @@ class Fetcher:
                 raw = path.read_bytes()
             except OSError as exc:
                 raise IIIFError(f"cannot read {path}: {exc}") from None
-        try:
-            doc = json.loads(raw.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IIIFError(f"malformed JSON ({exc})") from None
-        if not isinstance(doc, dict):
-            raise IIIFError(f"the JSON document is a {type(doc).__name__}, not an object")
-        return doc
+        return parse_document(raw)
 
     def _get(self, url: str) -> bytes:
         import random
@@ -569,7 +644,14 @@ def collect_rows(sources: list[str], *, lang: str | None = "en", all_canvases: b
     seen: set[str] = set()
     rows: list[dict] = []
 
-    def visit(ref: str | None, doc: dict | None, depth: int, via: str | None, label: str) -> None:
+    def visit(ref: str | None, doc: dict | None, depth: int, via: str | None, label: str,
+              remote: bool = False) -> None:
+        """Read ``ref`` (or the embedded ``doc``). ``remote``: the reference was found in a document
+        read over http(s), so it must be an http(s) URL too: such a document must not make the
+        importer open local files (nor learn which exist)."""
+        if doc is None and remote and not _is_url(ref):
+            report.fail(ref, REFUSED_LOCAL, via)
+            return
         if ref is not None:
             key = _norm_ref(ref)
             if key in seen:
@@ -583,6 +665,7 @@ def collect_rows(sources: list[str], *, lang: str | None = "en", all_canvases: b
                 report.fail(label, str(exc), via)
                 return
             report.documents_read += 1
+            remote = _is_url(ref)
         own_id = _id(doc)
         if own_id and ref is not None and _norm_ref(own_id) != _norm_ref(ref):
             if _norm_ref(own_id) in seen:
@@ -601,6 +684,8 @@ def collect_rows(sources: list[str], *, lang: str | None = "en", all_canvases: b
                 rows.extend(manifest_rows(doc, lang, all_canvases, source=label))
             except IIIFError as exc:
                 report.fail(own_id or label, str(exc), via)
+            except RecursionError:
+                report.fail(own_id or label, "the manifest is nested too deeply to read", via)
         elif kind == "collection":
             report.collections += 1
             if depth >= max_depth:
@@ -615,12 +700,15 @@ def collect_rows(sources: list[str], *, lang: str | None = "en", all_canvases: b
                     report.fail(label, "a collection entry has neither an id nor a type", via)
                     continue
                 if embedded:
-                    visit(mref, m, depth + 1, own_id or label, mref or label)
+                    visit(mref, m, depth + 1, own_id or label, mref or label, remote)
                 elif mref:
                     if isinstance(m, dict) and _kind(m) is None and m.get("type", m.get("@type")):
                         report.fail(mref, f"unknown type {m.get('type', m.get('@type'))!r} in a collection", own_id or label)
                         continue
-                    visit(mref, None, depth + 1, own_id or label, mref)
+                    visit(mref, None, depth + 1, own_id or label, mref, remote)
+                else:  # an entry without an id and without content: nothing to read, but said
+                    report.fail(own_id or label, f"a collection entry ({_kind(m) or 'no type'}) has neither an id "
+                                "nor canvases or members", via)
         else:
             t = doc.get("type", doc.get("@type"))
             report.fail(own_id or label, f"not a IIIF manifest or collection (type {t!r})" if t else
