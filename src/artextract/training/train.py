@@ -402,6 +402,7 @@ def _frozen_stage(stage: _Stage, tr: StoredMaps, va: StoredMaps | None, ordered:
             save_checkpoint(out, weights=stage.head, best=stage.kept if improved else None, meta={"epoch": epoch + 1},
                             state=stage.state(epoch=epoch, best=progress["best"], bad_epochs=progress["bad"],
                                               history=history, stage="frozen"))
+            _test_pause_after_epoch(out, epoch + 1)
         bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{history[-1]['val_macro_f1']:.3f}",
                         **({"val_loss": f"{vl:.3f}"} if vl is not None else {}))
         if progress["bad"] >= cfg.patience:
@@ -415,6 +416,16 @@ def _frozen_stage(stage: _Stage, tr: StoredMaps, va: StoredMaps | None, ordered:
     bar.close()
     distributed.barrier(world)
     return True
+
+
+def _test_pause_after_epoch(out: Path, epoch: int) -> None:
+    """TEST-ONLY hook (``test_resume_after_kill_9``): with ``ARTEXTRACT_TEST_PAUSE_AFTER_EPOCH=N`` set, once the
+    checkpoint of frozen-stage epoch N is written, touch ``paused-after-epoch-N`` in the run folder and block
+    forever, so that the test's kill -9 lands at a known point. Unset (as always outside that test): nothing."""
+    if os.environ.get("ARTEXTRACT_TEST_PAUSE_AFTER_EPOCH") == str(epoch):
+        (out / f"paused-after-epoch-{epoch}").touch()
+        while True:
+            time.sleep(60)
 
 
 def _refit_stage(stage: _Stage, ta: StoredMaps, cfg: TrainConfig, start: int, epochs: int, first_val,
