@@ -239,3 +239,62 @@ def test_kill_midway_and_resume(nga_catalog, tmp_path, sample):
     _check_intact(root, cat.ids, originals)
     report = json.loads((root / "download_report.json").read_text())
     assert report["counts"]["downloaded"] == N - len(have) and report["counts"]["failed"] == 0
+
+
+# ---------------------------------------------------------------------- what a failure report says
+SECRET = b"<html><body>internal admin page: db password hunter2</body></html>"
+
+
+def test_a_non_image_answer_is_described_never_quoted(tmp_path, capsys):
+    """A text page where an image was expected: the report gives the HTTP status, content type and size,
+    never the page's words (they went to stderr and download_report.json). A file:// URL is refused
+    with the reason. Loopback addresses stay allowed (the good image comes from 127.0.0.1)."""
+    import http.server
+    import io
+    import threading
+
+    from iiif_server import IIIFServer
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 12), (10, 200, 30)).save(buf, "PNG")
+    with IIIFServer(files={"/good.png": buf.getvalue(), "/page.jpg": SECRET}) as srv:
+        class Page(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(SECRET)))
+                self.end_headers()
+                self.wfile.write(SECRET)
+
+        page = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        threading.Thread(target=page.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        try:
+            secret_file = tmp_path / "secret.png"
+            secret_file.write_bytes(buf.getvalue())
+            df = pd.DataFrame({"id": ["good", "html", "mislabelled", "local"],
+                               "path": ["good.png", "html.jpg", "mislabelled.jpg", "local.png"],
+                               "split": ["train"] * 4,
+                               "image_url": [srv.base + "/good.png", f"http://127.0.0.1:{page.server_address[1]}/x",
+                                             srv.base + "/page.jpg", secret_file.as_uri()]})
+            cat_path = tmp_path / "c.parquet"
+            Catalog(df, {}, tmp_path / "images").save(cat_path)
+            rc = main(["download", "iiif", "--catalog", str(cat_path), "--rate", "0", "--retries", "1",
+                       "--backoff", "0.01", "--timeout", "2", "--no-progress"])
+        finally:
+            page.shutdown()
+            page.server_close()
+    assert rc == 1
+    err = capsys.readouterr().err
+    report_text = (tmp_path / "images" / "download_report.json").read_text()
+    for text in (err, report_text):
+        assert "hunter2" not in text and "admin" not in text and "<html" not in text
+    failed = {f["id"]: f["reason"] for f in json.loads(report_text)["failed"]}
+    size = f"{len(SECRET)} bytes"
+    assert failed["html"].startswith(f"server sent text/html, not an image (HTTP 200, text/html, {size})")
+    assert "not a valid image" in failed["mislabelled"] and f"(HTTP 200, image/jpeg, {size})" in failed["mislabelled"]
+    assert failed["local"] == "file:// URLs are not downloaded: only http and https"
+    assert (tmp_path / "images" / "good.png").is_file() and not (tmp_path / "images" / "local.png").exists()

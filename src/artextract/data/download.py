@@ -368,8 +368,13 @@ class _Downloader:
 
     # ------------------------------------------------------------------ one request
     def _fetch(self, url: str, expect: str = "image") -> bytes:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            what = f"{scheme}:// URLs are" if scheme else f"{url[:80]!r} is not a URL and"
+            raise _Attempt(f"{what} not downloaded: only http and https", retry=False)
         try:
             with self.client.stream("GET", url) as r:
+                status = r.status_code
                 self._network_ok()
                 if r.status_code != 200:
                     wait = parse_retry_after(r.headers.get("retry-after"))
@@ -412,13 +417,14 @@ class _Downloader:
             if not isinstance(doc, dict):
                 raise _Attempt("info.json is not a JSON object", retry=False)
             return doc
+        # what the server sent is described, never quoted: its words do not belong in a report
+        answer = f"HTTP {status}, {ctype or 'no content type'}, {len(buf):,} bytes"
         if ctype.startswith("text/") or ctype in ("application/json", "application/xhtml+xml"):
-            snippet = bytes(buf[:60]).decode("utf-8", "replace").replace("\n", " ")
-            raise _Attempt(f"server sent {ctype}, not an image ({snippet!r}...)", retry=True)
+            raise _Attempt(f"server sent {ctype}, not an image ({answer})", retry=True)
         try:
             load_image(bytes(buf))
         except ImageLoadError as exc:
-            raise _Attempt(f"not a valid image: {exc.reason}", retry=True) from None
+            raise _Attempt(f"not a valid image: {exc.reason} ({answer})", retry=True) from None
         return bytes(buf)
 
     def _network_ok(self) -> None:
