@@ -1,9 +1,11 @@
-"""Small helpers shared across the package: atomic file writes, L2 normalisation, FAISS log quieting."""
+"""Small helpers shared across the package: atomic file writes, L2 normalisation, FAISS log quieting,
+CSV cells that a spreadsheet does not run as formulas."""
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -120,3 +122,75 @@ def quiet_faiss() -> None:
     """
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     logging.getLogger("faiss").setLevel(logging.WARNING)
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def csv_safe_value(value):
+    """``value`` as a CSV cell that a spreadsheet shows as text: a string starting with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return (after any leading ``'``) gets a leading ``'``; plain
+    numbers (``-1.5``) and every other value are kept. :func:`csv_unescape_value` reverses it.
+
+    Parameters
+    ----------
+    value : any
+
+    Returns
+    -------
+    The value, or the string with a ``'`` in front.
+    """
+    if isinstance(value, str) and value.lstrip("'")[:1] in FORMULA_START and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_unescape_value(value):
+    """The value :func:`csv_safe_value` was given (for programs that read back a CSV written with it)."""
+    if isinstance(value, str) and value[:1] == "'" and value.lstrip("'")[:1] in FORMULA_START:
+        return value[1:]
+    return value
+
+
+def _map_text_columns(df, fn):
+    import pandas as pd
+
+    out = df.copy()
+    for i in range(out.shape[1]):
+        col = out.iloc[:, i]
+        if col.dtype == object or isinstance(col.dtype, (pd.StringDtype, pd.CategoricalDtype)):
+            out.isetitem(i, col.astype(object).map(fn, na_action="ignore"))
+    out.columns = [fn(c) for c in out.columns]
+    return out
+
+
+def csv_safe_frame(df):
+    """A copy of ``df`` for a CSV meant for people (spreadsheets): every text cell and column name
+    passed through :func:`csv_safe_value`, so that a label such as ``=HYPERLINK(...)`` is shown, not
+    run. Numeric columns are unchanged. Use it wherever a CSV is written for humans; not for Parquet.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _map_text_columns(df, csv_safe_value)
+
+
+def csv_unescape_frame(df):
+    """The inverse of :func:`csv_safe_frame`, for a CSV this package wrote and now reads back.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _map_text_columns(df, csv_unescape_value)

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..cli import UserError, add_command
 from ..cli_options import (DEFAULT_BACKBONE, add_backbone_options, add_cache_option, add_json_option,
                            add_progress_option, add_seed_option, pretrained)
+from ..utils import csv_safe_frame
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def _cmd_outliers(args) -> int:
     else:
         out = pd.concat(frames, ignore_index=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.out, index=False)
+    csv_safe_frame(out).to_csv(args.out, index=False)   # a label like "=x" is shown, not run, by spreadsheets
     logger.info(f"wrote {args.out} ({len(out)} rows, {int(out['flagged'].sum())} flagged) in {time.time() - t0:.1f}s")
     if args.json:
         print(json.dumps({"out": str(args.out), "rows": len(out), "flagged": int(out["flagged"].sum()),
@@ -161,7 +162,7 @@ def _cmd_duplicates(args) -> int:
         raise UserError(str(exc)) from None
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out, index=False)
+        csv_safe_frame(df).to_csv(args.out, index=False)
         logger.info(f"wrote {args.out} ({len(df)} pairs)")
     if args.json:
         print(json.dumps(_duplicates_summary(df, args.out), indent=2))

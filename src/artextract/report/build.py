@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..data.catalog import Catalog
 from ..data.images import ImageLoadError, load_image, resize_center_crop
+from ..utils import csv_unescape_frame
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
         parts.append('<p class="muted">No outlier file given (run <code>artextract outliers</code>, then '
                      '<code>--outliers FILE.csv</code>).</p>')
     for csv_path in csvs:
-        df = pd.read_csv(csv_path, dtype={"id": str})
+        df = csv_unescape_frame(pd.read_csv(csv_path, dtype={"id": str}))   # as `artextract outliers` wrote it
         task = str(df["task"].iloc[0]) if len(df) else "?"
         flagged = df[df["flagged"].astype(str).str.lower().isin(["true", "1"])] if "flagged" in df else df
         flagged = flagged.sort_values("rank").head(n_outliers) if "rank" in flagged else flagged.head(n_outliers)

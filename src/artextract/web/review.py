@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data.catalog import Catalog
+from ..utils import csv_safe_frame, csv_unescape_frame
 from .db import ReviewStore
 
 REQUIRED = ("id", "task", "given_label", "suggested_label")
@@ -67,6 +68,7 @@ class OutlierTable:
             try:
                 df = pd.read_csv(p, dtype={"id": str, "task": str, "given_label": str, "suggested_label": str},
                                  keep_default_na=True)
+                df = csv_unescape_frame(df)   # `artextract outliers` writes labels like "=x" as "'=x"
             except Exception as exc:
                 raise OutliersError(f"{p} is not a readable CSV: {exc}") from exc
             missing = [c for c in REQUIRED if c not in df.columns]
@@ -252,7 +254,7 @@ def export_reviews(catalog: Catalog, store: ReviewStore, out: str | os.PathLike,
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         every = store.current_by_reviewer()
-        decisions_frame(every).to_csv(tmp, index=False)
+        csv_safe_frame(decisions_frame(every)).to_csv(tmp, index=False)   # labels are shown, not run
         os.replace(tmp, out)
         return {"format": "csv", "path": str(out), "decisions": len(every)}
     if fmt not in ("catalog", "parquet"):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from ...data.catalog import absolute_image_root
+from ...utils import csv_safe_frame
 from ..deps import current_user, decide, get_explorer, queue_view
 from ..explorer import Explorer, FeatureUnavailable
 from ..review import decisions_frame, export_reviews
@@ -100,7 +101,7 @@ def api_review(body: ReviewIn, request: Request, ex: Explorer = Depends(get_expl
 def api_export(format: Literal["catalog", "csv"] = "csv", ex: Explorer = Depends(get_explorer)):
     stem = Path(str(ex.catalog.path)).stem
     if format == "csv":
-        csv = decisions_frame(ex.reviews.current_by_reviewer()).to_csv(index=False)
+        csv = csv_safe_frame(decisions_frame(ex.reviews.current_by_reviewer())).to_csv(index=False)
         return Response(csv, media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{stem}.reviews.csv"'})
     tmpdir = tempfile.mkdtemp(prefix="artextract-export-")
