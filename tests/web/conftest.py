@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from web_helpers import jpeg_bytes, make_outliers  # noqa: E402,F401
+from web_helpers import TEST_HOSTS, jpeg_bytes, make_outliers  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +59,8 @@ def loaded_parts(real_parts):
 
 @pytest.fixture
 def make_client(web_demo, web_outliers, loaded_parts, tmp_path):
-    """Build a TestClient: ``make_client(run=True, index=True, outliers=True, **config)`` with the real
-    run and index (loaded once per session)."""
+    """Build a TestClient: ``make_client(run=True, index=True, outliers=True, allowed_hosts=TEST_HOSTS,
+    ip_port=None, **config)`` with the real run and index (loaded once per session)."""
     from fastapi.testclient import TestClient
 
     from artextract.web.app import create_app
@@ -68,7 +68,7 @@ def make_client(web_demo, web_outliers, loaded_parts, tmp_path):
 
     the_run, the_index = loaded_parts
 
-    def make(run=True, index=True, outliers=True, catalog=None, **cfg):
+    def make(run=True, index=True, outliers=True, catalog=None, allowed_hosts=TEST_HOSTS, ip_port=None, **cfg):
         catalog = catalog or web_demo
         if outliers is True:
             outliers = web_outliers
@@ -76,7 +76,7 @@ def make_client(web_demo, web_outliers, loaded_parts, tmp_path):
                            db=cfg.pop("db", tmp_path / "reviews.sqlite"),
                            thumb_cache=cfg.pop("thumb_cache", tmp_path / "thumbs"), **cfg)
         ex = Explorer(config, run=the_run if run else None, index=the_index if index else None)
-        return TestClient(create_app(explorer=ex))
+        return TestClient(create_app(explorer=ex, allowed_hosts=allowed_hosts, ip_port=ip_port))
 
     return make
 

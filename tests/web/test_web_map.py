@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from artextract.data.catalog import Catalog
+from web_helpers import TEST_HOSTS
 
 
 def ids_of(d: dict) -> list[str]:
@@ -145,7 +146,7 @@ def test_map_of_100000_paintings_is_fast_and_compact(tmp_path):
     save_layout(ex.map.cache_path(), {"ids": df["id"].tolist(), "xy": xy, "pc1": first_axis(X), "source": "index"},
                 ex.map.cache_key())
 
-    fresh = TestClient(create_app(WebConfig(**cfg)))  # a new server: the layout comes from the cache
+    fresh = TestClient(create_app(WebConfig(**cfg), allowed_hosts=TEST_HOSTS))  # a new server: the layout comes from the cache
     t0 = time.perf_counter()
     r = fresh.get("/api/map", params={"color": "style"})
     took = time.perf_counter() - t0

@@ -10,6 +10,7 @@ from PIL import Image
 from artextract.data.catalog import Catalog
 from artextract.web.app import create_app
 from artextract.web.explorer import WebConfig
+from web_helpers import TEST_HOSTS
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ def real_client(real_parts, tmp_path):
     catalog, run_dir, index_dir, outliers = real_parts
     cfg = WebConfig(catalog=catalog, run=run_dir, index=index_dir, outliers=outliers, db=tmp_path / "r.sqlite",
                     thumb_cache=tmp_path / "thumbs")
-    return TestClient(create_app(cfg))
+    return TestClient(create_app(cfg, allowed_hosts=TEST_HOSTS))
 
 
 def test_real_predictions(real_parts, real_client):
@@ -113,7 +114,7 @@ def test_real_outliers_csv(real_parts, tmp_path):
     assert main(["outliers", "--catalog", str(catalog), "--task", "style", "--run", str(run_dir),
                  "--out", str(out)]) == 0
     c = TestClient(create_app(WebConfig(catalog=catalog, run=run_dir, index=index_dir, outliers=out,
-                                        db=tmp_path / "r.sqlite", thumb_cache="")))
+                                        db=tmp_path / "r.sqlite", thumb_cache=""), allowed_hosts=TEST_HOSTS))
     table = c.get("/api/outliers", params={"flagged": "false"}).json()
     assert table["total"] > 0 and table["table"]["dropped_unknown_ids"] == 0
     queue = c.get("/api/review/queue").json()["items"]

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+#: the Host names the test apps answer to: Starlette's TestClient sends "testserver"
+TEST_HOSTS = ["testserver"]
+
 
 def make_outliers(catalog_path: Path, out: Path) -> Path:
     """An outlier table in the format of `artextract outliers` (a subset of its per-method columns and

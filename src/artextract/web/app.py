@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +24,7 @@ from .explorer import Explorer, FeatureUnavailable, WebConfig
 from .images import ImageNotFound
 from .auth import AuthMiddleware, LoginThrottle
 from .auth import router as auth_router
-from .middleware import DEFAULT_MAX_BODY, BodyLimitMiddleware, SameOriginMiddleware
+from .middleware import DEFAULT_MAX_BODY, LOOPBACK_NAMES, BodyLimitMiddleware, HostMiddleware, SameOriginMiddleware
 from .routes import pages, paintings, review
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ def _selection_limit(explorer: Explorer) -> int:
     return DEFAULT_MAX_BODY + len(json.dumps({"ids": ids}))
 
 
-def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = None) -> FastAPI:
+def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = None,
+               allowed_hosts: Iterable[str] | None = None, ip_port: int | None = None) -> FastAPI:
     """The explorer's web app.
 
     Parameters
@@ -121,6 +123,13 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
         What to serve; an :class:`Explorer` is built from it.
     explorer : Explorer, optional
         An explorer already built (takes the place of ``config``).
+    allowed_hosts : iterable of str, optional
+        The ``Host`` header values answered, as ``name`` (any port) or ``name:port``; any other is
+        refused with 400. Default: ``localhost``, ``127.0.0.1`` and ``[::1]``, on any port.
+        ``artextract serve`` passes the names of its bind address and port and its ``--allowed-host``
+        values (see :func:`artextract.web.middleware.hosts_for_bind`).
+    ip_port : int, optional
+        Also answer a Host that is any IP address on this port (a server on every interface).
 
     Returns
     -------
@@ -141,11 +150,13 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
     )
     app.state.explorer = explorer
     app.state.login_throttle = LoginThrottle(base=explorer.config.login_delay)
-    # outermost last: the same-origin check, then who is asking, then the body limits
+    # outermost last: the Host check, the same-origin check, then who is asking, then the body limits
     app.add_middleware(BodyLimitMiddleware, max_upload=explorer.config.max_upload_bytes,
                        limits={"/api/selections": _selection_limit(explorer)})
     app.add_middleware(AuthMiddleware, store=explorer.reviews, enabled=explorer.config.auth)
     app.add_middleware(SameOriginMiddleware)
+    app.add_middleware(HostMiddleware, allowed=list(LOOPBACK_NAMES if allowed_hosts is None else allowed_hosts),
+                       ip_port=ip_port)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _add_error_handlers(app)
     app.include_router(auth_router)
@@ -156,8 +167,11 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory artextract.web.app:app_from_env``: the configuration is the
-    JSON in ``ARTEXTRACT_WEB_CONFIG`` (the fields of :class:`WebConfig`)."""
+    JSON in ``ARTEXTRACT_WEB_CONFIG`` (the fields of :class:`WebConfig`, and ``allowed_hosts``: the
+    Host names answered, default localhost, 127.0.0.1 and [::1])."""
     raw = os.environ.get("ARTEXTRACT_WEB_CONFIG")
     if not raw:
         raise RuntimeError("set ARTEXTRACT_WEB_CONFIG to a JSON object with at least {\"catalog\": PATH}")
-    return create_app(WebConfig(**json.loads(raw)))
+    fields = json.loads(raw)
+    hosts = fields.pop("allowed_hosts", None)
+    return create_app(WebConfig(**fields), allowed_hosts=hosts)

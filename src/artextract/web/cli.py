@@ -28,6 +28,12 @@ def _cmd_serve(args) -> int:
 
     if args.max_upload_mb <= 0 or args.max_upload_mpx <= 0:
         raise UserError("--max-upload-mb and --max-upload-mpx must be positive")
+    from .middleware import hosts_for_bind, split_host
+
+    bad = [h for h in args.allowed_host or [] if split_host(h) is None]
+    if bad:
+        raise UserError(f"--allowed-host takes a host name or address with an optional port (e.g. art.example.org "
+                        f"or art.example.org:8443), not {bad[0]!r}")
     cfg = WebConfig(catalog=args.catalog, run=args.run, index=args.index, outliers=args.outliers, db=args.db,
                     thumb_cache="" if args.no_thumb_cache else args.thumb_cache, cache=args.cache,
                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
@@ -44,7 +50,9 @@ def _cmd_serve(args) -> int:
         raise UserError(f"refusing to listen on {args.host} with no users: add one with `artextract users add NAME "
                         f"--catalog {args.catalog}` (then everyone signs in), or pass --no-auth to serve "
                         "without sign-in")
-    app = create_app(explorer=explorer)
+    hosts, any_ip = hosts_for_bind(args.host, args.port)
+    hosts += args.allowed_host or []
+    app = create_app(explorer=explorer, allowed_hosts=hosts, ip_port=args.port if any_ip else None)
     if explorer.index is not None or explorer.run is not None:
         explorer.map.warm()  # the collection map's layout: loaded from its cache, or computed once
     st = explorer.status()
@@ -54,6 +62,8 @@ def _cmd_serve(args) -> int:
           f"reviews in {explorer.db_path}; sign-in: "
           f"{'required' if has_users and not args.no_auth else 'off'}", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"answers to Host: {', '.join(hosts)}{', and any IP address' if any_ip else ''} (add names with "
+          "--allowed-host)", file=sys.stderr)
     print(f"ArtExtract explorer on http://{host}:{args.port}/  (API docs: /docs; Ctrl+C stops)", file=sys.stderr,
           flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
@@ -188,6 +198,11 @@ def register(sub) -> None:
                    "(one per task, say) make one queue")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="HOST",
+                   help="a host name the server also answers to, repeatable, e.g. --allowed-host art.example.org "
+                   "behind a reverse proxy (NAME: on any port; NAME:PORT: on that port). Requests for any other "
+                   "Host are refused with 400; the --host address on --port is always answered (on loopback also "
+                   "localhost, 127.0.0.1 and [::1])")
     p.add_argument("--db", default=None,
                    help="review database (SQLite; default: CATALOG's folder, <name>.reviews.sqlite)")
     add_cache_option(p)

@@ -1,9 +1,11 @@
-"""ASGI middleware of the explorer: the request body limits, and the same-origin check with the
-security headers."""
+"""ASGI middleware of the explorer: the Host check, the request body limits, and the same-origin
+check with the security headers."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException
@@ -15,6 +17,115 @@ UPLOAD_PATHS = ("/upload", "/api/predict", "/api/similar")
 DEFAULT_MAX_BODY = 1024 * 1024
 #: what a multipart envelope adds around an uploaded file
 ENVELOPE = 64 * 1024
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """``"Name:8000"`` -> ``("name", 8000)``, ``"[::1]"`` -> ``("[::1]", None)``; None when ``value``
+    is not a host name or address with an optional port."""
+    v = value.strip().lower()
+    if not v or any(c in v for c in "/?#@ \t\\"):
+        return None
+    if v.startswith("["):
+        end = v.find("]")
+        if end < 0:
+            return None
+        host, rest = v[:end + 1], v[end + 1:]
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+    else:
+        host, sep, port = v.partition(":")
+        rest = sep + port
+    if rest and (not rest.startswith(":") or not rest[1:].isdigit() or not 0 < int(rest[1:]) < 65536):
+        return None
+    host = host.rstrip(".") if not host.startswith("[") else host
+    return (host, int(rest[1:]) if rest else None) if host else None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def hosts_for_bind(host: str, port: int) -> tuple[list[str], bool]:
+    """The ``Host`` values a server listening on ``host:port`` answers, and whether it also answers
+    any IP address on that port (it listens on every interface: an IP address in the Host header
+    cannot come from DNS rebinding, which needs a name).
+
+    Loopback (``127.0.0.1``, ``::1``, ``localhost``): the bind address and ``localhost``,
+    ``127.0.0.1`` and ``[::1]``. Every interface (``0.0.0.0``, ``::``): those, this machine's name,
+    and IP addresses. Any other address or name: itself. Always with the port.
+    """
+    h = host.strip().strip("[]").lower()
+    wildcard = h in ("", "0.0.0.0", "::")
+    names: list[str] = []
+    try:
+        ip = ipaddress.ip_address(h)
+        names.append(f"[{h}]" if ip.version == 6 else h)
+        loopback = ip.is_loopback
+    except ValueError:
+        if h:
+            names.append(h)
+        loopback = h == "localhost"
+    if loopback or wildcard:
+        names += LOOPBACK_NAMES
+    if wildcard:
+        names = [n for n in names if n not in ("0.0.0.0", "[::]")]
+        machine = socket.gethostname().lower()
+        if machine:
+            names.append(machine)
+    return list(dict.fromkeys(f"{n}:{port}" for n in names)), wildcard
+
+
+class HostMiddleware:
+    """Answers only requests whose ``Host`` header names this server (400 for any other, before
+    anything else runs): a page on another site whose name resolves to this machine (DNS rebinding)
+    cannot reach it.
+
+    ``allowed`` holds ``name`` (any port) or ``name:port`` entries; ``ip_port``, when set, also
+    accepts any IP address on that port.
+    """
+
+    def __init__(self, app, allowed, ip_port: int | None = None):
+        self.app = app
+        self.allowed = set()
+        for entry in allowed:
+            parsed = split_host(entry)
+            if parsed is None:
+                raise ValueError(f"not a host name, or host:port: {entry!r}")
+            self.allowed.add(parsed)
+        self.ip_port = ip_port
+
+    def accepts(self, value: str, scheme: str = "http") -> bool:
+        parsed = split_host(value)
+        if parsed is None:
+            return False
+        host, port = parsed
+        if port is None:
+            port = 443 if scheme in ("https", "wss") else 80
+        if (host, port) in self.allowed or (host, None) in self.allowed:
+            return True
+        return self.ip_port is not None and port == self.ip_port and _is_ip(host)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        if self.accepts(host, scope.get("scheme", "http")):
+            return await self.app(scope, receive, send)
+        shown = host if len(host) <= 80 else host[:80] + "…"
+        log.warning("refused a request for Host %r (not a name this server answers to)", shown)
+        if scope["type"] != "http":
+            return await send({"type": "websocket.close", "code": 1008})
+        return await _plain(send, 400, f"this server does not answer to the host name {shown!r}; start it with "
+                            "--allowed-host NAME to add one")
 
 
 class BodyTooLarge(HTTPException):
