@@ -108,7 +108,8 @@ def test_train_flags_are_the_trainconfig_fields():
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert fields - {"pretrained", "progress"} <= dests            # one flag per field ...
     assert {"pretrained", "no_progress"} <= dests                    # ... the shared ones included
-    assert dests - fields <= {"config", "resume", "no_progress"}     # and nothing else
+    # and nothing else but the inference-engine options every command with a forward pass shares
+    assert dests - fields <= {"config", "resume", "no_progress", "engine", "precision", "threads"}
     for f in dataclasses.fields(TrainConfig):
         assert f.metadata.get("help"), f"TrainConfig.{f.name} has no help"
 
@@ -166,3 +167,12 @@ def test_the_option_check_reads_test_code_as_written():
     assert _named("--k", 'f"--k {k}"') and _named("--k", '"--k=3"')
     assert not _named("--k", '"--keep"') and not _named("--k", "the --k-means option")
     assert {"train --layers", "outliers --k", "--verbose", "review export --format"} <= dict(_long_options()).keys()
+
+
+def test_every_command_with_a_forward_pass_has_the_engine_options():
+    from artextract.cli_options import ENGINE_COMMANDS
+
+    by = dict((" ".join(path), p) for path, p in ALL)
+    for name in ENGINE_COMMANDS:
+        dests = {a.dest for a in _options(by[name])}
+        assert {"engine", "precision", "threads"} <= dests, name

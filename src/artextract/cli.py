@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    from .cli_options import ENGINE_COMMANDS, add_engine_options
+    for name in ENGINE_COMMANDS:
+        add_engine_options(sub.choices[name])
     return parser
 
 
@@ -140,10 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     from .data.catalog import CatalogError
     from .data.images import ImageLoadError
     from .data.lock import StoreBusy
+    from .errors import ArtExtractError
+
+    from .cli_options import apply_engine_options
 
     try:
+        apply_engine_options(args)
         rc = args.func(args)
-    except (UserError, CatalogError, ImageLoadError, FileNotFoundError, StoreBusy) as exc:
+    except (UserError, CatalogError, ImageLoadError, FileNotFoundError, StoreBusy,
+            ArtExtractError) as exc:
         print(f"artextract {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -128,3 +128,42 @@ def add_cache_option(parser, help: str = CACHE_HELP) -> None:
     None
     """
     parser.add_argument("--cache", default=None, metavar="DIR", help=help)
+
+
+ENGINE_COMMANDS = ("train", "evaluate", "predict", "outliers", "duplicates", "index", "similar",
+                   "evaluate-retrieval", "serve", "report", "demo")
+
+
+def add_engine_options(parser) -> None:
+    """Add ``--engine``, ``--precision`` and ``--threads``: how the frozen backbone's forward passes run
+    (see :mod:`artextract.models.engine`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+
+    Returns
+    -------
+    None
+    """
+    from .models.engine import ENGINES, PRECISIONS
+
+    g = parser.add_argument_group("inference engine")
+    g.add_argument("--engine", choices=ENGINES, default=None,
+                   help="what runs the frozen backbone: auto (default: openvino on a CPU when installed, else "
+                        "torch), torch or openvino, e.g. --engine torch")
+    g.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="auto (default: fp32 on a CPU, fp16 on a GPU), fp32, bf16 (faster on CPUs with bf16, "
+                        "lossy; its features get a store of their own) or fp16 (GPU), e.g. --precision bf16")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the forward pass (default: the cores, shared among the torchrun ranks "
+                        "of this machine), e.g. --threads 2")
+
+
+def apply_engine_options(args: argparse.Namespace) -> None:
+    """Configure the process's inference engine from ``--engine/--precision/--threads`` (when present)."""
+    if not hasattr(args, "engine"):
+        return
+    from .models import engine
+
+    engine.configure(args.engine, args.precision, args.threads)

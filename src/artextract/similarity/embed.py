@@ -152,18 +152,21 @@ class BackboneEmbedder(Embedder):
         return got, self._transform(pooled) if len(got) else np.zeros((0, pooled.shape[1]), np.float32), skipped
 
     def _model(self):
+        """The backbone behind the process's inference engine (built once)."""
         import torch
 
         from ..models.backbones import create_backbone
+        from ..models.engine import FeatureEngine
         from ..models.features import default_device
 
         if self._net is None:
             torch.manual_seed(self.seed)  # the same random init as extract_features for --pretrained none
-            net = create_backbone(self.backbone, pretrained=self.pretrained, weights=self.weights)
+            kw = {"image_size": self.image_size} if self.image_size else {}
+            net = create_backbone(self.backbone, pretrained=self.pretrained, weights=self.weights, **kw)
             if self.image_size is None:
-                self.image_size = net.default_size
+                self.image_size = net.preprocess.size
             self.device = self.device or default_device()
-            self._net = net.to(self.device).eval()
+            self._net = FeatureEngine(net, device=self.device)
         return self._net
 
     def embed_images(self, images):
@@ -176,10 +179,44 @@ class BackboneEmbedder(Embedder):
         arrs = [np.asarray(resize_center_crop(as_image(im, self.cache_size), self.cache_size), np.uint8)
                 for im in images]
         with self._lock, torch.no_grad():
-            net = self._model()
-            x = images_to_tensor(np.stack(arrs), self.image_size).to(self.device)
-            pooled = net(x).float().mean(dim=(2, 3)).cpu().numpy()
+            run = self._model()
+            x = images_to_tensor(np.stack(arrs), self.image_size, "center", run.backbone.preprocess)
+            pooled = run(x)[1].numpy()
         return self._transform(pooled)
+
+    @property
+    def has_text(self) -> bool:
+        """Whether this embedder's backbone has a text tower (open_clip CLIP or SigLIP)."""
+        return self.backbone.startswith("open_clip:") and self._model().backbone.text_tower
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Text vectors in the paintings' space: the backbone's text tower, then the same transform as the
+        pooled image vectors (centring, if the index was built with it, then L2 normalisation), so that a
+        text ranks paintings by cosine.
+
+        Raises
+        ------
+        TextSearchUnavailable
+            The backbone has no text tower.
+        """
+        import torch
+
+        if not self.backbone.startswith("open_clip:"):
+            raise TextSearchUnavailable(
+                f"this index embeds paintings with {self.backbone}, which has no text tower; text search needs an "
+                "index built with an open_clip backbone, e.g. `artextract index --catalog C --backbone "
+                "open_clip:ViT-B-32 --out I`")
+        with self._lock, torch.no_grad():
+            net = self._model().backbone
+            if not net.text_tower:
+                raise TextSearchUnavailable(f"{self.backbone} has no text tokenizer here (SigLIP's comes from the "
+                                            "hub: fetch it with `artextract backbones --fetch`)")
+            vec = net.encode_text(list(texts)).cpu().numpy()
+        return self._transform(vec)
+
+
+class TextSearchUnavailable(ValueError):
+    """Text search was asked of an embedder without a text tower; the message says what would have one."""
 
 
 class RunEmbedder(Embedder):

@@ -83,6 +83,9 @@ class TrainConfig:
     finetune_epochs: int = _f(5, "epochs of end-to-end fine-tuning (with --finetune)")
     finetune_lr: float = _f(1e-4, "learning rate of fine-tuning")
     finetune_batch_size: int = _f(32, "images per batch when fine-tuning")
+    finetune_layer_decay: float = _f(0.75, "layer-wise learning-rate decay of a transformer's blocks when "
+                                     "fine-tuning: block i of d learns at lr * decay**(d - i), the patch "
+                                     "embedding slowest (1: one rate for every block)")
     num_workers: int = _f(2, "data-loading processes when fine-tuning")
     progress: bool = _f(True, "no progress bars (on stderr)")
     stop_after_epochs: int | None = _f(None, "end this run after this many epochs, as an interruption "

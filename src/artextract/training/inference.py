@@ -15,7 +15,8 @@ from ..data.cache import DEFAULT_SIZE
 from ..data.catalog import Catalog, CatalogError, TaskSpec
 from ..data.images import load_image, resize_center_crop
 from ..models.backbones import Backbone, create_backbone
-from ..models.crnn import CRNNHead, MultiTaskCRNN
+from ..models.crnn import CRNNHead
+from ..models.engine import FeatureEngine
 from ..models.features import default_device, extract_features, images_to_tensor
 from .train import CONFIG, MODEL
 
@@ -29,6 +30,7 @@ class Run:
         self.head = head.eval()
         self._state = state
         self._backbone: Backbone | None = None
+        self._engine: FeatureEngine | None = None
         self.device = default_device()
         self.head.to(self.device)
         self.tasks = {n: TaskSpec(n, t["classes"], t.get("ordered", False)) for n, t in config["tasks"].items()}
@@ -57,7 +59,8 @@ class Run:
         if self._backbone is None:
             b = self.config["backbone"]
             torch.manual_seed(self.config["train"].get("seed", 0))
-            net = create_backbone(b["name"], pretrained=b["pretrained"], weights=b.get("weights"))
+            kw = {"image_size": self.image_size} if b["name"].startswith(("timm:", "open_clip:")) else {}
+            net = create_backbone(b["name"], pretrained=b["pretrained"], weights=b.get("weights"), **kw)
             if self.finetuned:
                 net.load_state_dict({k.removeprefix("backbone."): v for k, v in self._state.items()
                                      if k.startswith("backbone.")})
@@ -65,6 +68,13 @@ class Run:
                 net.name = f"{b['name']}-finetuned-{tag}"
             self._backbone = net.to(self.device).eval()
         return self._backbone
+
+    @property
+    def engine(self) -> FeatureEngine:
+        """The backbone behind the process's inference engine (``--engine``, ``--precision``)."""
+        if self._engine is None:
+            self._engine = FeatureEngine(self.backbone, device=self.device)
+        return self._engine
 
     def _feature_set(self, catalog: Catalog, progress: bool = True, log=logger.info, rank: int = 0, world: int = 1):
         """The run's backbone features of the catalogue (computed once; under torchrun each rank its shard)."""
@@ -86,7 +96,8 @@ class Run:
             yield z, {t: torch.softmax(o, 1) for t, o in logits.items()}
 
     def _images_over(self, images: list):
-        return MultiTaskCRNN(self.backbone, self.head).embed_and_logits(self._tensor(images))
+        fm, _, st = self.engine(self._tensor(images))
+        return self.head.embed_and_logits(fm.to(self.device), st.to(self.device) if self.head.stats_dim else None)
 
     def predict_catalog(self, catalog: Catalog, progress: bool = True, log=logger.info) -> tuple[list[str], dict[str, np.ndarray]]:
         fs = self._feature_set(catalog, progress, log)
@@ -133,7 +144,7 @@ class Run:
             if not isinstance(im, Image.Image):
                 im = load_image(im)
             arrs.append(np.asarray(resize_center_crop(im.convert("RGB"), self.cache_size), dtype=np.uint8))
-        return images_to_tensor(np.stack(arrs), self.image_size).to(self.device)
+        return images_to_tensor(np.stack(arrs), self.image_size, "center", self.backbone.preprocess)
 
     @torch.no_grad()
     def predict_proba_images(self, images: list) -> dict[str, np.ndarray]:

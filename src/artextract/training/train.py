@@ -510,9 +510,11 @@ def train_one_epoch(stage: _Stage, ds: StoredMaps, cfg: TrainConfig, epoch: int,
 class _CacheImages(torch.utils.data.Dataset):
     """Augmented crops from the prepared-image cache (uint8 memmap), as float tensors."""
 
-    def __init__(self, cache_dir: Path, cache_size: int, ids: list[str], image_size: int, train: bool):
+    def __init__(self, cache_dir: Path, cache_size: int, ids: list[str], image_size: int, train: bool,
+                 preprocess=None):
         self.cache_dir, self.cache_size, self.ids = cache_dir, cache_size, ids
         self.image_size, self.train = image_size, train
+        self.preprocess = preprocess
         self.cache = None
 
     def __len__(self):
@@ -526,22 +528,69 @@ class _CacheImages(torch.utils.data.Dataset):
         if self.train:
             import torchvision.transforms.v2 as T
             x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
-            x = T.RandomResizedCrop(self.image_size, scale=(0.5, 1.0), antialias=True)(x)
+            bicubic = self.preprocess is not None and self.preprocess.interpolation == "bicubic"
+            x = T.RandomResizedCrop(self.image_size, scale=(0.5, 1.0), antialias=True,
+                                    interpolation=T.InterpolationMode.BICUBIC if bicubic else
+                                    T.InterpolationMode.BILINEAR)(x)
             if torch.rand(1) < 0.5:
                 x = x.flip(-1)
-            return normalize(x.float().div_(255.0)), i
-        return images_to_tensor(arr[None], self.image_size)[0], i
+            return normalize(x.float().div_(255.0), self.preprocess), i
+        return images_to_tensor(arr[None], self.image_size, "center", self.preprocess)[0], i
+
+
+def finetune_param_groups(model: MultiTaskCRNN, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW parameter groups for end-to-end fine-tuning.
+
+    The head learns at ``5 * lr``. A transformer backbone's blocks learn at layer-wise decayed rates (block
+    ``i`` of ``d`` at ``lr * layer_decay ** (d - i)``, the patch and position embeddings at
+    ``lr * layer_decay ** (d + 1)``, the final norm at ``lr``), as BEiT, DINOv2 and timm fine-tune ViTs;
+    a CNN backbone learns at ``lr``. Biases, norms and embeddings (1-d parameters and tokens) have no weight
+    decay.
+    """
+    import re
+
+    bb = model.backbone
+    depth = getattr(bb, "depth", 0) if getattr(bb, "kind", "cnn") == "vit" else 0
+    pat = re.compile(r"(?:^|\.)(?:blocks|resblocks|layers|stages)\.(\d+)\.")
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in bb.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = 1.0
+        if depth and layer_decay != 1.0:
+            m = pat.search(name)
+            if m:
+                scale = layer_decay ** (depth - int(m.group(1)))
+            elif any(k in name for k in ("patch_embed", "pos_embed", "cls_token", "reg_token", "conv1",
+                                         "class_embedding", "positional_embedding", "ln_pre")):
+                scale = layer_decay ** (depth + 1)
+        no_decay = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "reg_token", "class_embedding",
+                                                 "positional_embedding"))
+        groups.setdefault((lr * scale, 0.0 if no_decay else weight_decay), []).append(p)
+    out = [{"params": ps, "lr": r, "weight_decay": wd} for (r, wd), ps in sorted(groups.items())]
+    out.append({"params": list(model.head.parameters()), "lr": lr * 5, "weight_decay": weight_decay})
+    return out
+
+
+def _autocast_dtype(device) -> torch.dtype | None:
+    """fp16 on CUDA; bf16 on a CPU with native bf16 (AVX-512 BF16 or AMX); else full precision."""
+    if device.type == "cuda":
+        return torch.float16
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return torch.bfloat16 if native else None
 
 
 def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, rank, world, resume, say):
     """Unfreeze the backbone and train end to end from the best stage-1 head."""
     is_main = rank == 0
     torch.manual_seed(cfg.seed)
-    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights)
+    kw = {"image_size": cfg.image_size} if cfg.image_size and cfg.backbone.startswith(("timm:", "open_clip:")) else {}
+    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights, **kw)
     head.load_state_dict(load_file(str(out / MODEL)))
     model = MultiTaskCRNN(backbone, head).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
+    amp = _autocast_dtype(device)
     ordered = {t: cat.task(t).ordered for t in tasks}
     y_all = targets_for(cat, train_ids, tasks)
     yv = targets_for(cat, val_ids, tasks)
@@ -551,11 +600,10 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
     ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
     cache_dir = default_cache_dir(cat)
     ensure_prepared(cat, cfg.cache_size, cache_dir, progress=False, log=say)
-    ds = _CacheImages(cache_dir, cfg.cache_size, train_ids, cfg.image_size, train=True)
+    ds = _CacheImages(cache_dir, cfg.cache_size, train_ids, cfg.image_size, train=True,
+                      preprocess=backbone.preprocess)
     sampler = torch.utils.data.distributed.DistributedSampler(ds, world, rank, seed=cfg.seed) if world > 1 else None
-    opt = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": cfg.finetune_lr},
-                             {"params": model.head.parameters(), "lr": cfg.finetune_lr * 5}],
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(finetune_param_groups(model, cfg.finetune_lr, cfg.weight_decay, cfg.finetune_layer_decay))
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     start = 0
@@ -569,7 +617,8 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
         say(f"resuming fine-tuning after epoch {start}")
     elif st:
         best = st["best"]
-    val_ds = _CacheImages(cache_dir, cfg.cache_size, val_ids, cfg.image_size, train=False)
+    val_ds = _CacheImages(cache_dir, cfg.cache_size, val_ids, cfg.image_size, train=False,
+                          preprocess=backbone.preprocess)
     for epoch in range(start, cfg.finetune_epochs):
         torch.manual_seed(cfg.seed * 7919 + epoch)
         if sampler:
@@ -580,11 +629,9 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
         bar = tqdm(dl, desc=f"fine-tune {epoch + 1}/{cfg.finetune_epochs}", disable=not (cfg.progress and is_main),
                    file=sys.stderr)
         for xb, idx in bar:
-            xb = xb.to(device, non_blocking=True)
-            if device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             yb = {t: y_all[t][idx].to(device) for t in tasks}
-            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, _ = masked_multitask_loss(ddp(xb), yb, class_weights=cw, label_smoothing=cfg.label_smoothing,
                                                 ordinal=ord_w)
             opt.zero_grad(set_to_none=True)
@@ -596,8 +643,8 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
         probs = {t: [] for t in tasks}
         with torch.no_grad():
             for xb, _ in torch.utils.data.DataLoader(val_ds, batch_size=64, num_workers=cfg.num_workers):
-                with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-                    o = model(xb.to(device))
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    o = model(xb.to(device).contiguous(memory_format=torch.channels_last))
                 for t in tasks:
                     probs[t].append(torch.softmax(o[t].float(), 1).cpu().numpy())
         P = {t: np.concatenate(probs[t]) for t in tasks} if val_ids else None

@@ -1,0 +1,35 @@
+"""Errors a user can act on: each says what went wrong in words and, where there is one, the way out.
+
+``artextract``'s ``main`` catches :class:`ArtExtractError` once and prints ``error: <message>`` (and the
+hint) on stderr with exit status 2; anything else is a bug and keeps its traceback. Importable without
+torch.
+"""
+from __future__ import annotations
+
+
+class ArtExtractError(Exception):
+    """Base of the errors a user can act on.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, in words.
+    hint : str, optional
+        What to do about it (a command, an option, a package to install).
+    """
+
+    def __init__(self, message: str = "", hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return f"{msg} ({self.hint})" if self.hint else msg
+
+
+class WeightsUnavailable(ArtExtractError, RuntimeError):
+    """Pretrained weights were asked for but cannot be had; the message says how to get them."""
+
+
+class EngineUnavailable(ArtExtractError, ValueError):
+    """The asked inference engine or precision cannot run here; the message says what can."""

@@ -1,0 +1,147 @@
+"""The inference engine: OpenVINO and torch give the same features (fp32), bf16 is a choice with a
+store of its own, converted models are cached per weights, and threads add up under torchrun."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from artextract.errors import EngineUnavailable
+from artextract.models import engine as E
+from artextract.models.backbones import create_backbone
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(autouse=True)
+def _engine_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTEXTRACT_ENGINE_CACHE", str(tmp_path / "engines"))
+    saved = (E.settings.engine, E.settings.precision, E.settings.threads)
+    yield
+    E.settings.engine, E.settings.precision, E.settings.threads = saved
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def _x(n=4, s=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, s, s, generator=g)
+
+
+def test_openvino_fp32_equals_torch_for_a_cnn_with_taps():
+    torch.manual_seed(0)
+    net = create_backbone("tiny_cnn", pretrained=False).eval()
+    ov = E.FeatureEngine(net, engine="openvino", precision="fp32", device=torch.device("cpu"))
+    pt = E.FeatureEngine(net, engine="torch", precision="fp32", device=torch.device("cpu"))
+    x = _x()
+    for a, b in zip(ov(x), pt(x)):
+        assert a.shape == b.shape and a.dtype == torch.float32
+        assert _rel_err(a, b) < 1e-4
+    assert ov(x)[2].shape == (4, 2 * (32 + 32 + 64))          # the taps are outputs of the one graph
+    assert ov(_x(n=3))[0].shape[0] == 3                         # any batch size
+
+
+@pytest.mark.slow
+def test_openvino_fp32_equals_torch_for_a_vit():
+    torch.manual_seed(0)
+    net = create_backbone("timm:vit_tiny_patch16_224", pretrained=False, image_size=64).eval()
+    ov = E.FeatureEngine(net, engine="openvino", precision="fp32", device=torch.device("cpu"))
+    pt = E.FeatureEngine(net, engine="torch", precision="fp32", device=torch.device("cpu"))
+    x = _x(n=2)
+    for a, b in zip(ov(x), pt(x)):
+        assert _rel_err(a, b) < 1e-4
+
+
+def test_bf16_is_close_but_not_equal_and_recorded():
+    torch.manual_seed(0)
+    net = create_backbone("tiny_cnn", pretrained=False).eval()
+    ref = E.FeatureEngine(net, engine="torch", precision="fp32", device=torch.device("cpu"))(_x())[1]
+    for eng in ("torch", "openvino"):
+        run = E.FeatureEngine(net, engine=eng, precision="bf16", device=torch.device("cpu"))
+        assert run.describe()["precision"] == "bf16"
+        err = _rel_err(run(_x())[1], ref)
+        assert err < 0.1
+    assert E.store_suffix("bf16") == "-bf16" and E.store_suffix("fp32") == ""
+
+
+def test_converted_model_is_cached_per_weights(tmp_path):
+    torch.manual_seed(0)
+    net = create_backbone("tiny_cnn", pretrained=False).eval()
+    E.FeatureEngine(net, engine="openvino", device=torch.device("cpu"))(_x(n=1))
+    root = Path(tmp_path / "engines")
+    first = sorted(p.name for p in root.glob("tiny_cnn-*"))
+    assert len(first) == 1 and (root / first[0] / "model.xml").is_file()
+    mtime = (root / first[0] / "model.xml").stat().st_mtime_ns
+    E.FeatureEngine(net, engine="openvino", device=torch.device("cpu"))(_x(n=1))   # reused, not converted again
+    assert (root / first[0] / "model.xml").stat().st_mtime_ns == mtime
+    with torch.no_grad():                                        # changed weights: a new entry, new outputs
+        net.body[0].weight.mul_(2.0)
+    out = E.FeatureEngine(net, engine="openvino", device=torch.device("cpu"))(_x(n=1))
+    assert len(list(root.glob("tiny_cnn-*"))) == 2
+    ref = E.FeatureEngine(net, engine="torch", device=torch.device("cpu"))(_x(n=1))
+    assert _rel_err(out[0], ref[0]) < 1e-4
+
+
+def test_resolve_and_refusals(monkeypatch):
+    assert E.resolve("auto", "auto", torch.device("cpu")) == ("openvino", "fp32")
+    assert E.resolve("torch", "auto", torch.device("cpu")) == ("torch", "fp32")
+    assert E.resolve("torch", "auto", torch.device("cuda")) == ("torch", "fp16")
+    with pytest.raises(EngineUnavailable, match="GPU"):
+        E.resolve("torch", "fp16", torch.device("cpu"))
+    with pytest.raises(EngineUnavailable, match="CPU"):
+        E.resolve("openvino", "fp32", torch.device("cuda"))
+    monkeypatch.setattr(E, "openvino_available", lambda: False)
+    assert E.resolve("auto", "fp32", torch.device("cpu")) == ("torch", "fp32")
+    with pytest.raises(EngineUnavailable, match="pip install openvino"):
+        E.resolve("openvino", "fp32", torch.device("cpu"))
+
+
+def test_threads_are_shared_among_the_ranks_of_a_machine(monkeypatch):
+    E.settings.threads = None
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert E.default_threads() == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert E.default_threads() == 1
+    E.configure(threads=3)
+    assert E.default_threads() == 3 and torch.get_num_threads() == 3
+    E.settings.threads = None
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    E.configure()
+
+
+@pytest.mark.slow
+def test_feature_stores_from_both_engines_agree_and_bf16_has_its_own(demo_catalog, tmp_path):
+    from artextract.cli import main
+    from artextract.data.catalog import Catalog
+    from artextract.models.features import extract_features, store_engine
+
+    shutil.copytree(Path(demo_catalog.path).parent, tmp_path / "d", ignore=shutil.ignore_patterns("*.cache"))
+    cat = Catalog.load(tmp_path / "d" / "catalog.parquet")
+    cat = cat.subset(np.arange(len(cat)) < 24)
+    kw = dict(pretrained=False, cache_size=64, progress=False)
+    E.configure("openvino", "fp32")
+    a = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "c1"), **kw)
+    E.configure("torch", "fp32")
+    b = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "c2"), **kw)
+    assert store_engine(a)["engine"] == "openvino" and store_engine(b)["engine"] == "torch"
+    ids = cat.ids
+    assert np.abs(a.get_pooled(ids) - b.get_pooled(ids)).max() <= 1e-4 * np.abs(b.get_pooled(ids)).max()
+    assert np.abs(a.get_stats(ids) - b.get_stats(ids)).max() <= 1e-4 * np.abs(b.get_stats(ids)).max()
+    E.configure("torch", "bf16")
+    c = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "c2"), **kw)
+    assert c.maps.dir.parent != b.maps.dir.parent and c.maps.dir.parent.name.endswith("-bf16")
+    assert json.loads((c.maps.dir.parent / "engine.json").read_text())["precision"] == "bf16"
+    # the CLI's options set the same thing
+    E.configure("auto", "auto")
+    out = tmp_path / "run"
+    assert main(["train", "--catalog", str(tmp_path / "d" / "catalog.parquet"), "--out", str(out),
+                 "--backbone", "tiny_cnn", "--pretrained", "none", "--cache-size", "64", "--epochs", "1",
+                 "--no-progress", "--engine", "torch", "--precision", "fp32", "--threads", "1"]) == 0
+    assert E.settings.engine == "torch" and E.settings.threads == 1
