@@ -170,6 +170,50 @@ def test_missing_files_give_clear_errors(tmp_path, opendata, sample):
         ingest_nga(tmp_path / "wrong", sample.dir)
 
 
+def _small_opendata(folder: Path, objects: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "objects.csv").write_bytes(objects)
+    (folder / "published_images.csv").write_bytes(
+        b"uuid,iiifurl,viewtype,sequence,depictstmsobjectid\n"
+        + b"".join(f"u{i},https://api.nga.gov/iiif/u{i},primary,0,{i}\n".encode() for i in range(1, 9)))
+    return folder
+
+
+def test_every_objects_record_is_imported_or_reported(tmp_path):
+    """pandas' C parser, used before, turned a NUL byte into hundreds of thousands of rows and dropped a
+    line of spaces without a word; every record is now imported or reported with its reason."""
+    head = b"objectid,title,visualbrowsertimespan,classification,provenancetext\n"
+    rows = [b"1,A,1401 to 1500,Painting,short", b"2,B\x00nul,1401 to 1500,Painting,x",
+            b"3,C,1401 to 1500,Painting," + b"p" * 200_000,            # a field over the csv module's default limit
+            b"   ",                                                    # a record of spaces: no objectid
+            b"4,D,1401 to 1500,Painting,x,EXTRA",                      # more fields than the header
+            b"5,E,1401 to 1500,Drawing,x", b"1,A again,1401 to 1500,Painting,x",
+            b'6,F,1401 to 1500,Painting,"two\nlines"', b"99,G,1401 to 1500,Painting,no image anywhere"]
+    from artextract.data.catalog import RowAccount
+
+    acc = RowAccount()
+    cat, msgs = ingest_nga(_small_opendata(tmp_path / "od", head + b"\n".join(rows) + b"\n"), account=acc,
+                           catalog_path=tmp_path / "nga.parquet")
+    assert sorted(cat.ids, key=int) == ["1", "2", "3", "6"]
+    assert cat.df.set_index("id").loc["2", "title"] == "B\x00nul"
+    assert acc.records == len(rows) == acc.imported + acc.reported
+    assert acc.left_out == {"malformed": 1, "of another classification": 2, "with a duplicated objectid": 1,
+                            "with neither a published image nor an image on disk": 1}
+    assert any("skipped 1 malformed line(s), e.g. ['line 6: 6 fields, the header has 5']" in m for m in msgs)
+
+
+@pytest.mark.parametrize("objects,message", [
+    ("objectid,title,visualbrowsertimespan\n1,Caf\u00e9,1401 to 1500\n".encode("latin-1"),
+     r"is not UTF-8 text \(byte e9 at offset 42, line 2\); NGA open data exports are UTF-8"),
+    (b'objectid,title,visualbrowsertimespan\n1,"open,1401 to 1500\n2,b,1401 to 1500\n',
+     "line 2: a quoted field is opened and never closed"),
+    (b"", "is empty"), (b"\n\n", "is empty"),
+])
+def test_unreadable_objects_csv_is_a_clear_error(tmp_path, objects, message):
+    with pytest.raises(CatalogError, match=message):
+        ingest_nga(_small_opendata(tmp_path / "od", objects), classification="all")
+
+
 def test_repository_layout_with_data_folder(tmp_path, sample):
     fx.build_opendata(tmp_path / "opendata" / "data", sample)
     cat, _ = ingest_nga(tmp_path / "opendata", sample.dir)

@@ -15,7 +15,10 @@ catalogue with one row per object of the chosen classification (``Painting`` by 
 Joins ``published_images.depictstmsobjectid = objects.objectid`` and keeps the primary view (lowest
 ``sequence`` if an object has several); alternate views are dropped. objects.csv has 130,000+ rows
 and most of its bytes are columns we do not need, so it is read in chunks with only the needed
-columns kept and filtered on classification chunk by chunk.
+columns kept and filtered on classification chunk by chunk. Every record is accounted for: imported,
+or left out with its reason (malformed, another classification, no or a duplicated objectid, no image
+anywhere); fields of any length and NUL bytes are read as they are, a file that is not UTF-8 or has a
+quote that is never closed is an error that says where.
 
 Rows are kept even if their image is not on disk yet: the downloader needs them, and
 ``artextract catalog info`` reports missing images. Objects without any published image are kept
@@ -24,14 +27,13 @@ only if their image is already on disk (there is nothing to download for them).
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .catalog import Catalog, CatalogError, TaskSpec
-from .tabular import stratified_split
+from .catalog import Catalog, CatalogError, RowAccount, TaskSpec
+from .tabular import iter_csv, stratified_split
 
 NGA_TIMEFRAMES = [
     "before 1300", "1300 to 1400", "1401 to 1500", "1501 to 1550", "1551 to 1600", "1601 to 1650",
@@ -69,43 +71,88 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _read_columns(path: Path, wanted: list[str], chunksize: int | None, required: list[str]):
-    """Read only ``wanted`` columns (case-insensitive header match) as strings, in chunks.
-    Returns the chunk iterator and the renaming from the file's column names to lower case."""
-    try:
-        header = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns
-    except pd.errors.EmptyDataError:
-        raise CatalogError(f"{path} is empty") from None
-    lower = {c.strip().lower(): c for c in header}
-    missing = [c for c in required if c not in lower]
-    if missing:
-        raise CatalogError(
-            f"{path} has no column(s) {', '.join(missing)}; is it an NGA opendata export? "
-            f"columns found: {', '.join(list(lower)[:12])}{' ...' if len(lower) > 12 else ''}"
-        )
-    use = [lower[c] for c in wanted if c in lower]
-    return pd.read_csv(
-        path, usecols=use, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
-        chunksize=chunksize, on_bad_lines="warn", engine="c",
-    ), {lower[c]: c for c in wanted if c in lower}
+def _first_bad_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 lies in ``path`` (offset, line)."""
+    import codecs
+
+    dec = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 16):
+            try:
+                dec.decode(block)
+            except UnicodeDecodeError as exc:
+                pos = max(0, exc.start - len(dec.getstate()[0]))   # bytes the decoder held back from before
+                where = offset + pos
+                lines += block[:pos].count(b"\n")
+                return f"byte {block[pos:pos + 1].hex()} at offset {where:,}, line {lines:,}"
+            offset += len(block)
+            lines += block.count(b"\n")
+    return "at the end of the file"
 
 
-def _collect(reader, rename: dict, keep=None) -> tuple[pd.DataFrame, int, int]:
-    """Concatenate the chunks of ``reader`` (filtered by ``keep``), counting malformed lines."""
-    parts, total = [], 0
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", pd.errors.ParserWarning)
-        for chunk in reader:
-            chunk = chunk.rename(columns=rename)
-            total += len(chunk)
+def _read_table(path: Path, wanted: list[str], chunksize: int | None, required: list[str],
+                keep=None) -> tuple[pd.DataFrame, int, list[str]]:
+    """Read the ``wanted`` columns (case-insensitive header match) of a UTF-8 CSV as strings ("" is
+    missing), ``chunksize`` records at a time, keeping the rows where ``keep(chunk)`` is true.
+
+    Every record is counted: it is read (and kept or not), or it is malformed (more fields than the
+    header). Fields of any length, and quoted fields over several lines, are read.
+
+    Returns
+    -------
+    (the kept rows with lower-case column names, records read, malformed lines with their line numbers)
+    """
+    chunksize = chunksize or 20_000
+    parts: list[pd.DataFrame] = []
+    bad: list[str] = []
+    total = 0
+    header: list[str] | None = None
+    idx: list[int] = []
+    cols: list[str] = []
+    batch: list[list] = []
+
+    def flush():
+        nonlocal batch
+        if batch:
+            chunk = pd.DataFrame(batch, columns=cols, dtype=object)
             if keep is not None:
                 chunk = chunk.loc[keep(chunk)]
             parts.append(chunk)
-    bad = 0
-    for w in caught:
-        if issubclass(w.category, pd.errors.ParserWarning):
-            bad += max(1, str(w.message).count("Skipping line"))
-    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(rename.values()))
+            batch = []
+
+    line = 0
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            for line, _, fields in iter_csv(fh, path):
+                if header is None:
+                    header = fields
+                    lower = {c.strip().lower(): i for i, c in enumerate(header)}
+                    missing = [c for c in required if c not in lower]
+                    if missing:
+                        found = list(lower)
+                        raise CatalogError(
+                            f"{path} has no column(s) {', '.join(missing)}; is it an NGA opendata export? "
+                            f"columns found: {', '.join(found[:12])}{' ...' if len(found) > 12 else ''}")
+                    cols = [c for c in wanted if c in lower]
+                    idx = [lower[c] for c in cols]
+                    continue
+                if len(fields) > len(header):
+                    bad.append(f"line {line:,}: {len(fields)} fields, the header has {len(header)}")
+                    continue
+                total += 1
+                batch.append([(fields[i] or None) if i < len(fields) else None for i in idx])
+                if len(batch) >= chunksize:
+                    flush()
+    except UnicodeDecodeError:
+        raise CatalogError(f"{path} is not UTF-8 text ({_first_bad_utf8(path)}); NGA open data exports are "
+                           "UTF-8") from None
+    except OSError as exc:
+        raise CatalogError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if header is None:
+        raise CatalogError(f"{path} is empty")
+    flush()
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols, dtype=object)
     return df, total, bad
 
 
@@ -148,6 +195,7 @@ def ingest_nga(
     artist_min_count: int = 1,
     catalog_path: str | Path | None = None,
     chunksize: int = 20_000,
+    account: RowAccount | None = None,
 ) -> tuple[Catalog, list[str]]:
     """Build a catalogue from an NGA opendata folder (the folder with ``objects.csv`` and
     ``published_images.csv``, or the repository root with them under ``data/``).
@@ -157,10 +205,13 @@ def ingest_nga(
     ``<objectid>.jpg`` files; without it the image root is ``<catalog_path's folder>/nga_images``
     (or ``./nga_images``), to be filled by ``artextract download nga``. ``artist`` labels are kept
     for attributions with at least ``artist_min_count`` objects (the raw attribution is always kept
-    as metadata). Returns the catalogue and human-readable messages about what was left out.
+    as metadata). Returns the catalogue and human-readable messages about what was left out;
+    ``account`` (optional) is filled with the objects.csv records read, imported and left out per reason.
     """
     opendata_dir = Path(opendata_dir)
     msgs: list[str] = []
+    acc = account if account is not None else RowAccount()
+    acc.source = "ingest nga objects.csv"
     if not opendata_dir.is_dir():
         raise CatalogError(f"--opendata {opendata_dir} is not a folder")
     obj_path = _find_file(opendata_dir, "objects.csv")
@@ -174,23 +225,28 @@ def ingest_nga(
     # ---------------------------------------------------------------- objects
     wanted = {c.strip().lower() for c in classification.split(",") if c.strip()}
     keep_all = not wanted or "all" in wanted or "*" in wanted
-    reader, rename = _read_columns(obj_path, OBJECT_COLUMNS, chunksize, required=["objectid", "visualbrowsertimespan"])
-    if not keep_all and "classification" not in rename.values():
-        raise CatalogError(f"{obj_path} has no classification column; use --classification all")
-
     def keep(chunk):
         if keep_all:
             return np.ones(len(chunk), dtype=bool)
+        if "classification" not in chunk.columns:
+            raise CatalogError(f"{obj_path} has no classification column; use --classification all")
         return chunk["classification"].fillna("").str.strip().str.lower().isin(wanted).to_numpy()
 
-    objs, n_objects, n_bad = _collect(reader, rename, keep)
+    objs, n_objects, bad = _read_table(obj_path, OBJECT_COLUMNS, chunksize, ["objectid", "visualbrowsertimespan"],
+                                       keep)
+    if not keep_all and "classification" not in objs.columns:
+        raise CatalogError(f"{obj_path} has no classification column; use --classification all")
+    n_bad = len(bad)
+    acc.records = n_objects + n_bad
+    acc.leave_out("malformed", n_bad)
+    acc.leave_out("of another classification", n_objects - len(objs))
     for c in OBJECT_COLUMNS:
         if c not in objs.columns:
             objs[c] = None
     msgs.append(f"objects.csv: {n_objects:,} objects, {len(objs):,} "
                 + ("kept (all classifications)" if keep_all else f"with classification {classification}"))
     if n_bad:
-        msgs.append(f"objects.csv: skipped {n_bad:,} malformed line(s)")
+        msgs.append(f"objects.csv: skipped {n_bad:,} malformed line(s), e.g. {bad[:2]}")
     if len(objs) == 0 and not keep_all and n_objects:
         raise CatalogError(
             f"no object in {obj_path} has classification {classification!r}; use e.g. Painting, Drawing, "
@@ -200,9 +256,11 @@ def ingest_nga(
     blank_id = objs["objectid"].map(lambda v: not isinstance(v, str) or v == "")
     if blank_id.any():
         msgs.append(f"objects.csv: skipped {int(blank_id.sum()):,} row(s) without an objectid")
+        acc.leave_out("without an objectid", int(blank_id.sum()))
         objs = objs[~blank_id]
     dup = objs["objectid"].duplicated()
     if dup.any():
+        acc.leave_out("with a duplicated objectid", int(dup.sum()))
         msgs.append(f"objects.csv: skipped {int(dup.sum()):,} duplicated objectid(s), e.g. "
                     f"{objs.loc[dup, 'objectid'].head(3).tolist()}")
         objs = objs[~dup]
@@ -210,13 +268,11 @@ def ingest_nga(
 
     # ---------------------------------------------------------------- published images
     if pi_path is not None:
-        reader, rename = _read_columns(pi_path, IMAGE_COLUMNS, chunksize, required=IMAGE_REQUIRED)
         ids = set(objs["objectid"])
-        pi, n_pi, n_bad = _collect(
-            reader, rename, keep=lambda ch: _strip_ids(ch["depictstmsobjectid"]).isin(ids).to_numpy()
-        )
-        if n_bad:
-            msgs.append(f"published_images.csv: skipped {n_bad:,} malformed line(s)")
+        pi, n_pi, bad_pi = _read_table(pi_path, IMAGE_COLUMNS, chunksize, IMAGE_REQUIRED,
+                                       keep=lambda ch: _strip_ids(ch["depictstmsobjectid"]).isin(ids).to_numpy())
+        if bad_pi:
+            msgs.append(f"published_images.csv: skipped {len(bad_pi):,} malformed line(s), e.g. {bad_pi[:2]}")
         primary = _primary_images(pi, msgs)
         cols = ["objectid", "uuid", "iiifurl"] + (["openaccess"] if "openaccess" in primary.columns else [])
         objs = objs.merge(primary[cols], on="objectid", how="left")
@@ -245,6 +301,7 @@ def ingest_nga(
     if (~keep_rows).any():
         msgs.append(f"left out {int((~keep_rows).sum()):,} object(s) with neither a primary published image "
                     "nor an image on disk")
+        acc.leave_out("with neither a published image nor an image on disk", int((~keep_rows).sum()))
     objs, paths, on_disk = objs[keep_rows].reset_index(drop=True), paths[keep_rows].reset_index(drop=True), on_disk[keep_rows]
 
     # ---------------------------------------------------------------- labels
@@ -294,4 +351,6 @@ def ingest_nga(
     extra = {"nga": {"opendata": str(opendata_dir.resolve()), "classification": classification,
                      "iiif_prefix": NGA_IIIF_PREFIX}}
     cat = Catalog(out, tasks, root, source="nga", extra=extra)
+    acc.imported = len(cat)
+    acc.check()
     return cat, msgs

@@ -16,6 +16,7 @@ import io
 import logging
 import sys
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -158,6 +159,57 @@ def _unique_columns(header: list[str]) -> list[str]:
     return out
 
 
+class _Lines:
+    """A line iterator that keeps the lines of the record being parsed (the csv reader reads ahead
+    no further than the record it returns)."""
+
+    def __init__(self, lines: Iterable[str]):
+        self.it = iter(lines)
+        self.kept: list[str] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.it)
+        self.kept.append(line)
+        return line
+
+
+def iter_csv(lines: Iterable[str], name: str | Path) -> Iterator[tuple[int, int, list[str]]]:
+    """``(first line, last line, fields)`` of every record of CSV text, the header included; blank lines
+    are not records. Fields may be of any length. A quoted field opened in the last record and never
+    closed (it would swallow the rest of the file into one value) raises :class:`CatalogError`.
+
+    Parameters
+    ----------
+    lines : iterable of str
+        Lines with their line endings (a file opened with ``newline=""``, or ``io.StringIO(text, newline="")``).
+    name : str or Path
+        The file, for messages.
+    """
+    allow_long_fields()
+    src = _Lines(lines)
+    reader = csv.reader(src)
+    start, last = 1, None
+    for fields in reader:
+        end = reader.line_num
+        if fields:
+            last = (start, end, src.kept)
+            yield start, end, fields
+        src.kept = []
+        start = end + 1
+    if last and last[1] > last[0]:
+        # non-strict parsing reads an unclosed quote to the end of the file as one field: say so
+        try:
+            list(csv.reader(io.StringIO("".join(last[2]), newline=""), strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise CatalogError(f"{name}: line {last[0]:,}: a quoted field is opened and never closed, so the "
+                                   f"rest of the file ({last[1] - last[0] + 1:,} line(s)) would be one value; fix the "
+                                   "quotes (a field that contains a quote is written \"like \"\"this\"\"\")") from None
+
+
 def read_records(text: str, name: str | Path) -> tuple[list[str], list[tuple[int, list[str]]], list[str]]:
     """Parse CSV text: the header and every data record with its first line number.
 
@@ -171,38 +223,18 @@ def read_records(text: str, name: str | Path) -> tuple[list[str], list[tuple[int
     records : list of (line, fields)
     messages : list of str
     """
-    allow_long_fields()
-    reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     records: list[tuple[int, list[str]]] = []
     spans: list[tuple[int, int]] = []
-    start = 1
-    try:
-        for fields in reader:
-            end = reader.line_num
-            if fields:
-                if header is None:
-                    header = fields
-                else:
-                    records.append((start, fields))
-                    if end > start:
-                        spans.append((start, end))
-            start = end + 1
-    except csv.Error as exc:  # pragma: no cover - the non-strict reader raises only on internal errors
-        raise CatalogError(f"{name}: line {reader.line_num:,}: not readable as CSV ({exc})") from None
+    for start, end, fields in iter_csv(io.StringIO(text, newline=""), name):
+        if header is None:
+            header = fields
+            continue
+        records.append((start, fields))
+        if end > start:
+            spans.append((start, end))
     if header is None:
         raise CatalogError(f"{name} is empty: no header row")
-    # non-strict parsing reads an unclosed quote to the end of the file as one field: say so
-    if records and spans and spans[-1][0] == records[-1][0]:
-        first = records[-1][0]
-        tail = io.StringIO(text, newline="").readlines()[first - 1:]   # the lines as the reader split them
-        try:
-            list(csv.reader(io.StringIO("".join(tail), newline=""), strict=True))
-        except csv.Error as exc:
-            if "unexpected end of data" in str(exc):
-                raise CatalogError(f"{name}: line {first:,}: a quoted field is opened and never closed, so the "
-                                   f"rest of the file ({len(tail):,} line(s)) would be one value; fix the quotes "
-                                   "(a field that contains a quote is written \"like \"\"this\"\"\")") from None
     msgs = []
     if spans:
         lines = sum(b - a + 1 for a, b in spans)
