@@ -116,3 +116,45 @@ def test_a_cnn_has_no_text_tower():
     assert not net.text_tower
     with pytest.raises(ValueError, match="no text tower"):
         net.encode_text(["a ship"])
+
+
+def _hub_cache_folder(root, repo: str, files: dict) -> None:
+    """A Hugging Face hub cache as a connected machine leaves it: models--ORG--NAME/{refs/main, snapshots/REV/}."""
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    d = root / ("models--" + repo.replace("/", "--"))
+    (d / "refs").mkdir(parents=True)
+    (d / "refs" / "main").write_text(rev)
+    snap = d / "snapshots" / rev
+    snap.mkdir(parents=True)
+    for name, write in files.items():
+        write(snap / name)
+
+
+@pytest.mark.slow
+def test_a_hub_cache_folder_copied_from_a_connected_machine_loads_offline(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    ref = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    repo = ref.pretrained_cfg["hf_hub_id"].rstrip("/")
+    state = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    _hub_cache_folder(tmp_path / "weights-cache", repo,
+                      {"model.safetensors": lambda p: save_file(state, str(p))})
+    got = create_backbone("timm:vit_tiny_patch16_224", pretrained=True, weights=str(tmp_path / "weights-cache"))
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, got.body.state_dict()[k]), k
+
+
+def test_fetch_without_internet_says_it_needs_it(tmp_path, monkeypatch, capsys):
+    from artextract.cli import main
+    from artextract.models import vit
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")   # nothing listens on the discard port
+    vit._REACHABLE.clear()
+    try:
+        assert main(["backbones", "--fetch", "timm:vit_tiny_patch16_224", "--to", str(tmp_path / "w")]) == 2
+        assert "needs internet" in capsys.readouterr().err
+        assert main(["backbones", "--to", str(tmp_path / "w")]) == 2
+    finally:
+        vit._REACHABLE.clear()

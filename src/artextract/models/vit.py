@@ -173,6 +173,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def fetch_weights(name: str, folder: str) -> Backbone:
     """Download a timm or open_clip model's pretrained weights into ``folder`` (a hub cache), for a
     machine without internet to use with ``--weights folder``."""
+    if not hub_reachable():
+        raise WeightsUnavailable("cannot reach the Hugging Face hub: `artextract backbones --fetch` downloads weights "
+                                 "and needs internet; run it on a connected machine and copy the folder over")
     Path(folder).mkdir(parents=True, exist_ok=True)
     if name.startswith("timm:"):
         import timm
