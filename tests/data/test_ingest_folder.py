@@ -132,3 +132,35 @@ def test_cli_val_fraction_and_period_name(tmp_path):
     cat = Catalog.load(out)
     assert "period" not in cat.tasks and cat.tasks["century"].ordered
     assert dict(zip(cat.df["label"], cat.df["century"])) == {"Baroque": "1600 to 1699", "Cubism": "1900 to 1999"}
+
+
+def test_every_image_file_is_imported_or_reported_and_odd_names_do_not_crash(folder, tmp_path):
+    """A file name whose bytes are not UTF-8 cannot be stored in the catalogue (Parquet text): it is
+    reported (the catalogue save raised before); every image file found is imported or left out with
+    its reason."""
+    import os
+
+    from artextract.data.catalog import RowAccount
+
+    _img(folder / "Baroque" / "ok-\u00e9\u0085.jpg", 50)
+    raw = os.path.join(os.fsencode(folder / "Cubism"), b"caf\xe9.jpg")          # Latin-1 bytes in a name
+    Image.new("RGB", (8, 8)).save(raw.decode(os.sys.getfilesystemencoding(), "surrogateescape"), "JPEG")
+    acc = RowAccount()
+    cat, msgs, skipped = ingest_folder(folder, account=acc)
+    assert "Baroque/ok-\u00e9\u0085.jpg" in set(cat.ids)
+    assert acc.records == 12 and acc.imported == len(cat) == 8
+    assert acc.left_out == {"not in a class folder": 1, "unreadable or unusable": 3}
+    assert {s["id"]: s["reason"] for s in skipped.skipped}["'Cubism/caf\\udce9.jpg'"].startswith(
+        "the file or folder name is not valid UTF-8")
+    out = tmp_path / "f.parquet"
+    assert main(["ingest", "folder", "--images", str(folder), "--out", str(out)]) == 0
+    assert len(Catalog.load(out)) == 8 and len(json.loads(out.with_suffix(".skipped.json").read_text())["skipped"]) == 3
+
+
+def test_a_file_that_cannot_be_read_is_a_load_error_not_a_traceback(tmp_path):
+    from artextract.data.images import ImageLoadError, load_image
+
+    with pytest.raises(ImageLoadError, match="cannot read the file|file not found"):
+        load_image(tmp_path / ("n" * 300 + ".jpg"))                             # a name too long for the disk
+    with pytest.raises(ImageLoadError, match="NUL byte|file not found"):
+        load_image(str(tmp_path / "a\0b.jpg"))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import Catalog, CatalogError, TaskSpec
+from .catalog import Catalog, CatalogError, RowAccount, TaskSpec
 from .images import IMAGE_EXTS, ImageLoadError, SkipReport, load_image
 from .tabular import stratified_split
 
@@ -40,8 +40,17 @@ def _check(path: Path) -> str | None:
     return None
 
 
+def _utf8(name: str) -> bool:
+    """Whether a file name can be stored as text (a name of bytes that are not UTF-8 cannot)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def ingest_folder(images: str | Path, *, task: str = DEFAULT_TASK, val_fraction: float = 0.2, seed: int = 0,
-                  workers: int = 4) -> tuple[Catalog, list[str], SkipReport]:
+                  workers: int = 4, account: RowAccount | None = None) -> tuple[Catalog, list[str], SkipReport]:
     """Import a folder with one sub-folder per class into a catalogue.
 
     Parameters
@@ -56,6 +65,8 @@ def ingest_folder(images: str | Path, *, task: str = DEFAULT_TASK, val_fraction:
         Seed of the split.
     workers : int
         Threads that decode the images to check that they are readable.
+    account : RowAccount, optional
+        Filled with the image files found, imported and left out per reason.
 
     Returns
     -------
@@ -77,15 +88,23 @@ def ingest_folder(images: str | Path, *, task: str = DEFAULT_TASK, val_fraction:
     if not task or task in ("id", "path", "split"):
         raise CatalogError(f"--task {task!r} is not a usable task name (id, path and split are catalogue columns)")
     msgs: list[str] = []
+    acc = account if account is not None else RowAccount()
+    acc.source = f"ingest folder {root}"
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not any(
                        part.startswith(".") for part in p.relative_to(root).parts))
+    acc.records = len(files)
     loose = [p for p in files if p.parent == root]
     if loose:
         msgs.append(f"left out {len(loose)} image(s) directly in {root} (not in a class folder), "
-                    f"e.g. {[p.name for p in loose[:3]]}")
+                    f"e.g. {[ascii(p.name) if not _utf8(p.name) else p.name for p in loose[:3]]}")
+        acc.leave_out("not in a class folder", len(loose))
     files = [p for p in files if p.parent != root]
     skipped = SkipReport("ingest folder")
+    bad_names = [p for p in files if not _utf8(p.relative_to(root).as_posix())]
+    for p in bad_names:   # a catalogue stores paths as UTF-8 text: such a name cannot be kept
+        skipped.add(ascii(p.relative_to(root).as_posix()), "the file or folder name is not valid UTF-8; rename it")
+    files = [p for p in files if _utf8(p.relative_to(root).as_posix())]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         reasons = list(pool.map(_check, files))
     rows = []
@@ -97,6 +116,9 @@ def ingest_folder(images: str | Path, *, task: str = DEFAULT_TASK, val_fraction:
         rows.append({"id": rel, "path": rel, task: rel.split("/", 1)[0]})
     if len(skipped):
         msgs.append(skipped.summary())
+    acc.leave_out("unreadable or unusable", len(skipped))
+    acc.imported = len(rows)
+    acc.check()
     if not rows:
         raise CatalogError(f"no readable image in a class folder under {root} "
                            f"(expected {root}/CLASS/image.jpg; suffixes {', '.join(sorted(IMAGE_EXTS))})")

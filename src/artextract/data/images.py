@@ -101,13 +101,18 @@ def load_image(
     """
     path = None if isinstance(source, (bytes, bytearray)) else Path(source)
     if path is not None:
-        if not path.exists():
-            raise ImageLoadError(path, "file not found")
-        if path.is_dir():
-            raise ImageLoadError(path, "is a directory, not an image")
-        if path.stat().st_size == 0:
-            raise ImageLoadError(path, "empty file (0 bytes)")
-        fp: io.BufferedIOBase | io.BytesIO = open(path, "rb")
+        try:
+            if not path.exists():
+                raise ImageLoadError(path, "file not found")
+            if path.is_dir():
+                raise ImageLoadError(path, "is a directory, not an image")
+            if path.stat().st_size == 0:
+                raise ImageLoadError(path, "empty file (0 bytes)")
+            fp: io.BufferedIOBase | io.BytesIO = open(path, "rb")
+        except OSError as exc:  # permission denied, a name too long, an I/O error ...
+            raise ImageLoadError(path, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
+        except ValueError:  # a NUL byte in the name
+            raise ImageLoadError(path, "the file name contains a NUL byte") from None
     else:
         if len(source) == 0:
             raise ImageLoadError(None, "empty file (0 bytes)")
