@@ -22,6 +22,7 @@ from .. import __version__
 from .deps import HERE, render
 from .explorer import Explorer, FeatureUnavailable, WebConfig
 from .images import ImageNotFound
+from .uploads import DecodeBudget, use_large_blocks
 from .auth import AuthMiddleware, LoginThrottle
 from .auth import router as auth_router
 from .middleware import DEFAULT_MAX_BODY, LOOPBACK_NAMES, BodyLimitMiddleware, HostMiddleware, SameOriginMiddleware
@@ -150,6 +151,8 @@ def create_app(config: WebConfig | None = None, *, explorer: Explorer | None = N
     )
     app.state.explorer = explorer
     app.state.login_throttle = LoginThrottle(base=explorer.config.login_delay)
+    app.state.decode_budget = DecodeBudget(explorer.config.decode_budget_pixels)
+    use_large_blocks()
     # outermost last: the Host check, the same-origin check, then who is asking, then the body limits
     app.add_middleware(BodyLimitMiddleware, max_upload=explorer.config.max_upload_bytes,
                        limits={"/api/selections": _selection_limit(explorer)})

@@ -26,8 +26,8 @@ def _cmd_serve(args) -> int:
     from .app import create_app
     from .explorer import Explorer, ExplorerError, WebConfig
 
-    if args.max_upload_mb <= 0 or args.max_upload_mpx <= 0:
-        raise UserError("--max-upload-mb and --max-upload-mpx must be positive")
+    if args.max_upload_mb <= 0 or args.max_upload_mpx <= 0 or args.decode_budget_mpx <= 0:
+        raise UserError("--max-upload-mb, --max-upload-mpx and --decode-budget-mpx must be positive")
     from .middleware import hosts_for_bind, split_host
 
     bad = [h for h in args.allowed_host or [] if split_host(h) is None]
@@ -37,7 +37,8 @@ def _cmd_serve(args) -> int:
     cfg = WebConfig(catalog=args.catalog, run=args.run, index=args.index, outliers=args.outliers, db=args.db,
                     thumb_cache="" if args.no_thumb_cache else args.thumb_cache, cache=args.cache,
                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                    max_upload_pixels=int(args.max_upload_mpx * 1_000_000), auth=not args.no_auth)
+                    max_upload_pixels=int(args.max_upload_mpx * 1_000_000),
+                    decode_budget_pixels=int(args.decode_budget_mpx * 1_000_000), auth=not args.no_auth)
     try:
         explorer = Explorer(cfg)
     except ExplorerError as exc:
@@ -212,6 +213,10 @@ def register(sub) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20 MB)")
     p.add_argument("--max-upload-mpx", type=float, default=50.0,
                    help="largest uploaded image in megapixels (default 50); larger is refused as a possible bomb")
+    p.add_argument("--decode-budget-mpx", type=float, default=100.0,
+                   help="megapixels of uploads decoded at full size at one time, across all requests (default "
+                   "100, about 0.1-0.8 GB); an upload that does not fit waits for others to finish, e.g. "
+                   "--decode-budget-mpx 50 on a small machine. Uploads are then kept at 1024 pixels at most")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default info)")
     p.add_argument("--no-auth", action="store_true",

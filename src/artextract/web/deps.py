@@ -15,10 +15,11 @@ from PIL import Image
 
 from .. import __version__
 from ..data.catalog import SPLITS
-from ..data.images import ImageLoadError, load_image
+from ..data.images import ImageLoadError
 from .db import ACTIONS, ReviewStoreError
 from .explorer import SIMILARITY_MODES, Explorer, FeatureUnavailable
 from .images import ImageNotFound
+from .uploads import DecodeBudget, DecodeBusy, decode_reduced
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -159,13 +160,22 @@ def read_upload(file: UploadFile, limit: int) -> bytes:
     return data
 
 
-def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
+def decode_budget(request: Request) -> DecodeBudget:
+    """The decode budget of the app serving ``request`` (a FastAPI dependency)."""
+    return request.app.state.decode_budget
+
+
+def decode_upload(data: bytes, max_pixels: int, budget: DecodeBudget | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """The uploaded image decoded reduced (at most 1024 pixels on its longer side) within the decode
+    budget, and the original's width and height; a 4xx or 503 when it cannot be."""
     try:
-        return load_image(data, max_pixels=max_pixels)
+        return decode_reduced(data, max_pixels, budget)
     except ImageLoadError as exc:
         reason = exc.reason
         status = 413 if ("too large" in reason or "bomb" in reason) else 400
         raise HTTPException(status, f"not a usable image: {reason}") from None
+    except DecodeBusy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
 
 
 # ---------------------------------------------------------------------- shared logic

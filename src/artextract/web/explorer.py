@@ -28,6 +28,7 @@ SIMILARITY_MODES = ("image", "face", "pose")
 TITLE_COLUMNS = ("title", "name", "object_title")
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_UPLOAD_PIXELS = 50_000_000
+DEFAULT_DECODE_BUDGET_PIXELS = 100_000_000
 
 
 class ExplorerError(ValueError):
@@ -49,6 +50,7 @@ class WebConfig:
     cache: str | os.PathLike | None = None  # prepared-image cache folder (--cache); default: default_cache_dir
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
+    decode_budget_pixels: int = DEFAULT_DECODE_BUDGET_PIXELS  # pixels of uploads decoding at once, all requests
     per_page: int = 48
     auth: bool = True  # ask for sign-in once the review database has users (False: --no-auth)
     login_delay: float = 0.5  # seconds of wait after the first failed sign-in, doubling with each

@@ -92,12 +92,13 @@ def upload(request: Request, file: UploadFile = File(...), csrf_token: str = For
     cfg = ex.config
     try:
         data = read_upload(file, cfg.max_upload_bytes)
-        img = decode_upload(data, cfg.max_upload_pixels)
+        img, (width, height) = decode_upload(data, cfg.max_upload_pixels, request.app.state.decode_budget)
     except HTTPException as exc:
         return render(request, "upload.html", exc.status_code, nav="upload", result=None, error=exc.detail,
                       filename=file.filename)
-    result: dict[str, Any] = {"filename": file.filename, "width": img.width, "height": img.height,
+    result: dict[str, Any] = {"filename": file.filename, "width": width, "height": height,
                               "preview": data_url(img), "bytes": len(data)}
+    del data
     if ex.run is not None:
         try:
             result["preds"] = ex.predict_image(img)

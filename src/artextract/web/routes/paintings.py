@@ -12,8 +12,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ... import __version__
-from ..deps import (decode_upload, gallery_page, get_explorer, image_url, pid_url, predictions, read_upload,
-                    require_painting, similar_api_result, thumb_url)
+from ..deps import (decode_budget, decode_upload, gallery_page, get_explorer, image_url, pid_url, predictions,
+                    read_upload, require_painting, similar_api_result, thumb_url)
+from ..uploads import DecodeBudget
 from ..explorer import Explorer, FeatureUnavailable
 from ..map import LAYOUTS, PARTS, MapUnavailable
 
@@ -25,9 +26,12 @@ class Prediction(BaseModel):
     prob: float
 
 
-@router.get("/health", tags=["status"], summary="Server status and what is loaded")
+@router.get("/health", tags=["status"], summary="Server status, what is loaded and the upload limits")
 def api_health(ex: Explorer = Depends(get_explorer)):
-    return {"status": "ok", "version": __version__, **ex.status()}
+    cfg = ex.config
+    limits = {"max_upload_bytes": cfg.max_upload_bytes, "max_upload_pixels": cfg.max_upload_pixels,
+              "decode_budget_pixels": cfg.decode_budget_pixels}
+    return {"status": "ok", "version": __version__, **ex.status(), "limits": limits}
 
 
 @router.get("/paintings", tags=["paintings"], summary="List paintings (filter, search, paginate)")
@@ -70,10 +74,12 @@ def api_painting(item_id: str, predictions_: bool = Query(True, alias="predictio
 def api_predict(file: UploadFile = File(..., description="an image file"),
                 top_k: int = Query(3, ge=1, le=50),
                 similar: bool = Query(False, description="also search the index (mode=image)"),
-                k: int = Query(12, ge=1, le=100), ex: Explorer = Depends(get_explorer)):
+                k: int = Query(12, ge=1, le=100), ex: Explorer = Depends(get_explorer),
+                budget: DecodeBudget = Depends(decode_budget)):
     data = read_upload(file, ex.config.max_upload_bytes)
-    img = decode_upload(data, ex.config.max_upload_pixels)
-    out: dict[str, Any] = {"filename": file.filename, "width": img.width, "height": img.height,
+    img, (width, height) = decode_upload(data, ex.config.max_upload_pixels, budget)
+    del data
+    out: dict[str, Any] = {"filename": file.filename, "width": width, "height": height,
                            "predictions": ex.predict_image(img, top_k)}
     if similar:
         out["similar"] = similar_api_result(ex, image=img, mode="image", k=k)
@@ -90,9 +96,11 @@ def api_similar(id: str = Query(..., description="painting id"),
 
 @router.post("/similar", tags=["model"], summary="Paintings similar to an uploaded image")
 def api_similar_upload(file: UploadFile = File(...), mode: Literal["image", "face", "pose"] = Query("image"),
-                       k: int = Query(12, ge=1, le=100), ex: Explorer = Depends(get_explorer)):
+                       k: int = Query(12, ge=1, le=100), ex: Explorer = Depends(get_explorer),
+                       budget: DecodeBudget = Depends(decode_budget)):
     data = read_upload(file, ex.config.max_upload_bytes)
-    img = decode_upload(data, ex.config.max_upload_pixels)
+    img, _ = decode_upload(data, ex.config.max_upload_pixels, budget)
+    del data
     if ex.index is None:
         raise FeatureUnavailable(ex.status()["index"]["message"])
     return similar_api_result(ex, image=img, mode=mode, k=k)
