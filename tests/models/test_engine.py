@@ -145,3 +145,33 @@ def test_feature_stores_from_both_engines_agree_and_bf16_has_its_own(demo_catalo
                  "--backbone", "tiny_cnn", "--pretrained", "none", "--cache-size", "64", "--epochs", "1",
                  "--no-progress", "--engine", "torch", "--precision", "fp32", "--threads", "1"]) == 0
     assert E.settings.engine == "torch" and E.settings.threads == 1
+
+
+@pytest.mark.slow
+def test_a_first_run_decodes_while_the_engine_runs_and_equals_prepare_then_features(demo_catalog, tmp_path):
+    from artextract.data.cache import PreparedCache, ensure_prepared
+    from artextract.data.catalog import Catalog
+    from artextract.models.features import extract_features
+
+    shutil.copytree(Path(demo_catalog.path).parent, tmp_path / "d", ignore=shutil.ignore_patterns("*.cache"))
+    cat = Catalog.load(tmp_path / "d" / "catalog.parquet")
+    cat = cat.subset(np.arange(len(cat)) < 30)
+    bad = cat.image_paths()[7]
+    Path(bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")     # one corrupt file among them
+    kw = dict(pretrained=False, cache_size=64, progress=False, batch_size=4)
+    E.configure("torch", "fp32")
+    logs = []
+    a = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "overlap"), log=logs.append, **kw)
+    assert any("decoding while the backbone runs" in m for m in logs)
+    ensure_prepared(cat, 64, tmp_path / "sequential", progress=False)
+    b = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "sequential"), **kw)
+    good = [k for i, k in enumerate(cat.ids) if i != 7]
+    assert a.available(good).all() and not a.available([cat.ids[7]]).any()
+    assert [s["id"] for s in a.skipped.skipped] == [cat.ids[7]]
+    np.testing.assert_allclose(a.get_maps(good).astype(np.float32), b.get_maps(good).astype(np.float32), atol=1e-5)
+    np.testing.assert_allclose(a.get_stats(good), b.get_stats(good), rtol=1e-4, atol=1e-6)
+    cache = PreparedCache(tmp_path / "overlap", 64)                 # the decoded images stayed in the cache
+    assert all(cache.has(k) for k in good) and cat.ids[7] in cache.failures
+    logs.clear()
+    c = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "overlap"), view="flip", log=logs.append, **kw)
+    assert not any("preparing" in m for m in logs) and c.available(good).all()

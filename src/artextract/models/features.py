@@ -11,8 +11,10 @@ backbone draws one of them per painting and epoch, a cheap but real augmentation
 """
 from __future__ import annotations
 
-import logging
+import contextlib
 import hashlib
+import logging
+import os
 import json
 import sys
 from dataclasses import dataclass
@@ -118,7 +120,10 @@ def _open_stores(sdir: Path, meta: dict) -> tuple[SlotStore, SlotStore, SlotStor
     """The existing maps, pooled and (if any) statistics stores of a feature folder."""
     info = json.loads((sdir / "maps" / "index.json").read_text())
     maps = SlotStore(sdir / "maps", info["item_shape"], np.float16, meta)
-    pooled = SlotStore(sdir / "pooled", info["item_shape"][:1], np.float32, meta)
+    pinfo = json.loads((sdir / "pooled" / "index.json").read_text()) if (sdir / "pooled" / "index.json").exists() \
+        else info
+    # a projected pooled vector (open_clip: 512) need not have the maps' width (768 tokens)
+    pooled = SlotStore(sdir / "pooled", pinfo["item_shape"][:1], np.float32, meta)
     stats = None
     if (sdir / "stats" / "index.json").exists():
         sinfo = json.loads((sdir / "stats" / "index.json").read_text())
@@ -174,12 +179,30 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     done = _complete(sdir, meta, catalog.ids, net.taps if net is not None else default_taps(name))
     if done is not None:  # every painting's features are stored: no pixels, no model needed
         return FeatureSet(*done[:2], name, size, view, SkipReport("features"), done[2])
-    cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log, rank=rank, world=world)
-    ids = [k for k in catalog.df["id"] if cache.has(k)]
-    skipped = SkipReport("features")
-    for k in catalog.df["id"]:
-        if not cache.has(k):
-            skipped.add(k, cache.failures.get(k, "image not prepared"))
+    with contextlib.ExitStack() as held:
+        decoder = _overlapped_decoder(catalog, cache_size, root, world, batch_size, held, log)
+        if decoder is None:
+            cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log, rank=rank, world=world)
+        else:
+            cache = decoder.cache
+        ready = cache.has if decoder is None else decoder.usable
+        ids = [k for k in catalog.df["id"] if ready(k)]
+        skipped = SkipReport("features")
+        for k in catalog.df["id"]:
+            if not ready(k):
+                skipped.add(k, cache.failures.get(k, "image not prepared"))
+        return _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, weights, seed, image_size,
+                        net, cache, decoder, device, engine, precision, batch_size, progress, log, rank, world)
+
+
+def _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, weights, seed, image_size, net,
+             cache, decoder, device, engine, precision, batch_size, progress, log, rank, world) -> FeatureSet:
+    """Plan the feature store under its lock, then run the engine over every painting still to do."""
+    if decoder is not None:  # the plan's probe reads one prepared image
+        ids = list(ids)
+        while ids and not decoder.ensure([ids[0]]):
+            skipped.add(ids[0], cache.failures[ids[0]])
+            ids.pop(0)
     with job_lock(sdir, "feature store", rank):
         plan = None
         if rank == 0:
@@ -202,7 +225,11 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
         bar = tqdm(total=len(mine), desc=f"features {name}", unit="img", disable=not progress or rank != 0,
                    file=sys.stderr)
         try:
-            for chunk, x in _batches(cache, mine, batch_size, size, view, net.preprocess):
+            batches = (_batches(cache, mine, batch_size, size, view, net.preprocess) if decoder is None else
+                       decoder.batches(mine, batch_size, size, view, net.preprocess, skipped))
+            for chunk, x in batches:
+                if not chunk:
+                    continue
                 fm, pv, sv = run(x)
                 fm_np, pv_np, sv_np = fm.numpy().astype(np.float16), pv.numpy(), sv.numpy()
                 for j, k in enumerate(chunk):
@@ -228,6 +255,87 @@ def _build(name: str, pretrained: bool, weights, seed: int, image_size: int | No
     torch.manual_seed(seed)  # deterministic random init for --pretrained none
     kw = {"image_size": image_size} if image_size else {}
     return create_backbone(name, pretrained=pretrained, weights=weights, **kw)
+
+
+def _overlapped_decoder(catalog: Catalog, cache_size: int, root: Path, world: int, batch_size: int,
+                        held: contextlib.ExitStack, log) -> "_OverlappedDecoder | None":
+    """When images are still to prepare (one process, enough of them): hold the cache's lock and decode
+    them in worker processes while the engine runs, instead of preparing everything first."""
+    if world != 1:
+        return None
+    cache = PreparedCache(root, cache_size)
+    all_ids = catalog.df["id"].tolist()
+    if len(cache.store.todo(all_ids)) < 2 * batch_size:
+        return None
+    held.enter_context(job_lock(cache.dir, "prepared-image cache", 0))
+    cache.store.reload()
+    missing = cache.store.todo(all_ids)
+    if not missing:
+        return None
+    log(f"preparing {len(missing)} image(s) not yet in the {cache_size}px cache at {cache.dir}, "
+        "decoding while the backbone runs")
+    cache.store.reserve(missing)
+    dec = _OverlappedDecoder(cache, dict(zip(all_ids, (str(p) for p in catalog.image_paths()))), set(missing))
+    held.callback(dec.close)
+    return dec
+
+
+class _OverlappedDecoder:
+    """Decodes the missing images of a batch in worker processes, a few batches ahead of the engine, into
+    the prepared-image cache (so later views and commands find them there)."""
+
+    AHEAD = 4  # batches in flight
+
+    def __init__(self, cache: PreparedCache, paths: dict[str, str], missing: set[str]):
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.cache, self.paths, self.missing = cache, paths, missing
+        workers = max(1, min(4, (os.cpu_count() or 2) // 2))
+        self.pool = ProcessPoolExecutor(workers)
+        self.futures: dict[str, object] = {}
+
+    def usable(self, k: str) -> bool:
+        return self.cache.has(k) or (k in self.missing and k not in self.cache.failures)
+
+    def _submit(self, ids) -> None:
+        from ..data.cache import _decode
+
+        for k in ids:
+            if k in self.missing and k not in self.futures:
+                self.futures[k] = self.pool.submit(_decode, (k, self.paths[k], self.cache.size))
+
+    def ensure(self, ids) -> list[str]:
+        """Decode ``ids`` that are not prepared yet; the ids now in the cache."""
+        self._submit(ids)
+        ok = []
+        for k in ids:
+            fut = self.futures.pop(k, None)
+            if fut is not None:
+                item_id, arr, err = fut.result()
+                self.missing.discard(k)
+                if err is not None:
+                    self.cache.store.fail(k, err)
+                else:
+                    self.cache.store.put(k, arr)
+            if k not in self.cache.failures:
+                ok.append(k)
+        self.cache.store.flush()
+        return ok
+
+    def batches(self, ids: list[str], batch_size: int, size: int, view: str, pre: Preprocess, skipped: SkipReport):
+        chunks = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+        for j, chunk in enumerate(chunks):
+            for ahead in chunks[j:j + self.AHEAD]:
+                self._submit(ahead)
+            ok = self.ensure(chunk)
+            for k in chunk:
+                if k in self.cache.failures:
+                    skipped.add(k, self.cache.failures[k])
+            yield ok, images_to_tensor(self.cache.images[self.cache.slots(ok)], size, view, pre) if ok else None
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+        self.cache.store.flush()
 
 
 def _batches(cache: PreparedCache, ids: list[str], batch_size: int, size: int, view: str, pre: Preprocess):

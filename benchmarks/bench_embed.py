@@ -1,0 +1,289 @@
+"""The features stage on real paintings: decoding, ``prepare``, every engine and precision, end to end.
+
+On the WikiArt sample (``../shared/data/wikiart_sample``) and on the same paintings upscaled to
+1,500 x 1,125 px JPEGs (WikiArt's usual size), in one run, interleaved rounds, median of ``--rounds``:
+
+  decode      PIL with ``draft`` (the cache's decoder) on the 1,500 px JPEGs, ``--workers`` processes
+  prepare     ``PreparedCache.prepare`` of those JPEGs into an empty cache (what ``artextract prepare`` runs)
+  features    the backbone over the prepared cache, both views (centre and mirror), with the style
+              statistics: what training, outliers, index and duplicates compute once per painting.
+              ``torch fp32 (previous)`` is the forward pass as the project ran it before the engine
+              (the module contiguous, its input channels_last from the NHWC cache); the other rows go
+              through :class:`artextract.models.engine.FeatureEngine`
+  end to end  ``extract_features`` (both views) on the 1,500 px JPEGs with an empty cache: decode,
+              prepare and the forward pass, as a first run does
+
+Each features row also gives its largest error relative to torch fp32 (maps, pooled, statistics), the
+backbone's GFLOP/s set against the cores' fp32 peak, and the projected time for the full WikiArt
+(81,446 paintings, two views). ``--downstream`` adds, per engine and precision, the figures that a
+precision could move: a linear probe's style macro-F1 (5-fold), style retrieval P@10, and the AUROC of
+finding 10 % flipped style labels by out-of-fold probability.
+
+    .venv/bin/python benchmarks/bench_embed.py --n 256 --rounds 5 --downstream --json benchmarks/results/embed_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from artextract.data.cache import PreparedCache, decode_resized  # noqa: E402
+from artextract.data.catalog import Catalog  # noqa: E402
+from artextract.models import engine as E  # noqa: E402
+from artextract.models.backbones import create_backbone  # noqa: E402
+from artextract.models.features import extract_features, images_to_tensor  # noqa: E402
+
+SAMPLE = ROOT.parent / "shared" / "data" / "wikiart_sample"
+WIKIART = 81_446
+
+
+def _save(df: pd.DataFrame, out: Path) -> Catalog:
+    from artextract.data.catalog import TaskSpec
+    Catalog(df, {"style": TaskSpec("style", sorted(df["style"].unique()))}, image_root="/").save(out)
+    return Catalog.load(out)
+
+
+def _upscale(src: Path, dst: Path) -> None:
+    Image.open(src).convert("RGB").resize((1500, 1125), Image.BICUBIC).save(dst, quality=90)
+
+
+def _flops_per_image(net, size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net.forward_all(torch.zeros(1, 3, size, size))
+    return fc.get_total_flops()
+
+
+def _peak_gflops(threads: int) -> tuple[float, str]:
+    """fp32 peak of ``threads`` cores: clock x 2 FMA units x lanes x 2, lanes 16 with AVX-512, 8 with AVX2."""
+    flags, mhz = "", 0.0
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags") and not flags:
+                flags = line
+            if line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":")[1])
+    except OSError:
+        pass
+    lanes = 16 if "avx512f" in flags else 8
+    ghz = (mhz or 2000.0) / 1000
+    return threads * ghz * 2 * lanes * 2, f"{threads} cores x {ghz:.2f} GHz x 2 FMA x {lanes} fp32 lanes x 2"
+
+
+class _Previous:
+    """The forward pass as the project ran it before the engine: contiguous module, NHWC-strided input."""
+
+    def __init__(self, net):
+        self.net = net
+
+    @torch.no_grad()
+    def __call__(self, x):
+        fm, st = self.net.forward_with_stats(x)
+        return fm.float(), fm.float().mean(dim=(2, 3)), st.float()
+
+
+def _features_pass(run, cache: PreparedCache, ids, batch: int, pre, size: int):
+    outs = {"center": [], "flip": []}
+    t0 = time.perf_counter()
+    for view in ("center", "flip"):
+        for s in range(0, len(ids), batch):
+            chunk = ids[s:s + batch]
+            x = images_to_tensor(cache.images[cache.slots(chunk)], size, view, pre)
+            outs[view].append(tuple(t.numpy() for t in run(x)))
+    dt = time.perf_counter() - t0
+    cat = {v: tuple(np.concatenate([o[i] for o in outs[v]]) for i in range(3)) for v in outs}
+    return dt, cat
+
+
+def _rel(a, b) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def _downstream(feats: dict, y: np.ndarray, seed: int = 0) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.preprocessing import StandardScaler
+
+    fm, pv, st = feats["center"]
+    X = StandardScaler().fit_transform(np.hstack([pv, st]))
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    clf = LogisticRegression(max_iter=2000, C=0.5)
+    pred = cross_val_predict(clf, X, y, cv=folds)
+    f1 = f1_score(y, pred, average="macro")
+    z = pv / np.linalg.norm(pv, axis=1, keepdims=True)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    top = np.argsort(-sim, axis=1)[:, :10]
+    p10 = float((y[top] == y[:, None]).mean())
+    rng = np.random.default_rng(seed)
+    noisy = y.copy()
+    flip = rng.random(len(y)) < 0.10
+    k = int(y.max()) + 1
+    noisy[flip] = (noisy[flip] + rng.integers(1, k, flip.sum())) % k
+    proba = cross_val_predict(clf, X, noisy, cv=folds, method="predict_proba")
+    auroc = roc_auc_score(flip, 1 - proba[np.arange(len(y)), noisy])
+    return {"style_macro_f1": float(f1), "retrieval_p10": p10, "label_issue_auroc": float(auroc)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", default=str(SAMPLE), help="the WikiArt sample (style folders of JPEGs)")
+    ap.add_argument("--n", type=int, default=256, help="paintings (drawn evenly over the styles)")
+    ap.add_argument("--backbone", default="mobilenet_v2")
+    ap.add_argument("--pretrained", default="imagenet", choices=("imagenet", "none"))
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each figure is their median")
+    ap.add_argument("--workers", type=int, default=2, help="decoding processes")
+    ap.add_argument("--engines", default="torch-previous:fp32,torch:fp32,torch:bf16,openvino:fp32,openvino:bf16")
+    ap.add_argument("--downstream", action="store_true", help="probe macro-F1, P@10 and label-issue AUROC per row")
+    ap.add_argument("--no-end-to-end", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    src = Path(args.images)
+    if not src.is_dir():
+        print(f"{src} not found: this benchmark needs the shared WikiArt sample", file=sys.stderr)
+        return 2
+    E.configure()
+    threads = E.default_threads()
+    files = sorted(p for p in src.rglob("*.jpg"))
+    styles = sorted({p.parent.name for p in files})
+    per = {s: [p for p in files if p.parent.name == s] for s in styles}
+    pick, i = [], 0
+    while len(pick) < min(args.n, len(files)):
+        for s in styles:
+            if i < len(per[s]) and len(pick) < args.n:
+                pick.append(per[s][i])
+        i += 1
+    y = np.array([styles.index(p.parent.name) for p in pick])
+    work = Path(tempfile.mkdtemp(prefix="bench_embed-"))
+    res: dict = {"machine": platform.processor() or platform.machine(), "threads": threads,
+                 "torch": torch.__version__, "n": len(pick), "backbone": args.backbone, "rows": []}
+    try:
+        import openvino
+        res["openvino"] = openvino.__version__
+    except ImportError:
+        pass
+    print(f"{len(pick)} WikiArt paintings ({len(styles)} styles), {args.backbone}, {threads} threads, "
+          f"torch {torch.__version__}, openvino {res.get('openvino', '-')}; median of {args.rounds} rounds",
+          flush=True)
+    try:
+        big = work / "big"
+        big.mkdir()
+        with ProcessPoolExecutor(args.workers) as ex:
+            list(ex.map(_upscale, pick, [big / f"{k:05d}.jpg" for k in range(len(pick))]))
+        big_paths = [big / f"{k:05d}.jpg" for k in range(len(pick))]
+        mb = sum(p.stat().st_size for p in big_paths) / len(big_paths) / 1e3
+        print(f"upscaled to 1500x1125 JPEGs ({mb:.0f} KB each)", flush=True)
+        cat_small = _save(pd.DataFrame({"id": [f"p{k:05d}" for k in range(len(pick))],
+                                        "path": [str(p) for p in pick], "split": "train",
+                                        "style": [p.parent.name for p in pick]}), work / "small.parquet")
+        cat_big = _save(pd.DataFrame({"id": [f"p{k:05d}" for k in range(len(pick))],
+                                      "path": [str(p) for p in big_paths], "split": "train",
+                                      "style": [p.parent.name for p in pick]}), work / "big.parquet")
+        cache = PreparedCache(work / "prep", 256)
+        cache.prepare(cat_small, progress=False)
+        ids = cat_small.ids
+        torch.manual_seed(0)
+        net = create_backbone(args.backbone, pretrained=args.pretrained != "none").eval()
+        size, pre = net.preprocess.size, net.preprocess
+        flops = _flops_per_image(net, size)
+        peak, peak_how = _peak_gflops(threads)
+        res.update({"gflops_per_image": flops / 1e9, "peak_gflops": peak, "peak": peak_how})
+        runs = {}
+        for spec in args.engines.split(","):
+            eng, prec = spec.split(":")
+            if eng == "torch-previous":
+                runs[spec] = _Previous(create_backbone(args.backbone, pretrained=args.pretrained != "none").eval())
+            else:
+                runs[spec] = E.FeatureEngine(net, engine=eng, precision=prec, device=torch.device("cpu"))
+            runs[spec](images_to_tensor(cache.images[cache.slots(ids[:args.batch])], size, "center", pre))  # warm
+        times: dict[str, list[float]] = {k: [] for k in ["decode", "prepare", *runs, "end-to-end"]}
+        feats: dict = {}
+        for r in range(args.rounds):
+            t0 = time.perf_counter()
+            with ProcessPoolExecutor(args.workers) as ex:
+                list(ex.map(decode_resized, big_paths, [256] * len(big_paths), chunksize=8))
+            times["decode"].append(time.perf_counter() - t0)
+            d = work / f"prep-big-{r}"
+            t0 = time.perf_counter()
+            PreparedCache(d, 256).prepare(cat_big, workers=args.workers, progress=False)
+            times["prepare"].append(time.perf_counter() - t0)
+            shutil.rmtree(d)
+            for spec, run in runs.items():
+                dt, out = _features_pass(run, cache, ids, args.batch, pre, size)
+                times[spec].append(dt)
+                feats[spec] = out
+            if not args.no_end_to_end:
+                d = work / f"e2e-{r}"
+                E.configure("auto", "fp32")
+                t0 = time.perf_counter()
+                for view in ("center", "flip"):
+                    extract_features(cat_big, net, cache_dir=str(d), view=view, batch_size=args.batch, progress=False,
+                                     log=lambda *_: None)
+                times["end-to-end"].append(time.perf_counter() - t0)
+                shutil.rmtree(d)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        n = len(pick)
+        med = {k: statistics.median(v) for k, v in times.items() if v}
+        base_spec = next(iter(runs))
+        ref = feats.get("torch:fp32") or feats[base_spec]
+        print(f"\n{'stage':<28}{'paintings/s':>12}{'views/s':>10}{'vs previous':>12}{'GFLOP/s':>9}{'% peak':>8}"
+              f"{'max rel err':>13}{'WikiArt':>10}")
+        for k, dt in med.items():
+            rate = n / dt
+            row = {"stage": k, "paintings_per_s": rate, "seconds": dt, "rounds": times[k]}
+            views = gf = pct = err = None
+            if k in runs:
+                views = 2 * rate
+                gf = views * flops / 1e9
+                pct = 100 * gf / peak
+                err = max(_rel(feats[k][v][i], ref[v][i]) for v in ("center", "flip") for i in range(3))
+                row.update({"views_per_s": views, "gflops_per_s": gf, "pct_of_peak": pct, "max_rel_err": err,
+                            "speedup": med[base_spec] / dt})
+                if args.downstream:
+                    row["downstream"] = _downstream(feats[k], y)
+            proj = WIKIART / rate / 60
+            row["wikiart_minutes"] = proj
+            res["rows"].append(row)
+            print(f"{k:<28}{rate:>12.1f}{(f'{views:.1f}' if views else '-'):>10}"
+                  f"{(format(row['speedup'], '.2f') + 'x' if 'speedup' in row else '-'):>12}"
+                  f"{(f'{gf:.1f}' if gf else '-'):>9}{(f'{pct:.0f}%' if pct else '-'):>8}"
+                  f"{(f'{err:.1e}' if err is not None else '-'):>13}{proj:>8.1f} min")
+        if "end-to-end" in med and "openvino:fp32" in med:
+            ratio = med["end-to-end"] / med["openvino:fp32"]
+            res["end_to_end_over_features"] = ratio
+            print(f"\nend to end (JPEG -> stored features, first run) / features stage alone (openvino fp32): {ratio:.2f}x")
+        print(f"backbone {flops / 1e9:.2f} GFLOPs per image; fp32 peak {peak:.0f} GFLOP/s ({peak_how})")
+        if args.downstream:
+            print(f"\n{'engine':<28}{'style macro-F1':>16}{'P@10':>8}{'label-issue AUROC':>19}")
+            for row in res["rows"]:
+                if "downstream" in row:
+                    d = row["downstream"]
+                    print(f"{row['stage']:<28}{d['style_macro_f1']:>16.4f}{d['retrieval_p10']:>8.4f}"
+                          f"{d['label_issue_auroc']:>19.4f}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
