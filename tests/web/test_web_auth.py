@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 import time
 
 import pandas as pd
@@ -96,6 +97,85 @@ def test_failed_sign_ins_are_slowed_down(auth_client):
         assert r.status_code == 401
         token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
     assert took[1] > took[0] + 1.0 and took[2] > took[1] + 1.0, took
+
+
+def _login_token(client) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+
+
+@pytest.mark.slow
+def test_parallel_wrong_guesses_are_slowed_as_much_as_sequential_ones(auth_client):
+    """Twelve wrong passwords for bob sent at once from one address. One after another they would
+    wait 0, 0.1, 0.2, 0.4, 0.8 s (doubling, at most 16 x 0.1 s) before being checked; sent at once they
+    book their turns first, so the k-th check still comes no sooner than the sum of those waits, and
+    the guesses whose turn is more than 1.6 s away are refused at once (429), unchecked."""
+    c = auth_client(login_delay=0.1)
+    token = _login_token(c)
+    results = []
+    t0 = time.perf_counter()
+
+    def guess(i):
+        r = c.post("/login", data={"name": "bob", "password": f"wrong-guess-{i}", "csrf_token": token})
+        said = "Too many sign-in attempts" in r.text
+        results.append((r.status_code, time.perf_counter() - t0, r.headers.get("retry-after") if said else None))
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    checked = sorted(t for code, t, _ in results if code == 401)
+    refused = [ra for code, _, ra in results if code == 429]
+    assert len(checked) + len(refused) == 12 and 4 <= len(checked) <= 5, results
+    for t, earliest in zip(checked, (0.0, 0.1, 0.3, 0.7, 1.5)):
+        assert t >= earliest - 0.01, (checked, earliest)
+    assert all(ra and int(ra) >= 1 for ra in refused)
+
+
+def test_a_correct_sign_in_is_not_slowed_by_other_peoples_guesses(auth_client):
+    """Someone elsewhere guesses alice's password, and someone at alice's own address guesses bob's:
+    alice still signs in at once, while the guesser's next try at alice waits."""
+    from fastapi.testclient import TestClient
+
+    c = auth_client(login_delay=5.0)
+    attacker = TestClient(c.app, client=("203.0.113.9", 40000))
+    assert sign_in(attacker, "alice", "guess-number-1").status_code == 401
+    assert sign_in(c, "bob", "guess-number-2").status_code == 401
+    t0 = time.perf_counter()
+    r = sign_in(c, "alice")
+    assert r.status_code == 303 and time.perf_counter() - t0 < 2.5
+    _, wait = c.app.state.login_throttle.book("alice", "203.0.113.9")
+    assert wait > 4.0  # the guesser is slowed down (not alice)
+
+
+def test_the_login_throttle_books_turns_like_sequential_attempts():
+    from artextract.web.auth import LoginRefused, LoginThrottle
+
+    now = [100.0]
+    th = LoginThrottle(base=0.5, window=900, clock=lambda: now[0])
+    assert th.cap == 8.0
+    # five attempts at once get the turns five attempts one after another would get: 0, .5, 1.5, 3.5, 7.5 s
+    waits = [th.book("Bob", "10.0.0.1")[1] for _ in range(5)]
+    assert waits == [0.0, 0.5, 1.5, 3.5, 7.5]
+    with pytest.raises(LoginRefused) as exc:  # the sixth's turn would be 15.5 s away: more than 8
+        th.book("bob", "10.0.0.1")
+    assert exc.value.retry_after == pytest.approx(7.5)
+    # other addresses and other accounts are not slowed; nor is anyone after a success
+    assert th.book("bob", "10.0.0.2")[1] == 0.0 and th.book("alice", "10.0.0.1")[1] == 0.0
+    key, _ = th.book("carol", "10.0.0.3")
+    th.failed(key)
+    now[0] += 0.1
+    key, wait = th.book("carol", "10.0.0.3")
+    assert wait == pytest.approx(0.4)  # 0.5 s after the failed answer, not after its start
+    th.succeeded(key)
+    assert th.book("carol", "10.0.0.3")[1] == 0.0
+    # failures are forgotten after the window; at most max_pairs pairs are kept
+    now[0] += 1000
+    assert th.book("bob", "10.0.0.1")[1] == 0.0
+    small = LoginThrottle(base=1, max_pairs=3, clock=lambda: now[0])
+    for i in range(10):
+        small.book(f"user{i}", "10.0.0.9")
+    assert len(small._pairs) == 3
 
 
 def test_a_token_authenticates_the_api(auth_client, tmp_path, capsys):

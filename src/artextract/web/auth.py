@@ -4,7 +4,8 @@ Once the review database holds a user (``artextract users add``), every page and
 signed-in session (an HttpOnly, SameSite=Strict cookie) or ``Authorization: Bearer TOKEN``; only
 ``/login``, ``/static/`` and ``/api/health`` are open. A form posted from a session carries the
 session's CSRF token (``csrf_token`` field); a JSON call from a session carries it in the
-``X-CSRF-Token`` header. Failed sign-ins are answered more and more slowly.
+``X-CSRF-Token`` header. Failed sign-ins slow down the next attempts on that account from that
+address (:class:`LoginThrottle`).
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import secrets
 import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from argon2 import PasswordHasher
@@ -55,35 +59,96 @@ def wants_json(path: str) -> bool:
     return path.startswith(("/api", "/thumb/", "/image/")) or path in ("/openapi.json", "/similar-panel")
 
 
-class LoginThrottle:
-    """Failed sign-ins per user name and per client address: each one doubles the wait before the
-    next answer (``base`` seconds after the first, at most ``cap``); a success resets the name."""
+class LoginRefused(Exception):
+    """An attempt whose turn is too far away; ``retry_after`` is when one would be accepted (seconds)."""
 
-    def __init__(self, base: float = 0.5, cap: float = 8.0, window: float = 900.0):
-        self.base, self.cap, self.window = base, cap, window
-        self._fails: dict[str, list[float]] = {}
+    def __init__(self, retry_after: float):
+        super().__init__(f"too many sign-in attempts; try again in {math.ceil(retry_after)} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Guesses:
+    failures: int = 0  # attempts booked and not (yet) succeeded
+    next_at: float = 0.0  # the earliest time the next attempt's password may be checked
+    last: float = 0.0  # when the latest attempt's turn was
+
+
+class LoginThrottle:
+    """Slows password guessing, per account and client address.
+
+    Each failed sign-in on an account from an address doubles the wait before that address's next
+    attempt on that account is checked: ``base`` seconds after the first failure, at most ``cap``
+    (default 16 x ``base``). An attempt books its turn before it waits, under a lock, so guesses sent
+    in parallel queue one behind the other as if they had been sent one after another; an attempt
+    whose turn is more than ``cap`` seconds away is refused at once (:class:`LoginRefused`) rather
+    than held open. A success clears the pair; failures are forgotten ``window`` seconds after the
+    last one.
+
+    The key is the pair (account, address): guesses from other addresses never slow a reviewer's
+    sign-in, nor do guesses at other accounts from the reviewer's own address, and nobody can lock a
+    reviewer out. At most ``max_pairs`` pairs are kept (the least recently tried go first).
+    """
+
+    def __init__(self, base: float = 0.5, cap: float | None = None, window: float = 900.0,
+                 max_pairs: int = 100_000, clock=time.monotonic):
+        self.base = base
+        self.cap = 16 * base if cap is None else cap
+        self.window, self.max_pairs, self.clock = window, max_pairs, clock
+        self._pairs: OrderedDict[tuple[str, str], _Guesses] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> int:
-        times = [t for t in self._fails.get(key, []) if now - t < self.window]
-        self._fails[key] = times
-        return len(times)
+    def wait_after(self, failures: int) -> float:
+        """Seconds between the check of the ``failures``-th failed attempt and that of the next one."""
+        return 0.0 if failures <= 0 else min(self.cap, self.base * 2 ** (failures - 1))
 
-    def delay(self, *keys: str) -> float:
-        now = time.monotonic()
-        with self._lock:
-            n = max((self._recent(k, now) for k in keys), default=0)
-        return 0.0 if n == 0 else min(self.cap, self.base * 2 ** (n - 1))
+    def book(self, account: str, address: str) -> tuple[tuple[str, str], float]:
+        """Book an attempt to sign in to ``account`` from ``address``; it counts as failed until
+        :meth:`succeeded` says otherwise.
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for k in keys:
-                self._fails.setdefault(k, []).append(now)
+        Returns
+        -------
+        (key, float)
+            The pair's key (for :meth:`failed` and :meth:`succeeded`), and the seconds to wait before
+            the password is checked.
 
-    def succeeded(self, key: str) -> None:
+        Raises
+        ------
+        LoginRefused
+            The attempt's turn is more than ``cap`` seconds away.
+        """
+        key = (account.strip().lower()[:200], address)
+        now = self.clock()
         with self._lock:
-            self._fails.pop(key, None)
+            g = self._pairs.get(key)
+            if g is not None and now >= g.next_at and now - g.last > self.window:
+                g = None
+            if g is None:
+                g = self._pairs[key] = _Guesses()
+                while len(self._pairs) > self.max_pairs:
+                    self._pairs.popitem(last=False)
+            self._pairs.move_to_end(key)
+            start = max(now, g.next_at)
+            if start - now > self.cap:
+                raise LoginRefused(start - now - self.cap)
+            g.failures += 1
+            g.next_at = start + self.wait_after(g.failures)
+            g.last = start
+            return key, start - now
+
+    def failed(self, key: tuple[str, str]) -> None:
+        """The attempt's password was wrong: the next one waits from now (after its check), not from
+        the time the check began."""
+        now = self.clock()
+        with self._lock:
+            g = self._pairs.get(key)
+            if g is not None:
+                g.next_at = max(g.next_at, now + self.wait_after(g.failures))
+                g.last = max(g.last, now)
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._pairs.pop(key, None)
 
 
 async def _send_json(send, status: int, body: dict, headers: list | None = None) -> None:
@@ -202,16 +267,22 @@ async def login(request: Request, name: str = Form(""), password: str = Form("")
         raise HTTPException(403, "the sign-in form is missing its CSRF token (reload the page and try again)")
     throttle: LoginThrottle = request.app.state.login_throttle
     client = request.client.host if request.client else "?"
-    keys = ("name:" + name.lower(), "ip:" + client)
-    wait = throttle.delay(*keys)
+    try:
+        key, wait = throttle.book(name, client)
+    except LoginRefused as exc:
+        log.warning("sign-in for %r from %s refused: too many attempts", name[:64], client)
+        resp = _login_page(request, 429, f"Too many sign-in attempts: try again in {math.ceil(exc.retry_after)} "
+                           "seconds.", _safe_next(next), name)
+        resp.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        return resp
     if wait:
         await asyncio.sleep(wait)
     ok = await run_in_threadpool(ex.reviews.check_password, name, password)
     if not ok:
-        throttle.failed(*keys)
-        log.warning("failed sign-in for %r from %s", name, client)
+        throttle.failed(key)
+        log.warning("failed sign-in for %r from %s", name[:64], client)
         return _login_page(request, 401, "Wrong name or password.", _safe_next(next), name)
-    throttle.succeeded(keys[0])
+    throttle.succeeded(key)
     sid, _ = ex.reviews.new_session(name)
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", path="/",
