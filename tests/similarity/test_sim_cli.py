@@ -85,7 +85,7 @@ def test_cli_errors(sim_index_dir, sim_demo, tmp_path, capsys):
     rc, _, err = run_cli(capsys, "similar", "--index", sim_index_dir, bad)
     assert rc == 2 and "readme.jpg" in err and "not an image" in err
     rc, _, err = run_cli(capsys, "similar", "--index", sim_index_dir)
-    assert rc == 2 and "IMAGE, --id ID or --all" in err
+    assert rc == 2 and "IMAGE, --id ID, --text TEXT or --all" in err
     rc, _, err = run_cli(capsys, "similar", "--index", tmp_path / "none", "--id", "x")
     assert rc == 2 and "does not exist" in err
     rc, _, err = run_cli(capsys, "evaluate-retrieval", "--index", sim_index_dir, "--catalog", sim_demo.path,

@@ -3,11 +3,13 @@
 >>> index = EmbeddingIndex.load("wikiart.index")
 >>> res = find_similar(index, id="Impressionism/claude-monet_water-lilies-1919.jpg", k=5)
 >>> res = find_similar(index, image=uploaded_bytes, mode="face")
+>>> res = find_similar(index, text="a ship in a storm at night", k=10)   # open_clip indexes
 
 The answer is a JSON-ready dict::
 
     {"mode": "image" | "face" | "pose",
-     "query": {"id": ...} or {"image": "<path>" | "<bytes>" | "<PIL image>", "size": [w, h]},
+     "query": {"id": ...} or {"image": "<path>" | "<bytes>" | "<PIL image>", "size": [w, h]}
+               or {"text": ...} (mode image only),
                plus "faces" (boxes, scores, landmarks) in face mode, "keypoints" ([33, 3]) in pose mode,
      "results": [{"id", "score", "rank", "path", ...}],   best first, never the query painting itself;
                face mode adds "box" (the matching face), "query_face", "same_person";
@@ -15,9 +17,10 @@ The answer is a JSON-ready dict::
      "message": None, or why there are no results ("no face detected in the query image", ...),
      "coverage": in face/pose mode, how many indexed paintings have a face / a body}
 
-Errors raise :class:`SimilarityError` (unknown id, bad mode, neither or both of image and id) or
-``ImageLoadError`` (the query is not a readable image). Face and pose descriptors of the indexed
-paintings are computed on first use and kept beside the index (``log`` says so).
+Errors raise :class:`SimilarityError` (unknown id, bad mode, not exactly one of image, id and text),
+``ImageLoadError`` (the query is not a readable image) or :class:`TextSearchUnavailable` (a text
+query to an index whose embedder has no text tower; a ValueError too). Face and pose descriptors
+of the indexed paintings are computed on first use and kept beside the index (``log`` says so).
 """
 from __future__ import annotations
 
@@ -28,10 +31,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .embed import as_image
+from .embed import BackboneEmbedder, RunEmbedder, TextSearchUnavailable, as_image
 from .index import EmbeddingIndex, SimilarityError
 
 MODES = ("image", "face", "pose")
+#: the longest text query, in characters (CLIP reads at most 77 tokens of it anyway)
+MAX_TEXT_CHARS = 300
+TEXT_TOWER_HINT = ("text search needs an index built with an open_clip backbone, e.g. `artextract index "
+                   "--catalog C --backbone open_clip:ViT-B-32 --out I`")
 _log = logging.getLogger(__name__)
 
 
@@ -43,19 +50,141 @@ def _describe_source(image) -> str:
     return str(image)
 
 
-def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, k: int = 10, mode: str = "image",
-                 catalog=None, progress: bool = False, log=None) -> dict:
-    """The ``k`` paintings of ``index`` most similar to ``image`` (a PIL image, a path or the bytes
-    of a file) or to the indexed painting ``id``, by whole-image embedding, faces or body pose.
-    ``catalog`` (a Catalog or its path) overrides where the indexed images are found."""
+def text_search_unavailable(index: EmbeddingIndex) -> str | None:
+    """Why ``index`` cannot rank paintings by a text, or None when it can.
+
+    Parameters
+    ----------
+    index : EmbeddingIndex
+        A loaded index; an open_clip embedder's model is loaded here to see whether it has a
+        text tokenizer (SigLIP's comes from the hub).
+
+    Returns
+    -------
+    str or None
+        The reason in words (which embedder, what would have a text tower), or None.
+    """
+    emb = index.embedder
+    if isinstance(emb, BackboneEmbedder):
+        if not emb.backbone.startswith("open_clip:"):
+            return f"this index embeds paintings with {emb.backbone}, which has no text tower; {TEXT_TOWER_HINT}"
+        if not emb.has_text:
+            return (f"{emb.backbone} has no text tokenizer here (SigLIP's comes from the hub: fetch it with "
+                    "`artextract backbones --fetch`)")
+        return None
+    if isinstance(emb, RunEmbedder):
+        return (f"this index embeds paintings with the trained run {emb.run_dir}, which has no text tower; "
+                f"{TEXT_TOWER_HINT}")
+    return f"this index holds {emb.describe()}, which has no text tower; {TEXT_TOWER_HINT}"
+
+
+def embed_text(index: EmbeddingIndex, text: str) -> np.ndarray:
+    """The unit vector of ``text`` in the space of ``index``'s stored vectors.
+
+    Parameters
+    ----------
+    index : EmbeddingIndex
+        An index built with an open_clip backbone (CLIP or SigLIP).
+    text : str
+        The query, 1 to :data:`MAX_TEXT_CHARS` characters.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[dim]`` float32, L2-normalised (and centred like the paintings, if the index is).
+
+    Raises
+    ------
+    TextSearchUnavailable
+        The index's embedder has no text tower; the message says which would.
+    SimilarityError
+        The text is empty or too long.
+    """
+    text = _check_text(text)
+    why = text_search_unavailable(index)
+    if why is not None:
+        raise TextSearchUnavailable(why)
+    vec = np.asarray(index.embedder.embed_text([text]), np.float32)[0]
+    if vec.shape != (index.dim,):
+        raise SimilarityError(f"the text vector has {vec.shape[0]} dimensions but the index holds {index.dim}-d "
+                              "vectors; rebuild the index with `artextract index --rebuild`")
+    return vec
+
+
+def _check_text(text) -> str:
+    if not isinstance(text, str):
+        raise SimilarityError(f"the text query must be a string, not {type(text).__name__}")
+    text = text.strip()
+    if not text:
+        raise SimilarityError("the text query is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise SimilarityError(f"the text query has {len(text):,} characters; the limit is {MAX_TEXT_CHARS}")
+    return text
+
+
+def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, text: str | None = None,
+                 k: int = 10, mode: str = "image", catalog=None, progress: bool = False, log=None) -> dict:
+    """The ``k`` paintings of ``index`` most similar to a query, by whole-image embedding, faces or
+    body pose, or the ``k`` paintings a text describes best.
+
+    Parameters
+    ----------
+    index : EmbeddingIndex
+        The paintings searched.
+    image : PIL.Image.Image, str, PathLike or bytes, optional
+        A query image (an image, a path or the bytes of a file).
+    id : str, optional
+        The id of an indexed painting as the query; it is never among the results.
+    text : str, optional
+        A description ("a ship in a storm at night"), 1 to :data:`MAX_TEXT_CHARS` characters: the
+        paintings are ranked by the cosine of their stored vectors with the text's vector. Needs an
+        index built with an open_clip backbone (one with a text tower) and ``mode="image"``.
+    k : int
+        How many results (at most).
+    mode : {"image", "face", "pose"}
+        What is compared.
+    catalog : Catalog or path, optional
+        Overrides where the indexed images are found (face and pose modes).
+    progress : bool
+        Progress bars while face/pose descriptors are computed on first use.
+    log : callable, optional
+        Where messages go (default: this module's logger).
+
+    Returns
+    -------
+    dict
+        ``{"mode", "query", "results", "message"}`` (see the module docstring); for a text query
+        ``query`` is ``{"text": text}``.
+
+    Raises
+    ------
+    SimilarityError
+        Not exactly one of ``image``, ``id`` and ``text``; an unknown id; a bad mode or k; an empty or
+        too long text; text with face or pose mode.
+    TextSearchUnavailable
+        A text query to an index whose embedder has no text tower.
+
+    Examples
+    --------
+    >>> find_similar(index, text="a ship in a storm at night", k=5)["results"][0]["id"]  # doctest: +SKIP
+    """
     log = log or _log.info
     if mode not in MODES:
         raise SimilarityError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if (image is None) == (id is None):
-        raise SimilarityError("give either an image or the id of an indexed painting (not both)")
+    if sum(q is not None for q in (image, id, text)) != 1:
+        raise SimilarityError("give one of an image, the id of an indexed painting, or a text")
     k = int(k)
     if k < 1:
         raise SimilarityError("k must be at least 1")
+    if text is not None:
+        if mode != "image":
+            raise SimilarityError(f"a text query ranks whole paintings; it cannot be used with mode {mode!r}")
+        text = _check_text(text)
+        results = index.search(embed_text(index, text), k)
+        for r in results:
+            r["path"] = index.paths[index.position(r["id"])]
+        return {"mode": mode, "query": {"text": text}, "results": results,
+                "message": None if results else "the index holds no paintings"}
     if id is not None:
         id = str(id)
         index.position(id)  # raises a clear error for an unknown id

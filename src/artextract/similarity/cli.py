@@ -24,12 +24,13 @@ def _user_errors(fn):
     @functools.wraps(fn)
     def wrapper(args):
         from ..models.backbones import WeightsUnavailable
+        from .embed import TextSearchUnavailable
         from .face import FaceModelsUnavailable
         from .index import SimilarityError
 
         try:
             return fn(args)
-        except (SimilarityError, WeightsUnavailable, FaceModelsUnavailable) as exc:
+        except (SimilarityError, WeightsUnavailable, FaceModelsUnavailable, TextSearchUnavailable) as exc:
             raise UserError(str(exc)) from None
     return wrapper
 
@@ -51,8 +52,10 @@ def _cmd_index(args) -> int:
         except RuntimeError as exc:
             raise UserError(str(exc)) from None
     else:
+        # open_clip: the text tower's vectors live in the uncentred space, so text search needs it uncentred
+        center = not args.no_center and not str(args.backbone).startswith("open_clip:")
         embedder = BackboneEmbedder(args.backbone, pretrained=pretrained(args), weights=args.weights,
-                                    image_size=args.image_size, center=not args.no_center)
+                                    image_size=args.image_size, center=center)
     from .. import distributed
 
     rank, world = distributed.init()  # under torchrun every rank embeds its share; rank 0 builds the index
@@ -104,7 +107,7 @@ def _print_result(res: dict, labels: dict) -> None:
     extra = ""
     if res["mode"] == "face":
         extra = f"  ({len(q.get('faces', []))} face(s) in the query)"
-    print(f"{res['mode']} search for {qd}{extra}")
+    print(f"text search for {q['text']!r}" if "text" in q else f"{res['mode']} search for {qd}{extra}")
     cov = res.get("coverage")
     if cov:
         print("indexed paintings: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in cov.items()))
@@ -170,8 +173,19 @@ def _cmd_similar(args) -> int:
     if args.json and args.out:
         raise UserError("give --json or --out FILE.csv, not both")
     catalog_arg = args.catalog
-    if args.all and (args.image is not None or args.id is not None):
-        raise UserError("give one of IMAGE, --id ID or --all")
+    sources = sum((args.image is not None, args.id is not None, args.text is not None, bool(args.all)))
+    if sources != 1:
+        raise UserError("give one of IMAGE, --id ID, --text TEXT or --all")
+    if args.text is not None:
+        if args.mode != "image":
+            raise UserError(f"--text ranks whole paintings by a description; it cannot be used with --mode {args.mode}")
+        if args.draw:
+            raise UserError("--draw needs a query image or --id; a text query has no image to draw")
+        from .api import text_search_unavailable
+
+        why = text_search_unavailable(index)  # before any work, in words
+        if why is not None:
+            raise UserError(why)
     if args.all:
         rows = _rows_all(index, args, catalog_arg)
         if args.json:
@@ -195,17 +209,15 @@ def _cmd_similar(args) -> int:
         if args.out:
             logger.info(f"wrote {n:,} rows to {args.out}")
         return 0
-    if (args.image is None) == (args.id is None):
-        raise UserError("give one of IMAGE, --id ID or --all")
-    res = find_similar(index, image=args.image, id=args.id, k=args.k, mode=args.mode, catalog=catalog_arg,
-                       progress=not args.no_progress)
+    res = find_similar(index, image=args.image, id=args.id, text=args.text, k=args.k, mode=args.mode,
+                       catalog=catalog_arg, progress=not args.no_progress)
     if args.draw:
         files = draw_result(res, index, args.draw, query_image=args.image)
         logger.info(f"drew {len(files)} image(s) into {args.draw}")
     if args.json:
         print(json.dumps(res, indent=2))
     elif args.out:
-        qid = res["query"].get("id") or res["query"].get("image")
+        qid = res["query"].get("id") or res["query"].get("image") or res["query"].get("text")
         with open(args.out, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["query_id", "rank", "neighbor_id", "score"])
@@ -244,6 +256,7 @@ def register(sub) -> None:
     -------
     None
     """
+    from .api import MAX_TEXT_CHARS
     from .index import HNSW_EF_SEARCH, HNSW_M, INDEX_TYPES, IVF_MIN_NPROBE, PQ_MAX_CODE_BYTES
 
     p = add_command(
@@ -263,7 +276,8 @@ def register(sub) -> None:
                         "ivfpq: compressed (at most 64 bytes per painting), for 10M+ paintings")
     p.add_argument("--image-size", type=int, default=None, help="backbone input size (default: its own)")
     p.add_argument("--no-center", action="store_true",
-                   help="do not centre backbone features on the collection mean before normalising")
+                   help="do not centre backbone features on the collection mean before normalising (open_clip "
+                        "backbones are never centred, so that --text search ranks in the CLIP space)")
     p.add_argument("--nlist", type=int, default=None, help="IVF cells (default about sqrt(N))")
     p.add_argument("--nprobe", type=int, default=None,
                    help=f"IVF cells probed per query (default nlist/8, at least {IVF_MIN_NPROBE})")
@@ -281,14 +295,20 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_index)
 
     p = add_command(
-        sub, "similar", "find the paintings most similar to an image or an indexed painting",
-        "artextract similar --index wikiart.index --id 'Baroque/rembrandt_self-portrait-as-a-young-man.jpg' -k 5 --mode face",
+        sub, "similar", "find the paintings most similar to an image, an indexed painting or a text",
+        "artextract similar --index wikiart.index --id 'Baroque/rembrandt_self-portrait-as-a-young-man.jpg' -k 5 --mode face\n"
+        "  artextract similar --index clip.index --text 'a ship in a storm at night' -k 10",
         description="The k nearest paintings with their scores (cosine similarity), never the query painting "
         "itself. --mode face compares detected faces (YuNet + SFace), --mode pose compares body poses "
-        "(mediapipe, 33 keypoints); their descriptors are computed on first use and kept in the index.")
+        "(mediapipe, 33 keypoints); their descriptors are computed on first use and kept in the index. "
+        "--text ranks the paintings by a description, in an index built with an open_clip backbone "
+        "(one with a text tower, e.g. --backbone open_clip:ViT-B-32).")
     p.add_argument("--index", required=True, help="index folder (from `artextract index`)")
     p.add_argument("image", nargs="?", default=None, help="query image file")
     p.add_argument("--id", default=None, help="query by the id of an indexed painting")
+    p.add_argument("--text", default=None, metavar="TEXT",
+                   help="query by a description, e.g. --text 'a ship in a storm at night' (an index built with "
+                        f"an open_clip backbone; at most {MAX_TEXT_CHARS} characters)")
     p.add_argument("--all", action="store_true",
                    help="neighbours of every indexed painting as CSV query_id,rank,neighbor_id,score")
     p.add_argument("-k", type=int, default=DEFAULT_K, help=f"neighbours per query (default {DEFAULT_K})")

@@ -29,6 +29,7 @@ TITLE_COLUMNS = ("title", "name", "object_title")
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_UPLOAD_PIXELS = 50_000_000
 DEFAULT_DECODE_BUDGET_PIXELS = 100_000_000
+MAX_TEXT_QUERY = 300  # characters of a text search; artextract.similarity.api.MAX_TEXT_CHARS (not imported: torch)
 
 
 class ExplorerError(ValueError):
@@ -128,6 +129,9 @@ class Explorer:
         # one lock per mode: the first face or pose search scans the whole index, and must not hold
         # up whole-image searches meanwhile
         self._index_locks = {m: threading.Lock() for m in SIMILARITY_MODES}
+        self._text_lock = threading.Lock()
+        self._text_why: str | None = None
+        self._text_checked = False
         self._pred_cache = _ObjLRU(4096)
         self._sim_cache = _ObjLRU(2048)
         self.uploads = _ObjLRU(32)  # token -> recent uploaded image, for the face/pose tabs
@@ -308,6 +312,44 @@ class Explorer:
         res = self._enrich(dict(res or {}), mode)
         if key is not None:
             self._sim_cache.put(key, res)
+        return res
+
+    def text_search_message(self) -> str | None:
+        """None when the loaded index ranks paintings by a text (its embedder has a text tower), else
+        why not, in words. Checked once (an open_clip index loads its model here)."""
+        if self.index is None or self.similar_fn is None:
+            return NOT_CONFIGURED["index"]
+        if not self._text_checked:
+            with self._text_lock:
+                if not self._text_checked:
+                    from ..similarity.api import text_search_unavailable
+
+                    try:
+                        self._text_why = text_search_unavailable(self.index)
+                    except Exception as exc:  # noqa: BLE001  (the gallery still renders; the message says why)
+                        log.exception("cannot tell whether the index has a text tower")
+                        self._text_why = f"text search is unavailable: {type(exc).__name__}: {exc}"
+                    self._text_checked = True
+        return self._text_why
+
+    def search_text(self, text: str, k: int = 12) -> dict:
+        """The ``k`` paintings the text describes best (an index with a text tower); raises
+        FeatureUnavailable without an index, TextSearchUnavailable (a ValueError) without a text tower."""
+        if self.index is None or self.similar_fn is None:
+            raise FeatureUnavailable(NOT_CONFIGURED["index"])
+        why = self.text_search_message()
+        if why is not None:
+            from ..similarity.embed import TextSearchUnavailable
+
+            raise TextSearchUnavailable(why)
+        key = ("text", text, k, None)  # four items: never the key of a painting's search
+        hit = self._sim_cache.get(key)
+        if hit is not None:
+            return hit
+        with self._index_locks["image"]:
+            res = self.similar_fn(self.index, text=text, k=k, mode="image")
+        res = self._enrich(dict(res or {}), "image")
+        self._sim_cache.put(key, res)
         return res
 
     def _enrich(self, res: dict, mode: str) -> dict:

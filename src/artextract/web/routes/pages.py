@@ -14,7 +14,7 @@ from ...data.catalog import SPLITS
 from ..auth import check_csrf
 from ..deps import (QUEUE_VIEWS, current_user, decide, queue_view, decode_upload, gallery_page, get_explorer, pid_url, predictions, query_string,
                     read_upload, render, require_painting, similar_panel_result, templates)
-from ..explorer import SIMILARITY_MODES, Explorer
+from ..explorer import MAX_TEXT_QUERY, SIMILARITY_MODES, Explorer
 from ..images import data_url
 from ..review import evidence_view
 
@@ -30,7 +30,25 @@ def gallery(request: Request, q: str | None = None, split: str | None = None,
     subset = _selection(ex, sel)
     data = gallery_page(ex, q, split, label, flagged, page, per_page or ex.config.per_page, subset)
     return render(request, "gallery.html", nav="gallery", data=data, splits=SPLITS, sel=sel if subset is not None
-                  else None, qs=lambda **kw: query_string(request, **kw))
+                  else None, qs=lambda **kw: query_string(request, **kw),
+                  text_search=ex.text_search_message() is None, max_text=MAX_TEXT_QUERY)
+
+
+@router.get("/search", response_class=HTMLResponse)
+def text_search(request: Request, text: str = Query("", max_length=MAX_TEXT_QUERY),
+                k: int = Query(24, ge=1, le=100), ex: Explorer = Depends(get_explorer)):
+    """The paintings a text describes best (an index whose embedder has a text tower)."""
+    why = ex.text_search_message()
+    if why is not None:
+        return render(request, "search.html", 503 if ex.index is None else 400, nav="gallery", why=why,
+                      text=text, r=None, max_text=MAX_TEXT_QUERY)
+    r = None
+    if text.strip():
+        try:
+            r = ex.search_text(text.strip(), k)
+        except ValueError as exc:
+            r = {"mode": "image", "results": [], "message": str(exc)}
+    return render(request, "search.html", nav="gallery", why=None, text=text, r=r, max_text=MAX_TEXT_QUERY)
 
 
 def _selection(ex: Explorer, sel: str | None) -> list[str] | None:

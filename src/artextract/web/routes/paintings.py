@@ -15,7 +15,7 @@ from ... import __version__
 from ..deps import (decode_budget, decode_upload, gallery_page, get_explorer, image_url, pid_url, predictions,
                     read_upload, require_painting, similar_api_result, thumb_url)
 from ..uploads import DecodeBudget
-from ..explorer import Explorer, FeatureUnavailable
+from ..explorer import MAX_TEXT_QUERY, Explorer, FeatureUnavailable
 from ..map import LAYOUTS, PARTS, MapUnavailable
 
 router = APIRouter(prefix="/api")
@@ -104,6 +104,23 @@ def api_similar_upload(file: UploadFile = File(...), mode: Literal["image", "fac
     if ex.index is None:
         raise FeatureUnavailable(ex.status()["index"]["message"])
     return similar_api_result(ex, image=img, mode=mode, k=k)
+
+
+@router.get("/search", tags=["model"], summary="Paintings ranked by a text (an index with a text tower)",
+            responses={200: {"description": "as GET /api/similar, with query {\"text\": ...}"},
+                       400: {"description": "the index's embedder has no text tower (the detail says which "
+                                            "would), or the text is blank"},
+                       422: {"description": f"no text, or longer than {MAX_TEXT_QUERY} characters"},
+                       503: {"description": "no similarity index loaded"}})
+def api_search(text: str = Query(..., min_length=1, max_length=MAX_TEXT_QUERY,
+                                 description="a description, e.g. a ship in a storm at night"),
+               k: int = Query(12, ge=1, le=100), ex: Explorer = Depends(get_explorer)):
+    try:
+        return ex.search_text(text, k)
+    except FeatureUnavailable:
+        raise
+    except ValueError as exc:  # no text tower, or a blank text: said in words
+        raise HTTPException(400, str(exc)) from None
 
 
 @router.get("/map", tags=["paintings"], summary="The collection map: every painting a point (columnar JSON)",
