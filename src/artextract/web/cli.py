@@ -215,8 +215,8 @@ def register(sub) -> None:
                    help="largest uploaded image in megapixels (default 50); larger is refused as a possible bomb")
     p.add_argument("--decode-budget-mpx", type=float, default=100.0,
                    help="megapixels of uploads decoded at full size at one time, across all requests (default "
-                   "100, about 0.1-0.8 GB); an upload that does not fit waits for others to finish, e.g. "
-                   "--decode-budget-mpx 50 on a small machine. Uploads are then kept at 1024 pixels at most")
+                   "100, about 0.1-0.4 GB); an upload that does not fit waits for others to finish, e.g. "
+                   "--decode-budget-mpx 50 on a small machine")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default info)")
     p.add_argument("--no-auth", action="store_true",
