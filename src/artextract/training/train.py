@@ -241,7 +241,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         torch.cuda.set_device(device)
 
     cat = Catalog.load(cfg.catalog, cache_dir=cfg.cache)  # --cache, else the recorded or default folder
-    tasks = cfg.tasks or list(cat.tasks)
+    tasks = cfg.tasks or _learnable_tasks(cat, say)
     for t in tasks:
         spec = cat.task(t)
         if cat.df[t].notna().sum() == 0:
@@ -455,6 +455,22 @@ def _ddp(head: CRNNHead, world: int, device):
     if world == 1:
         return head
     return torch.nn.parallel.DistributedDataParallel(head, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _learnable_tasks(cat: Catalog, say) -> list[str]:
+    """Without ``--tasks``: every task of the catalogue that has labels in two classes or more; the others are
+    named and left out (a user who names them with ``--tasks`` gets the error)."""
+    keep = []
+    for t, spec in cat.tasks.items():
+        if cat.df[t].notna().sum() == 0:
+            say(f"task {t!r} has no labelled paintings; training the other tasks")
+        elif spec.num_classes < 2:
+            say(f"task {t!r} has fewer than two classes; training the other tasks")
+        else:
+            keep.append(t)
+    if not keep:
+        raise CatalogError(f"no task of {cat.path} has labels in two classes or more; nothing to learn")
+    return keep
 
 
 def _single_sample_norms(model: torch.nn.Module, batch: int) -> None:
