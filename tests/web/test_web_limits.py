@@ -62,6 +62,9 @@ def test_validation_errors_do_not_echo_large_inputs(client):
     body = r.json()
     assert len(body["errors"]) == 20 and body["errors_left_out"] == 49_980
     assert body["errors"][0]["input"] == 0  # a short input is still shown
+    # a short input that is not plain JSON (bytes here) is shown as text
+    r = client.post("/api/reviews", content=b"abc", headers={"content-type": "text/plain"})
+    assert r.status_code == 422 and r.json()["errors"][0]["input"] == "b'abc'"
     # a page route says the same in its error page
     page = client.post("/review/decide", data={"id": "demo_0001", "task": "style"})
     assert page.status_code == 422 and "action" in page.text

@@ -100,9 +100,10 @@ def _trim_error(e: dict) -> dict:
         else:
             try:
                 text = json.dumps(v, default=str)
+                plain = json.loads(text)  # an uploaded file, a date ...: as text
             except (TypeError, ValueError):
-                text = repr(v)
-            out["input"] = v if len(text) <= MAX_ECHO else _clip(text)
+                text = plain = repr(v)
+            out["input"] = plain if len(text) <= MAX_ECHO else _clip(text)
     if e.get("ctx"):
         out["ctx"] = {str(k): _clip(str(v), 120) for k, v in list(e["ctx"].items())[:5]}
     return out
