@@ -82,7 +82,7 @@ def test_cache_on_every_command_that_reads_prepared_images_or_feature_stores():
     """One cache folder per catalogue: `prepare --cache` records it; each reader may also be given it."""
     found = _by_flag("--cache")
     assert set(found) == {"prepare", "train", "evaluate", "outliers", "duplicates", "index", "report", "serve",
-                          "demo"}
+                          "demo", "status"}
     assert all("e.g. --cache " in a.help for a in found.values())
 
 

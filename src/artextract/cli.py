@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "artextract.web.cli",
     "artextract.report.cli",
     "artextract.pipeline",
+    "artextract.workspace_cli",
 ]
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .cli import UserError, add_command
+from . import workspace
 from .defaults import DEFAULT_BACKBONE
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
     # a finished run resumes instantly; an interrupted one continues where it stopped
     _step("train the multi-task CRNN", ["train", "--catalog", cat, "--out", str(run), "--cache-size", str(DEMO_SIZE),
                                         "--epochs", str(epochs), "--backbone", backbone, *with_cache,
-                                        *(["--resume"] if (run / "state.pt").exists() else []), *no_progress])
+                                        *(["--resume"] if (run / workspace.RUN_STATE).exists() else []),
+                                        *no_progress])
     _step("evaluate", ["evaluate", "--run", str(run), "--catalog", cat, *with_cache])
     outliers = []
     for task in ("style", "genre"):

@@ -128,7 +128,7 @@ def test_clear_errors(sim_index_dir, tmp_path):
         find_similar(idx, image=b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(SimilarityError, match="does not exist"):
         find_similar(idx, image=tmp_path / "missing.jpg")
-    with pytest.raises(SimilarityError, match="either an image or the id"):
+    with pytest.raises(SimilarityError, match="give one of an image, the id of an indexed painting, or a text"):
         find_similar(idx)
     with pytest.raises(SimilarityError, match="mode"):
         find_similar(idx, id="demo_0001", mode="xray")

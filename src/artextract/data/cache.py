@@ -34,7 +34,7 @@ from .store import SlotStore
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 256
-LOCATION_SUFFIX = ".cache-location"  # CATALOG.cache-location: the cache folder `prepare --cache` chose
+from ..workspace import LOCATION_SUFFIX, cache_location_file, default_cache_path, prepared_dir  # noqa: E402,F401
 _said: set[str] = set()  # messages about the recorded location already logged by this process
 
 
@@ -61,12 +61,7 @@ def default_cache_dir(catalog: Catalog) -> Path:
         return Path(catalog.cache_dir)
     if catalog.path is None:
         raise ValueError("catalogue has no path; save it first or pass a cache directory")
-    return recorded_cache_dir(catalog.path) or Path(catalog.path).with_suffix(".cache")
-
-
-def cache_location_file(catalog_path: str | os.PathLike) -> Path:
-    """``CATALOG.cache-location``: where ``prepare --cache`` records its folder, beside the catalogue."""
-    return Path(catalog_path).with_suffix(LOCATION_SUFFIX)
+    return recorded_cache_dir(catalog.path) or default_cache_path(catalog.path)
 
 
 def _say_once(level: int, msg: str) -> None:
@@ -130,7 +125,7 @@ def record_cache_dir(catalog_path: str | os.PathLike, cache_dir: str | os.PathLi
     """
     f = cache_location_file(catalog_path)
     d = Path(cache_dir).resolve()
-    if d == Path(catalog_path).with_suffix(".cache").resolve():
+    if d == default_cache_path(catalog_path).resolve():
         f.unlink(missing_ok=True)
         return None
     atomic_write_text(f, json.dumps({"cache": str(d)}, indent=2) + "\n")
@@ -165,7 +160,7 @@ class PreparedCache:
     def __init__(self, root: str | os.PathLike, size: int = DEFAULT_SIZE):
         self.size = int(size)
         self.root = Path(root)
-        self.store = SlotStore(self.root / f"s{self.size}", (self.size, self.size, 3), np.uint8)
+        self.store = SlotStore(prepared_dir(self.root, self.size), (self.size, self.size, 3), np.uint8)
         self.dir = self.store.dir
 
     @property

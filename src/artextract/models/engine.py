@@ -152,12 +152,9 @@ def weights_hash(module: nn.Module) -> str:
 
 
 def engine_cache_dir() -> Path:
-    """Where converted models are kept: ``$ARTEXTRACT_ENGINE_CACHE``, else ``~/.cache/artextract/engines``."""
-    env = os.environ.get("ARTEXTRACT_ENGINE_CACHE")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "artextract" / "engines"
+    """Where converted models are kept (:func:`artextract.workspace.engine_cache_dir`)."""
+    from ..workspace import engine_cache_dir as rule
+    return rule()
 
 
 class _AllOutputs(nn.Module):

@@ -32,6 +32,7 @@ from ..data.images import SkipReport
 from ..data.lock import job_lock
 from ..data.store import SlotStore
 from ..utils import atomic_write_text
+from ..workspace import ENGINE_RECORD, features_dir
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, Preprocess, create_backbone, default_size, default_taps
 from .engine import FeatureEngine, resolve, store_suffix
 
@@ -175,7 +176,7 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
             "weights": str(weights) if weights else None}
     if precision != "fp32":
         meta["precision"] = precision
-    sdir = root / "features" / (_store_name(name, size, view, weights, pretrained, seed) + store_suffix(precision))
+    sdir = features_dir(root, _store_name(name, size, view, weights, pretrained, seed) + store_suffix(precision))
     done = _complete(sdir, meta, catalog.ids, net.taps if net is not None else default_taps(name))
     if done is not None:  # every painting's features are stored: no pixels, no model needed
         return FeatureSet(*done[:2], name, size, view, SkipReport("features"), done[2])
@@ -407,7 +408,7 @@ def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrain
     if not todo_ids:
         return net, None
     if not recorded or recorded.get("engine") != engine:
-        atomic_write_text(sdir / "engine.json", json.dumps({"engine": engine, "precision": precision}))
+        atomic_write_text(sdir / ENGINE_RECORD, json.dumps({"engine": engine, "precision": precision}))
     for st in (maps, pooled, stats):
         if st is not None:
             st.reserve(todo_ids)
@@ -416,7 +417,7 @@ def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrain
 
 def _engine_record(sdir: Path) -> dict | None:
     try:
-        return json.loads((sdir / "engine.json").read_text())
+        return json.loads((sdir / ENGINE_RECORD).read_text())
     except (OSError, ValueError):
         return None
 

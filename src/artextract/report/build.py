@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .. import workspace
 from ..data.catalog import Catalog
 from ..data.images import ImageLoadError, load_image, resize_center_crop
 from ..utils import csv_unescape_frame
@@ -128,10 +129,14 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
     parts.append('<h2 id="metrics">Classification metrics</h2>')
     metrics = None
     if run is not None:
-        mpath = Path(run_dir) / f"eval-{split}" / "metrics.json"
-        if not mpath.exists():
+        edir = workspace.eval_dir(run_dir, split)
+        mpath = edir / workspace.METRICS
+        ev = workspace.evaluation_status(run_dir, split, catalog.path)
+        if ev.status != workspace.COMPLETE:
             from ..training.evaluate import evaluate
-            log(f"report: evaluating the run on {split} (no {mpath} yet)")
+            why = f"no {mpath} yet" if ev.status in (workspace.MISSING, workspace.PARTIAL) else \
+                f"{edir} is stale: {ev.detail}"
+            log(f"report: evaluating the run on {split} ({why})")
             evaluate(run, catalog, split, progress=False, log=log)
         metrics = json.loads(mpath.read_text())
         rows = []
@@ -147,7 +152,7 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
                      "<th>balanced acc.</th><th>MAE / within one (ordered)</th></tr>" + "".join(rows) + "</table>")
         parts.append('<h2 id="confusion">Confusion matrices</h2><div class="grid">')
         for t in metrics:
-            png = Path(run_dir) / f"eval-{split}" / f"confusion_{t}.png"
+            png = edir / f"confusion_{t}.png"
             if png.exists():
                 parts.append(f'<img class="cm" src="{_file_uri(png)}" alt="confusion matrix {_esc(t)}">')
         parts.append("</div>")

@@ -18,9 +18,11 @@ def _cmd_report(args) -> int:
     if args.catalog:
         cat = Catalog.load(args.catalog, cache_dir=args.cache)
     elif args.run:
-        config = Path(args.run) / "config.json"
+        from .. import workspace
+        config = workspace.run_file(args.run, workspace.RUN_CONFIG)
         if not config.is_file():
-            raise UserError(f"{args.run} is not a training run (no config.json); train one with `artextract train`")
+            raise UserError(f"{args.run} is not a training run (no {workspace.RUN_CONFIG}); train one with "
+                            "`artextract train`")
         cat = Catalog.load(json.loads(config.read_text())["catalog"], cache_dir=args.cache)
     else:
         raise UserError("give --run or --catalog")

@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
-INDEX_FILE, IDS_FILE, META_FILE, MEAN_FILE = "index.faiss", "ids.json", "meta.json", "mean.npy"
+from ..workspace import IDS_FILE, INDEX_FILE, MEAN_FILE, META_FILE  # noqa: E402,F401  (the path rules)
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = (128, 256, 512)  # up to 30k, up to 300k, more vectors (see default_ef_search)

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from .. import workspace
 from ..cli import UserError, add_command
 from ..cli_options import (add_backbone_options, add_cache_option, add_json_option, add_progress_option,
                            add_seed_option, pretrained)
@@ -62,7 +63,7 @@ def _cmd_evaluate(args) -> int:
 
     run = Run.load(args.run)
     metrics = evaluate(run, Catalog.load(args.catalog, cache_dir=args.cache), args.split, args.out)
-    out_dir = Path(args.out) if args.out else run.path / f"eval-{args.split}"
+    out_dir = Path(args.out) if args.out else workspace.eval_dir(run.path, args.split)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -142,7 +143,7 @@ def _cmd_backbones(args) -> int:
     print(f"{'timm:<name>':<20} download  any timm model: ViT, DINOv2, EVA, SigLIP, ConvNeXt, ... (timm's hub "
           "weights, a checkpoint file or a hub cache folder with --weights)")
     print(f"{'open_clip:<m>[@tag]':<20} download  an open_clip model with its text tower: CLIP, SigLIP "
-          "(text search); e.g. open_clip:ViT-B-32@laion2b_s34b_b79k")
+          "(text search; the clip extra); e.g. open_clip:ViT-B-32@laion2b_s34b_b79k")
     return 0
 
 

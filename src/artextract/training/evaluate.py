@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import workspace
 from ..data.catalog import Catalog, CatalogError
 from .inference import Run
 from .metrics import per_class_table, plot_confusion, task_metrics
@@ -19,7 +20,7 @@ def evaluation_ids(run: Run, cat: Catalog, split: str, log=logger.info) -> list[
     ids = cat.df.loc[cat.df["split"] == split, "id"].tolist()
     if ids:
         return ids
-    split_file = run.path / "split.json"
+    split_file = run.path / workspace.RUN_SPLIT
     same = Path(run.config.get("catalog", "")) == (cat.path.resolve() if cat.path else None)
     if split == "val" and split_file.exists() and same:
         if run.config.get("refit"):
@@ -42,7 +43,7 @@ def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | N
     got_ids, probs = run.predict_catalog(sub, progress=progress, log=log)
     pos = {k: i for i, k in enumerate(cat.df["id"])}
     rows = np.array([pos[k] for k in got_ids], dtype=np.int64)
-    out_dir = Path(out_dir) if out_dir else run.path / f"eval-{split}"
+    out_dir = Path(out_dir) if out_dir else workspace.eval_dir(run.path, split)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {}
     for t, spec in run.tasks.items():
@@ -65,7 +66,8 @@ def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | N
                 w = csv.DictWriter(f, ["class", "precision", "recall", "f1", "support"])
                 w.writeheader()
                 w.writerows(table)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / workspace.METRICS).write_text(json.dumps(metrics, indent=2))
+    workspace.write_evaluation_fingerprint(out_dir, run.path, cat.path, split)
     return metrics
 
 

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .. import distributed
+from .. import distributed, workspace
 from ..data.cache import default_cache_dir, ensure_prepared
 from ..data.catalog import Catalog, CatalogError
 from ..data.tabular import stratified_split
@@ -43,10 +43,10 @@ from .metrics import task_metrics
 
 logger = logging.getLogger(__name__)
 
-CONFIG = "config.json"
-MODEL = "model.safetensors"      # best weights so far
-LAST = "last.safetensors"        # weights at the end of the last finished epoch
-STATE = "state.pt"               # optimiser, scheduler, epoch, history: what --resume needs
+CONFIG = workspace.RUN_CONFIG
+MODEL = workspace.RUN_MODEL      # best weights so far
+LAST = workspace.RUN_LAST        # weights at the end of the last finished epoch
+STATE = workspace.RUN_STATE      # optimiser, scheduler, epoch, history: what --resume needs
 
 
 # ---------------------------------------------------------------------- data selection
@@ -320,7 +320,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(json.dumps(config, indent=2))
         cfg.save_args(out)  # args.yaml: the resolved settings, for `train --config`
-        (out / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
+        (out / workspace.RUN_SPLIT).write_text(json.dumps({"train": train_ids, "val": val_ids}))
 
     t0 = time.time()
     if not _frozen_stage(stage, tr, va, ordered, cfg, progress, out, device, rank, world, say):

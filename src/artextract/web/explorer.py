@@ -68,7 +68,8 @@ def default_thumb_dir(catalog: Catalog) -> Path:
     """``web-thumbs`` in the catalogue's prepared-image cache folder (:func:`~artextract.data.cache.default_cache_dir`)."""
     from ..data.cache import default_cache_dir
 
-    return default_cache_dir(catalog) / "web-thumbs"
+    from ..workspace import thumbs_dir
+    return thumbs_dir(default_cache_dir(catalog))
 
 
 NOT_CONFIGURED = {
