@@ -298,3 +298,14 @@ def test_a_non_image_answer_is_described_never_quoted(tmp_path, capsys):
     assert "not a valid image" in failed["mislabelled"] and f"(HTTP 200, image/jpeg, {size})" in failed["mislabelled"]
     assert failed["local"] == "file:// URLs are not downloaded: only http and https"
     assert (tmp_path / "images" / "good.png").is_file() and not (tmp_path / "images" / "local.png").exists()
+
+
+def test_a_url_that_is_not_valid_is_a_failure_not_a_traceback(tmp_path):
+    """A host that IDNA cannot encode made httpx raise UnicodeError in a worker thread (a traceback)."""
+    from artextract.data.download import DownloadOptions, ImageTarget, download_images
+
+    targets = [ImageTarget("a", tmp_path / "a.jpg", url="http://127..0.1:9/a.jpg"),
+               ImageTarget("b", tmp_path / "b.jpg", url="http://" + "x" * 70 + ".example/b.jpg")]
+    s = download_images(targets, tmp_path, DownloadOptions(retries=0, rate=0, progress=False, timeout=1))
+    assert {f["id"]: f["reason"].split(" (")[0] for f in s.failed} == {"a": "not a valid URL", "b": "not a valid URL"}
+    assert s.aborted is None

@@ -390,3 +390,29 @@ def test_odd_json_is_a_failure_or_a_row_never_a_traceback(tmp_path):
         "a collection entry (no type) has neither an id nor canvases or members"]
     cat.save(tmp_path / "c.parquet")                                # and the catalogue saves
     rep.write(tmp_path / "r.json")
+
+
+def test_fuzzer_findings_are_rows_or_failures(tmp_path):
+    """Found by tests/data/test_fuzz_importers.py: an @language that is not a string (a list raised
+    TypeError, a number AttributeError), canvases of one manifest where only some images have a format
+    (pandas made the missing ones NaN: AttributeError), a URL whose host IDNA cannot encode (UnicodeError
+    from httpx)."""
+    v2 = json.loads((FIX / "v2-manifest.json").read_text())
+    v2["label"] = [{"@value": "Het melkmeisje", "@language": [None]}, {"@value": "The Milkmaid", "@language": 5}]
+    (tmp_path / "lang.json").write_text(json.dumps(v2))
+    cat, rep = ingest_iiif([str(tmp_path / "lang.json")])
+    assert cat.df["title"].tolist() == ["Het melkmeisje; The Milkmaid"] and not rep.failures
+
+    v2 = json.loads((FIX / "v2-manifest.json").read_text())
+    images = [c["images"][0]["resource"] for c in v2["sequences"][0]["canvases"] if c.get("images")]
+    images[-1].pop("format", None)
+    images[0]["format"] = "image/png"
+    (tmp_path / "formats.json").write_text(json.dumps(v2))
+    cat, _ = ingest_iiif([str(tmp_path / "formats.json")], all_canvases=True)
+    assert [p.rsplit(".", 1)[1] for p in cat.df["path"]] == ["png", "jpg"]
+
+    top = {"type": "Collection", "id": "c", "items": [{"id": "http://127..0.1:9/m.json", "type": "Manifest"},
+                                                       {"id": "http://" + "x" * 70 + ".example/m.json", "type": "Manifest"}]}
+    (tmp_path / "c.json").write_text(json.dumps(top))
+    with pytest.raises(CatalogError, match="not a valid URL"):
+        ingest_iiif([str(tmp_path / "c.json")], retries=0, timeout=1)

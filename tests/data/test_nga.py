@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nga_fixtures as fx  # noqa: E402
 
 from artextract.cli import main  # noqa: E402
-from artextract.data.catalog import Catalog, CatalogError  # noqa: E402
+from artextract.data.catalog import Catalog, CatalogError, RowAccount  # noqa: E402
 from artextract.data.nga import NGA_TIMEFRAMES, ingest_nga, normalize_timeframe  # noqa: E402
 
 
@@ -189,8 +189,6 @@ def test_every_objects_record_is_imported_or_reported(tmp_path):
             b"4,D,1401 to 1500,Painting,x,EXTRA",                      # more fields than the header
             b"5,E,1401 to 1500,Drawing,x", b"1,A again,1401 to 1500,Painting,x",
             b'6,F,1401 to 1500,Painting,"two\nlines"', b"99,G,1401 to 1500,Painting,no image anywhere"]
-    from artextract.data.catalog import RowAccount
-
     acc = RowAccount()
     cat, msgs = ingest_nga(_small_opendata(tmp_path / "od", head + b"\n".join(rows) + b"\n"), account=acc,
                            catalog_path=tmp_path / "nga.parquet")
@@ -200,6 +198,16 @@ def test_every_objects_record_is_imported_or_reported(tmp_path):
     assert acc.left_out == {"malformed": 1, "of another classification": 2, "with a duplicated objectid": 1,
                             "with neither a published image nor an image on disk": 1}
     assert any("skipped 1 malformed line(s), e.g. ['line 6: 6 fields, the header has 5']" in m for m in msgs)
+
+
+@pytest.mark.parametrize("classification", ["Painting", "all"])
+def test_an_objects_csv_without_rows_gives_an_empty_catalogue(tmp_path, classification):
+    """Found by the fuzzer: a header-only objects.csv raised KeyError / IndexError on the empty tables."""
+    od = _small_opendata(tmp_path / "od", b"objectid,title,visualbrowsertimespan,classification\n")
+    acc = RowAccount()
+    cat, msgs = ingest_nga(od, classification=classification, catalog_path=tmp_path / "n.parquet", account=acc)
+    assert len(cat) == 0 and acc.records == 0
+    cat.save(tmp_path / "n.parquet")
 
 
 @pytest.mark.parametrize("objects,message", [

@@ -399,6 +399,8 @@ class _Downloader:
                     raise _Attempt(f"truncated body ({len(buf):,} of {int(declared):,} bytes)", retry=True)
         except _Attempt:
             raise
+        except (UnicodeError, ValueError) as exc:   # a host that IDNA cannot encode, a malformed URL
+            raise _Attempt(f"not a valid URL ({type(exc).__name__}: {exc})", retry=False) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             perm = isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL))
             raise _Attempt(f"cannot connect ({_describe(exc)})", retry=not perm, connect=not perm,

@@ -132,7 +132,7 @@ def language_values(value, lang: str | None = "en") -> list[str]:
             return
         if not isinstance(v, str):
             v = str(v)
-        langs.setdefault(key or "none", []).append(v)
+        langs.setdefault(key if isinstance(key, str) and key else "none", []).append(v)
 
     if value is None:
         return []
@@ -537,7 +537,10 @@ class Fetcher:
         for attempt in range(self.retries + 1):
             wait = None
             try:
-                r = self._client.get(url)
+                try:
+                    r = self._client.get(url)
+                except (httpx.InvalidURL, UnicodeError, ValueError) as exc:   # a host IDNA cannot encode ...
+                    raise IIIFError(f"not a valid URL ({type(exc).__name__}: {exc})") from None
                 if r.status_code == 200:
                     if len(r.content) > MAX_DOCUMENT_BYTES:
                         raise IIIFError(f"response larger than {MAX_DOCUMENT_BYTES:,} bytes")
@@ -730,6 +733,8 @@ def image_filename(row_id: str, fmt: str | None = None, url: str | None = None) 
             ("manifest", "manifest.json", "iiif", "canvas", "info.json")]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", unquote("_".join(tail[-2:])) if tail else "item").strip("._-")
     slug = re.sub(r"\.json$", "", slug)[:60] or "item"
+    fmt = fmt if isinstance(fmt, str) else None
+    url = url if isinstance(url, str) else None
     ext = _IMAGE_EXT.get((fmt or "").lower())
     if ext is None and url:
         m = re.search(r"\.(jpe?g|png|tiff?|gif|webp)$", urlsplit(url).path, re.I)

@@ -167,7 +167,7 @@ def _primary_images(pi: pd.DataFrame, msgs: list[str]) -> pd.DataFrame:
     """One row per objectid: the primary view with the lowest sequence."""
     pi = pi.copy()
     pi["objectid"] = _strip_ids(pi["depictstmsobjectid"])
-    pi = pi[pi["objectid"].map(lambda v: isinstance(v, str) and v != "")]
+    pi = pi.loc[pi["objectid"].map(lambda v: isinstance(v, str) and v != "").astype(bool).to_numpy()]
     view = pi["viewtype"].fillna("").str.strip().str.lower()
     n_alt = int((view != "primary").sum())
     primary = pi[view == "primary"].copy()
@@ -253,7 +253,7 @@ def ingest_nga(
             "Print, Sculpture, or 'all'"
         )
     objs["objectid"] = _strip_ids(objs["objectid"])
-    blank_id = objs["objectid"].map(lambda v: not isinstance(v, str) or v == "")
+    blank_id = objs["objectid"].map(lambda v: not isinstance(v, str) or v == "").astype(bool)
     if blank_id.any():
         msgs.append(f"objects.csv: skipped {int(blank_id.sum()):,} row(s) without an objectid")
         acc.leave_out("without an objectid", int(blank_id.sum()))
@@ -295,8 +295,9 @@ def ingest_nga(
         base = Path(catalog_path).resolve().parent if catalog_path else Path.cwd()
         root = base / "nga_images"
     paths = objs["objectid"] + ".jpg"
-    on_disk = np.array([(root / p).is_file() for p in paths]) if root.is_dir() else np.zeros(len(objs), bool)
-    has_url = objs["iiifurl"].map(lambda v: isinstance(v, str) and v.strip() != "").to_numpy()
+    on_disk = (np.array([(root / p).is_file() for p in paths], dtype=bool) if root.is_dir()
+               else np.zeros(len(objs), bool))
+    has_url = objs["iiifurl"].map(lambda v: isinstance(v, str) and v.strip() != "").to_numpy(dtype=bool)
     keep_rows = has_url | on_disk
     if (~keep_rows).any():
         msgs.append(f"left out {int((~keep_rows).sum()):,} object(s) with neither a primary published image "
@@ -307,7 +308,7 @@ def ingest_nga(
     # ---------------------------------------------------------------- labels
     raw_tf = objs["visualbrowsertimespan"]
     tf = raw_tf.map(normalize_timeframe)
-    unknown = raw_tf.notna() & raw_tf.map(lambda v: isinstance(v, str) and v.strip() != "") & tf.isna()
+    unknown = raw_tf.notna() & raw_tf.map(lambda v: isinstance(v, str) and v.strip() != "").astype(bool) & tf.isna()
     if unknown.any():
         vals = sorted(set(raw_tf[unknown].map(str)))
         msgs.append(f"timeframe: {int(unknown.sum()):,} value(s) not among the 20 NGA timeframes treated as "
@@ -319,7 +320,7 @@ def ingest_nga(
     if n_missing_tf:
         msgs.append(f"timeframe: {n_missing_tf:,} of {len(out):,} object(s) have no timeframe (label missing)")
     attribution = objs["attribution"].map(lambda v: re.sub(r"\s+", " ", v).strip() if isinstance(v, str) else None)
-    attribution = attribution.where(attribution.map(lambda v: bool(v)), None)
+    attribution = attribution.where(attribution.map(lambda v: bool(v)).astype(bool), None)
     if with_artist:
         counts = attribution.value_counts()
         ok = set(counts[counts >= max(1, artist_min_count)].index)
