@@ -132,6 +132,7 @@ def test_parallel_wrong_guesses_are_slowed_as_much_as_sequential_ones(auth_clien
     assert all(ra and int(ra) >= 1 for ra in refused)
 
 
+@pytest.mark.slow
 def test_a_correct_sign_in_is_not_slowed_by_other_peoples_guesses(auth_client):
     """Someone elsewhere guesses alice's password, and someone at alice's own address guesses bob's:
     alice still signs in at once, while the guesser's next try at alice waits."""
