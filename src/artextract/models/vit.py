@@ -181,7 +181,9 @@ def fetch_weights(name: str, folder: str) -> Backbone:
         import timm
         timm.create_model(name[5:], pretrained=True, num_classes=0, cache_dir=folder)
     elif name.startswith("open_clip:"):
-        import open_clip
+        from ..extras import require
+
+        open_clip = require("clip", "open_clip", feature=f"the {name} backbone")
         model_name, _, tag = name[10:].partition("@")
         tag = tag or next(iter(open_clip.list_pretrained_tags_by_model(model_name)), "")
         open_clip.create_model(model_name, pretrained=tag, cache_dir=folder, require_pretrained=True)
@@ -284,11 +286,9 @@ def create_open_clip(spec: str, *, pretrained: bool = True, weights: str | None 
     The pooled vector is the projected image embedding, the space :meth:`TokenBackbone.encode_text`
     puts text in.
     """
-    try:
-        import open_clip
-    except ImportError:
-        raise WeightsUnavailable("open_clip backbones need the open_clip package: "
-                                 "pip install 'artextract[clip]' (or pip install open-clip-torch)") from None
+    from ..extras import require
+
+    open_clip = require("clip", "open_clip", feature=f"the open_clip:{spec} backbone")
     model_name, _, tag = spec.partition("@")
     if model_name not in open_clip.list_models():
         raise WeightsUnavailable(f"open_clip has no model {model_name!r} (see open_clip.list_models())")

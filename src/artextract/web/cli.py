@@ -21,6 +21,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def _cmd_serve(args) -> int:
+    from ..extras import require
+
+    require("web", "fastapi", "uvicorn", "jinja2", "python_multipart", "argon2", feature="artextract serve")
     import uvicorn
 
     from .app import create_app
@@ -88,8 +91,10 @@ def _store(args, create: bool = False):
 
 
 def _cmd_users_add(args) -> int:
+    from ..extras import require
     from .db import ReviewStoreError
 
+    require("web", "fastapi", "argon2", feature="artextract users add")  # the password hash (web.auth)
     store = _store(args, create=True)
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
