@@ -157,6 +157,9 @@ def engine_cache_dir() -> Path:
     return rule()
 
 
+_COMPILED: dict = {}  # (graph key, precision, threads) -> compiled model, for the life of the process
+
+
 class _AllOutputs(nn.Module):
     def __init__(self, backbone: Backbone):
         super().__init__()
@@ -227,11 +230,14 @@ class FeatureEngine:
 
     def _compile(self, size: int):
         import openvino as ov
-        core = ov.Core()
         root = engine_cache_dir()
         key = f"{self.backbone.name}|{size}|{weights_hash(self.backbone)}|{ov.__version__}|{ENGINE_FORMAT}"
         tag = self.backbone.name.replace(":", "_").replace("/", "_").replace("@", "_")
         folder = root / f"{tag}-{size}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+        memo = (str(folder), self.precision, self.threads)
+        if memo in _COMPILED and (folder / "model.xml").is_file():  # compiled earlier in this process
+            return _COMPILED[memo]
+        core = ov.Core()
         xml = folder / "model.xml"
         if xml.is_file():
             model = core.read_model(str(xml))
@@ -259,4 +265,6 @@ class FeatureEngine:
             config["CACHE_DIR"] = str(root / "compiled")
         except OSError:
             pass
-        return core.compile_model(model, "CPU", config)
+        compiled = core.compile_model(model, "CPU", config)
+        _COMPILED[memo] = compiled
+        return compiled
