@@ -98,11 +98,6 @@ def store_lock(directory: str | os.PathLike, what: str = "store", timeout: float
         os.close(fd)
 
 
-def distributed_rank() -> tuple[int, int]:
-    """``(rank, world)`` of this process under torchrun (``(0, 1)`` otherwise), from the environment."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 @contextlib.contextmanager
 def job_lock(directory: str | os.PathLike, what: str = "store", rank: int = 0, timeout: float | None = -1.0):
     """:func:`store_lock` on rank 0 only (the job's other ranks work under rank 0's lock)."""

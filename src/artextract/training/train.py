@@ -100,10 +100,6 @@ def _atomic_torch_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _unwrap(m):
-    return m.module if hasattr(m, "module") else m
-
-
 def _evaluate_head(head: CRNNHead, ds: StoredMaps, ordered: dict[str, bool], device,
                    batch: int = 256) -> tuple[dict, dict[str, np.ndarray]]:
     """Metrics and class probabilities of ``head`` on every painting of ``ds`` (centre view, streamed)."""
