@@ -1,8 +1,8 @@
 """Optional parts of ArtExtract ("extras") and the message a command gives when one is not installed.
 
 ``pip install artextract`` is the core: catalogue, importers, download, prepare, features, train,
-evaluate, predict, outliers, duplicates, index, similar (by image and by text) and report. The rest
-comes with an extra:
+evaluate, predict, outliers, duplicates, index, similar (by image) and report. The rest comes with an
+extra:
 
 =============  ==========================================================  ==============================
 extra          what it adds                                                packages
