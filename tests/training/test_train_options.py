@@ -117,7 +117,8 @@ def test_backbones_lists_the_registry(capsys):
     assert "tiny_cnn" in names and "mobilenet_v2" in names
     tiny = next(ln for ln in lines if ln.startswith("tiny_cnn "))
     assert tiny.split()[1] == "offline"
-    assert lines[-1].startswith("timm:<name>")
+    assert lines[-2].startswith("timm:<name>") and "ViT" in lines[-2]
+    assert lines[-1].startswith("open_clip:<m>[@tag]") and "text" in lines[-1]
 
 
 @pytest.mark.slow
