@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -199,8 +201,11 @@ def test_failures_are_kept_until_retried(tmp_path):
 
 
 def test_cli_prepare_and_skip_report(demo_catalog, tmp_path, capsys):
-    args = ["prepare", "--catalog", str(demo_catalog.path), "--size", "24", "--cache", str(tmp_path / "c"),
-            "--workers", "1"]
+    # a private copy: `prepare --cache` records its folder beside the catalogue
+    shutil.copytree(Path(demo_catalog.path).parent, tmp_path / "demo",
+                    ignore=shutil.ignore_patterns("*.cache", "*.cache-location"))
+    args = ["prepare", "--catalog", str(tmp_path / "demo" / Path(demo_catalog.path).name), "--size", "24",
+            "--cache", str(tmp_path / "c"), "--workers", "1"]
     assert main(args) == 0
     assert f"{len(demo_catalog)} added, 0 already prepared" in capsys.readouterr().err
     assert main(args) == 0
