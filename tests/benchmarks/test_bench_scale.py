@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import bench_scale as B  # noqa: E402
+import bench_scale as B
 
 
 @pytest.mark.slow

@@ -9,24 +9,24 @@
 - ``files``: URL path -> bytes (direct image URLs).
 - ``faults``: URL path -> actions consumed one per request (``500``, ``503``, ``404``, ``429:N``
   with Retry-After N, ``drop`` closes without a response, ``truncate`` sends half the body with the
-  full Content-Length); an action ending in ``*`` repeats forever.
+  full Content-Length, and the others of ``support.http_server``); an action ending in ``*``
+  repeats forever.
 
-Every request is logged as (time, path, action); ``served[path]`` holds the bytes of the last
-complete response.
+The server is :class:`support.http_server.LocalServer` (the faults, the log, the limits); every
+request is logged as a ``Hit`` (time, key = path, path, action); ``served[path]`` holds the bytes of
+the last complete response.
 """
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import re
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from support.http_server import LocalServer, Reply, Request, Router, not_found
 
 
 @dataclass
@@ -108,112 +108,31 @@ class Service:
         return buf.getvalue()
 
 
-class IIIFServer:
+class IIIFServer(LocalServer):
     def __init__(self, documents: dict[str, Path | bytes] | None = None, services: dict[str, Service] | None = None,
                  files: dict[str, bytes] | None = None, faults: dict[str, list[str]] | None = None):
+        super().__init__(Router().add(r"/.*", self._answer), faults)
         self.documents = dict(documents or {})
         self.services = dict(services or {})
         self.files = dict(files or {})
-        self.faults = {k: list(v) for k, v in (faults or {}).items()}
-        self.log: list[tuple[float, str, str]] = []
-        self.served: dict[str, bytes] = {}
-        self.lock = threading.Lock()
-        self.max_requests = 2000   # a runaway client fails the test instead of hanging it
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+    def error_page(self, code: int) -> tuple[bytes, str]:
+        return f"error {code}".encode(), "text/plain"
 
-    def count(self, path: str) -> int:
-        return sum(1 for _, p, _ in self.log if p == path)
-
-    def _action(self, path: str) -> str:
-        with self.lock:
-            q = self.faults.get(path)
-            if not q:
-                return "ok"
-            a = q[0]
-            if a.endswith("*"):
-                return a[:-1]
-            q.pop(0)
-            return a
-
-    def _body(self, path: str) -> tuple[int, bytes, str]:
+    def _answer(self, req: Request) -> Reply:
+        path = req.path
         if path in self.documents:
             d = self.documents[path]
-            return 200, (d if isinstance(d, bytes) else Path(d).read_bytes()), "application/json"
+            return Reply(200, d if isinstance(d, bytes) else Path(d).read_bytes(), "application/json")
         if path in self.files:
-            ctype = "image/png" if path.endswith(".png") else "image/jpeg"
-            return 200, self.files[path], ctype
+            return Reply(200, self.files[path], "image/png" if path.endswith(".png") else "image/jpeg")
         for base, svc in self.services.items():
             if path == base + "/info.json":
-                return 200, json.dumps(svc.info(self.base + base)).encode(), "application/json"
+                return Reply(200, json.dumps(svc.info(self.base + base)).encode(), "application/json")
             m = re.fullmatch(re.escape(base) + r"/full/([^/]+)/0/default\.jpg", path)
             if m:
                 size = svc.resolve(m.group(1))
                 if isinstance(size, str):
-                    return 400, size.encode(), "text/plain"
-                return 200, svc.render(*size), "image/jpeg"
-        return 404, b"not found", "text/plain"
-
-    def __enter__(self):
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                path = self.path.split("?")[0]
-                act = server._action(path)
-                with server.lock:
-                    server.log.append((time.monotonic(), path, act))
-                    if len(server.log) > server.max_requests:
-                        act = "drop"
-                if act == "drop":
-                    self.close_connection = True
-                    return
-                if act in ("500", "503", "404"):
-                    return self._send(int(act), f"error {act}".encode(), "text/plain")
-                if act.startswith("429:"):
-                    return self._send(429, b"slow down", "text/plain", {"Retry-After": act.split(":")[1]})
-                code, body, ctype = server._body(path)
-                if act == "truncate" and code == 200:
-                    self.send_response(200)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                if code == 200:
-                    with server.lock:
-                        server.served[path] = body
-                self._send(code, body, ctype)
-
-            def _send(self, code, body, ctype, headers=None):
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+                    return Reply(400, size.encode(), "text/plain")
+                return Reply(200, svc.render(*size), "image/jpeg")
+        return not_found(req)

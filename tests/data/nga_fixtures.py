@@ -8,24 +8,21 @@
   (the real column headers, kept in ``tests/fixtures/nga``; rows written here) around a sample:
   multi-line quoted fields, blank and odd timeframes, non-painting rows, alternate views, a
   duplicated primary view, objects without images.
-- :class:`FaultServer` serves those images as a IIIF server on 127.0.0.1 and injects faults.
+- :class:`FaultServer` serves those images as a IIIF server on 127.0.0.1 and injects faults (a
+  :class:`support.http_server.LocalServer` with an image route).
 """
 from __future__ import annotations
 
 import csv
-import http.server
 import io
 import os
 import re
-import socket
-import struct
-import threading
-import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.http_server import LocalServer, Reply, Request, Router, closed_port  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nga"
 SHARED = Path(os.environ.get("ARTEXTRACT_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -219,144 +216,29 @@ def build_opendata(folder: Path, sample: Sample, openaccess: bool = False) -> di
 
 
 # ---------------------------------------------------------------------------------------- server
-_PATH_RE = re.compile(r"^/iiif/([0-9a-fA-F-]+)/full/!(\d+),(\d+)/0/default\.jpg$")
-
-
-class FaultServer:
+class FaultServer(LocalServer):
     """A IIIF server on 127.0.0.1 that serves ``files`` (uuid -> bytes) and injects faults.
 
-    ``faults[uuid]`` is a list of actions consumed one per request; an action ending in ``*`` repeats
-    forever; when the list is used up, requests succeed. Actions: ``ok``, ``500``, ``503``, ``404``,
-    ``429:N`` (Retry-After N), ``slow:S`` (sleep S seconds, then the image), ``drop`` (close without a
-    response), ``reset`` (TCP reset), ``truncate`` (declared length, half the body, close),
-    ``truncate_nolen`` (no length, half the body), ``html`` (200 text/html), ``html_as_jpeg`` (an
-    HTML body labelled image/jpeg). ``delay`` slows every request.
+    ``faults[uuid]`` is a list of actions consumed one per request (the actions of
+    :mod:`support.http_server`: ``ok``, ``500``, ``503``, ``404``, ``429:N``, ``slow:S``, ``drop``,
+    ``reset``, ``truncate``, ``truncate_nolen``, ``html``, ``html_as_jpeg``); an action ending in
+    ``*`` repeats forever; when the list is used up, requests succeed. ``delay`` slows every request.
+    The log holds (time, uuid, path, action) per request.
     """
 
     def __init__(self, files: dict[str, bytes], faults: dict[str, list[str]] | None = None, delay: float = 0.0):
+        router = (Router()
+                  .add(r"/iiif/(?P<uid>[0-9a-fA-F-]+)/full/!(\d+),(\d+)/0/default\.jpg", self._image, key="uid")
+                  .add(r"/.*", lambda req: Reply(404, *self.error_page(404))))
+        super().__init__(router, faults, delay=delay)
         self.files = files
-        self.faults = {k: list(v) for k, v in (faults or {}).items()}
-        self.delay = delay
-        self.log: list[tuple[float, str, str, str]] = []   # (time, uuid, path, action)
-        self.lock = threading.Lock()
-        self.inflight = 0
-        self.max_inflight = 0
-        self.httpd = None
-        self.thread = None
 
-    def _next_action(self, uid: str) -> str:
-        with self.lock:
-            queue = self.faults.get(uid)
-            if not queue:
-                return "ok"
-            act = queue[0]
-            if act.endswith("*"):
-                return act[:-1]
-            queue.pop(0)
-            return act
-
-    def count(self, uid: str) -> int:
-        return sum(1 for _, u, _, _ in self.log if u == uid)
-
-    def times(self, uid: str) -> list[float]:
-        return [t for t, u, _, _ in self.log if u == uid]
+    def _image(self, req: Request) -> Reply:
+        body = self.files.get(req.match.group("uid"))
+        if body is None:
+            return Reply(404, *self.error_page(404))
+        return Reply(200, body, "image/jpeg")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/iiif"
-
-    def __enter__(self):
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, body: bytes, ctype: str, headers: dict | None = None):
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                with server.lock:
-                    server.inflight += 1
-                    server.max_inflight = max(server.max_inflight, server.inflight)
-                try:
-                    self._get()
-                finally:
-                    with server.lock:
-                        server.inflight -= 1
-
-            def _get(self):
-                m = _PATH_RE.match(self.path)
-                uid = m.group(1) if m else ""
-                act = server._next_action(uid) if m and uid in server.files else "404"
-                with server.lock:
-                    server.log.append((time.monotonic(), uid, self.path, act))
-                if server.delay:
-                    time.sleep(server.delay)
-                body = server.files.get(uid, b"")
-                if act == "ok":
-                    self._send(200, body, "image/jpeg")
-                elif act in ("500", "503", "404"):
-                    self._send(int(act), f"<html>error {act}</html>".encode(), "text/html")
-                elif act.startswith("429:"):
-                    self._send(429, b"slow down", "text/plain", {"Retry-After": act.split(":")[1]})
-                elif act.startswith("slow:"):
-                    time.sleep(float(act.split(":")[1]))
-                    self._send(200, body, "image/jpeg")
-                elif act == "drop":
-                    self.close_connection = True
-                elif act == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                elif act == "truncate":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                elif act == "truncate_nolen":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.close_connection = True
-                elif act == "html":
-                    self._send(200, b"<!DOCTYPE html><html><body>Please enable cookies</body></html>", "text/html; charset=utf-8")
-                elif act == "html_as_jpeg":
-                    self._send(200, b"<!DOCTYPE html><html><body>Maintenance</body></html>", "image/jpeg")
-                else:
-                    raise AssertionError(f"unknown fault {act}")
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass  # clients that time out and go away are expected
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+        return self.base + "/iiif"

@@ -14,26 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nga_fixtures as fx  # noqa: E402
+import nga_fixtures as fx
 
-from artextract.cli import main  # noqa: E402
-from artextract.data.catalog import Catalog, CatalogError  # noqa: E402
-from artextract.data.download import download_nga, iiif_image_url, parse_retry_after  # noqa: E402
-from artextract.data.images import load_image  # noqa: E402
-from artextract.data.nga import ingest_nga  # noqa: E402
+from artextract.cli import main
+from artextract.data.catalog import Catalog, CatalogError
+from artextract.data.download import download_nga, iiif_image_url, parse_retry_after
+from artextract.data.images import load_image
+from artextract.data.nga import ingest_nga
 
 FAST = dict(workers=4, rate=0, retries=3, backoff=0.05, max_backoff=0.5, timeout=1.0, progress=False)
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-N = 60   # paintings in the generated sample
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> fx.Sample:
-    """Generated images that the local IIIF server serves (read-only for the tests)."""
-    return fx.generate_sample(tmp_path_factory.mktemp("nga_sample"), n=N)
+N = 60   # paintings in the generated sample (the `sample` fixture of conftest.py)
 
 
 @pytest.fixture
@@ -93,7 +86,7 @@ def test_download_with_faults_then_resume(nga_catalog, tmp_path, sample):
         # Retry-After honoured: the retry came at least 1 s later
         t = srv.times(uid[ids[1]])
         assert len(t) == 2 and t[1] - t[0] >= 0.95
-        assert all(p.endswith("/full/!64,64/0/default.jpg") for _, _, p, _ in srv.log if p.startswith("/iiif/"))
+        assert all(p.endswith("/full/!64,64/0/default.jpg") for p in (h.path for h in srv.log) if p.startswith("/iiif/"))
         good = [i for i in ids if i not in permanent]
         _check_intact(root, good, originals)
         for i in permanent:
@@ -124,7 +117,7 @@ def test_concurrency_and_rate_are_bounded(nga_catalog, sample):
         s = download_nga(cat, cat.image_root, base_url=srv.base_url, workers=3, rate=20, progress=False)
         assert len(s.downloaded) == 12
         assert srv.max_inflight <= 3
-        starts = sorted(t for t, *_ in srv.log)
+        starts = sorted(h.time for h in srv.log)
         assert starts[-1] - starts[0] >= 11 / 20 * 0.9  # 12 requests at 20/s
 
 
@@ -249,44 +242,27 @@ def test_a_non_image_answer_is_described_never_quoted(tmp_path, capsys):
     """A text page where an image was expected: the report gives the HTTP status, content type and size,
     never the page's words (they went to stderr and download_report.json). A file:// URL is refused
     with the reason. Loopback addresses stay allowed (the good image comes from 127.0.0.1)."""
-    import http.server
     import io
-    import threading
 
     from iiif_server import IIIFServer
     from PIL import Image
+    from support.http_server import LocalServer, Reply, Router
 
     buf = io.BytesIO()
     Image.new("RGB", (16, 12), (10, 200, 30)).save(buf, "PNG")
-    with IIIFServer(files={"/good.png": buf.getvalue(), "/page.jpg": SECRET}) as srv:
-        class Page(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(SECRET)))
-                self.end_headers()
-                self.wfile.write(SECRET)
-
-        page = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-        threading.Thread(target=page.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        try:
-            secret_file = tmp_path / "secret.png"
-            secret_file.write_bytes(buf.getvalue())
-            df = pd.DataFrame({"id": ["good", "html", "mislabelled", "local"],
-                               "path": ["good.png", "html.jpg", "mislabelled.jpg", "local.png"],
-                               "split": ["train"] * 4,
-                               "image_url": [srv.base + "/good.png", f"http://127.0.0.1:{page.server_address[1]}/x",
-                                             srv.base + "/page.jpg", secret_file.as_uri()]})
-            cat_path = tmp_path / "c.parquet"
-            Catalog(df, {}, tmp_path / "images").save(cat_path)
-            rc = main(["download", "iiif", "--catalog", str(cat_path), "--rate", "0", "--retries", "1",
-                       "--backoff", "0.01", "--timeout", "2", "--no-progress"])
-        finally:
-            page.shutdown()
-            page.server_close()
+    page_router = Router().add(r"/.*", lambda req: Reply(200, SECRET, "text/html; charset=utf-8"))
+    with IIIFServer(files={"/good.png": buf.getvalue(), "/page.jpg": SECRET}) as srv, LocalServer(page_router) as page:
+        secret_file = tmp_path / "secret.png"
+        secret_file.write_bytes(buf.getvalue())
+        df = pd.DataFrame({"id": ["good", "html", "mislabelled", "local"],
+                           "path": ["good.png", "html.jpg", "mislabelled.jpg", "local.png"],
+                           "split": ["train"] * 4,
+                           "image_url": [srv.base + "/good.png", page.base + "/x",
+                                         srv.base + "/page.jpg", secret_file.as_uri()]})
+        cat_path = tmp_path / "c.parquet"
+        Catalog(df, {}, tmp_path / "images").save(cat_path)
+        rc = main(["download", "iiif", "--catalog", str(cat_path), "--rate", "0", "--retries", "1",
+                   "--backoff", "0.01", "--timeout", "2", "--no-progress"])
     assert rc == 1
     err = capsys.readouterr().err
     report_text = (tmp_path / "images" / "download_report.json").read_text()

@@ -27,7 +27,6 @@ import io
 import json
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
 
@@ -39,7 +38,6 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import artgan_fixtures as ag  # noqa: E402
 import nga_fixtures as fx  # noqa: E402
 

@@ -3,18 +3,16 @@ manifests and collections of ../shared/data/iiif_examples (skipped without it), 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from iiif_server import IIIFServer  # noqa: E402
+from iiif_server import IIIFServer
 
-from artextract.cli import main  # noqa: E402
-from artextract.data.catalog import Catalog, CatalogError  # noqa: E402
-from artextract.data.iiif import column_name, ingest_iiif, language_text, strip_html  # noqa: E402
+from artextract.cli import main
+from artextract.data.catalog import Catalog, CatalogError
+from artextract.data.iiif import column_name, ingest_iiif, language_text, strip_html
 
 FIX = Path(__file__).resolve().parent / "iiif_fixtures"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "iiif_examples"
@@ -131,7 +129,7 @@ def test_http_collection_nested_cycle_faults_and_report(tmp_path):
         assert srv.count("/iiif/v3/rembrandt/manifest.json") == 2      # read once (+1 retry), not per listing
         assert srv.count("/iiif/collection/top.json") == 1             # the cycle is not followed again
         assert srv.count("/iiif/collection/dutch.json") == 2
-        t = [ts for ts, p, _ in srv.log if p == "/iiif/collection/dutch.json"]
+        t = [h.time for h in srv.log if h.path == "/iiif/collection/dutch.json"]
         assert t[1] - t[0] >= 0.95                                      # Retry-After honoured
     cat = Catalog.load(out)
     assert sorted(cat.df["title"]) == ["The Milkmaid", "The Night Watch"]   # not the collection's entry labels

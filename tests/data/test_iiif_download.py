@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from iiif_server import IIIFServer, Service  # noqa: E402
+from iiif_server import IIIFServer, Service
 
-from artextract.cli import main  # noqa: E402
-from artextract.data.catalog import Catalog, CatalogError  # noqa: E402
-from artextract.data.download import DownloadOptions, download_iiif, iiif_size_parameter  # noqa: E402
-from artextract.data.images import load_image  # noqa: E402
+from artextract.cli import main
+from artextract.data.catalog import Catalog, CatalogError
+from artextract.data.download import DownloadOptions, download_iiif, iiif_size_parameter
+from artextract.data.images import load_image
 
 FIX = Path(__file__).resolve().parent / "iiif_fixtures"
 FAKE = "http://127.0.0.1:9/"
@@ -158,17 +156,17 @@ def test_ingest_then_download_with_faults(tmp_path):
             assert load_image(f).size == size, title
         assert not (cat.image_root / rows["gone"]["path"]).exists()
         assert not list(cat.image_root.glob(".*.part"))
-        t = [ts for ts, p, _ in srv.log if p == "/iiif/image/vermeer/full/!357,400/0/default.jpg"]
+        t = [h.time for h in srv.log if h.path == "/iiif/image/vermeer/full/!357,400/0/default.jpg"]
         assert len(t) == 2 and t[1] - t[0] >= 0.95                     # Retry-After honoured
-        assert not any(p.endswith("/full/full/0/default.jpg") and "image3" in p for _, p, _ in srv.log)
-        assert not any(p.startswith("/iiif/image/vermeer-verso") or "xray" in p for _, p, _ in srv.log)
+        assert not any(p.endswith("/full/full/0/default.jpg") and "image3" in p for p in (h.path for h in srv.log))
+        assert not any(p.startswith("/iiif/image/vermeer-verso") or "xray" in p for p in (h.path for h in srv.log))
 
         # resume: only the failure is tried again
         n = len(srv.log)
         srv.faults.clear()
         rc = main(["download", "iiif", "--catalog", str(out), "--size", "512", *rewrite, *FAST])
         assert rc == 0
-        new = [p for _, p, _ in srv.log[n:]]
+        new = [h.path for h in srv.log[n:]]
         assert new == ["/img/gone/info.json", "/img/gone/full/!512,512/0/default.jpg"]
         assert Catalog.load(out).missing_images() == []
 

@@ -1,24 +1,16 @@
 """NGA open data importer: real column layout, multi-line fields, timeframe labels, primary views."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nga_fixtures as fx  # noqa: E402
+import nga_fixtures as fx
 
-from artextract.cli import main  # noqa: E402
-from artextract.data.catalog import Catalog, CatalogError, RowAccount  # noqa: E402
-from artextract.data.nga import NGA_TIMEFRAMES, ingest_nga, normalize_timeframe  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> fx.Sample:
-    """Generated images named like the NGA sample (read-only for the tests)."""
-    return fx.generate_sample(tmp_path_factory.mktemp("nga_sample"))
+from artextract.cli import main
+from artextract.data.catalog import Catalog, CatalogError, RowAccount
+from artextract.data.nga import NGA_TIMEFRAMES, ingest_nga, normalize_timeframe
 
 
 @pytest.fixture

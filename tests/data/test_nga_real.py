@@ -3,15 +3,12 @@ headers kept in tests/fixtures/nga still match the export, and the importer and 
 the 106 real sample images as they handle the generated ones."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nga_fixtures as fx  # noqa: E402
+import nga_fixtures as fx
 
-from artextract.data.download import download_nga  # noqa: E402
-from artextract.data.images import load_image  # noqa: E402
-from artextract.data.nga import ingest_nga  # noqa: E402
+from artextract.data.download import download_nga
+from artextract.data.images import load_image
+from artextract.data.nga import ingest_nga
 
 
 def test_real_nga_headers_sample_import_and_download(tmp_path):

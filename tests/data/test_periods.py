@@ -120,10 +120,6 @@ def test_csv_importer_option(tmp_path):
 
 
 def test_nga_importer_option_and_timeframe_tolerance(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import nga_fixtures as fx
 
     sample = fx.generate_sample(tmp_path / "images")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +21,7 @@ from artextract.data.wikiart import (
     repair_mojibake,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import artgan_fixtures as ag  # noqa: E402
+import artgan_fixtures as ag
 
 
 @pytest.fixture(scope="module")

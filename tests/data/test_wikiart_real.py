@@ -5,8 +5,6 @@ test, so that a clone without the shared data skips once)."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -14,8 +12,7 @@ from artextract.cli import main
 from artextract.data.catalog import Catalog
 from artextract.data.wikiart import TASKS, ingest_wikiart, read_labels, read_split_file, repair_mojibake
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_wikiart import check_raw_file_quirks  # noqa: E402
+from test_wikiart import check_raw_file_quirks
 
 VLAMINCK = "Post_Impressionism/maurice-de-vlaminck_the-village.jpg"
 

@@ -2,12 +2,10 @@
 (random weights: fast, and enough for near-copy retrieval and round trips)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from web_helpers import TEST_HOSTS, jpeg_bytes, make_outliers  # noqa: E402,F401
+from web_helpers import TEST_HOSTS, jpeg_bytes, make_outliers  # noqa: F401
 
 
 @pytest.fixture(scope="session")
