@@ -7,6 +7,7 @@ from .defaults import DEFAULT_BACKBONE
 
 PRETRAINED_CHOICES = ("imagenet", "none")
 DEFAULT_SEED = 0
+VAL_FRACTION = 0.2  # default validation share of the importers that make their own split (ingest csv, folder, nga)
 
 
 def add_backbone_options(parser, *, backbone_help: str | None = None, backbone_group=None,

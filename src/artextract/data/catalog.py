@@ -457,3 +457,19 @@ def absolute_image_root(path: str | os.PathLike) -> None:
         info["image_root"] = str((path.parent / root).resolve())
     meta[META_KEY] = json.dumps(info).encode()
     pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+def title_from_id(item_id: str) -> str:
+    """A readable title for catalogues without one: WikiArt's ``Style/artist-name_title-words-1890.jpg``
+    becomes ``Title words 1890 · artist name``."""
+    if "/" not in item_id:
+        return item_id
+    stem = item_id.rsplit("/", 1)[-1]
+    if "." in stem[-6:]:
+        stem = stem.rsplit(".", 1)[0]
+    parts = [p.replace("-", " ").strip() for p in stem.split("_", 1)]
+    if len(parts) == 2 and all(parts):
+        artist, work = parts
+        return f"{work[:1].upper()}{work[1:]} · {artist}"
+    text = parts[0] or item_id
+    return text[:1].upper() + text[1:]

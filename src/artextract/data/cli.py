@@ -1,18 +1,15 @@
 """Sub-commands for data: ingest, catalog info, prepare, demo-data."""
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
-from ..cli_options import PREPARE_CACHE_HELP, add_cache_option, add_json_option, add_seed_option
+from ..cli_options import PREPARE_CACHE_HELP, VAL_FRACTION, add_cache_option, add_json_option, add_seed_option
 
 logger = logging.getLogger(__name__)
-
-VAL_FRACTION = 0.2  # default validation share of the importers that make their own split
 
 
 def _cmd_ingest_wikiart(args) -> int:
@@ -138,6 +135,7 @@ def register(sub) -> None:
     -------
     None
     """
+    from . import iiif_cli, nga_cli
     from .cache import DEFAULT_SIZE
     from .folder import DEFAULT_TASK
     from .periods import add_period_arguments
@@ -193,8 +191,8 @@ def register(sub) -> None:
     add_period_arguments(f)
     f.set_defaults(func=_cmd_ingest_folder)
 
-    dsub = importlib.import_module("artextract.data.nga_cli").register(isub, sub)
-    importlib.import_module("artextract.data.iiif_cli").register(isub, dsub)
+    dsub = nga_cli.register(isub, sub)
+    iiif_cli.register(isub, dsub)
 
     p = add_command(sub, "catalog", "inspect a catalogue", "artextract catalog info wikiart.parquet")
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

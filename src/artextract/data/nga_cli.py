@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..cli import UserError, add_command
-from ..cli_options import add_progress_option, add_seed_option
+from ..cli_options import VAL_FRACTION, add_progress_option, add_seed_option
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,6 @@ def register(ingest_sub, top_sub):
     argparse subparsers action
         The sources of ``artextract download``, for the other sources.
     """
-    from .cli import VAL_FRACTION
     from .periods import add_period_arguments
 
     p = add_command(

@@ -27,6 +27,9 @@ tiny_cnn            none (random init; for tests and smoke runs)       -
 Vision Transformers (``timm:vit_*``, DINOv2, EVA, SigLIP, ``open_clip:`` CLIP and SigLIP) live in
 :mod:`artextract.models.vit`: their patch tokens become the map, their own pooling the pooled vector.
 
+:class:`Backbone`, :class:`Preprocess` and the registry (:func:`register`, :func:`list_backbones`) are
+defined in :mod:`artextract.models.base`, which :mod:`.vit` builds on too; they are re-exported here.
+
 Asking for pretrained weights that cannot be had raises :class:`WeightsUnavailable`, whose message
 says how to get them; there is never a silent random start.
 """
@@ -39,9 +42,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -49,131 +50,8 @@ from torch import nn
 from ..defaults import DEFAULT_BACKBONE  # noqa: F401  (re-exported)
 from ..errors import WeightsUnavailable  # noqa: F401  (re-exported)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """What a backbone expects of its input: square ``size`` px, resized with ``interpolation``, then
-    normalised with ``mean`` and ``std`` (CLIP and SigLIP do not use ImageNet's)."""
-
-    size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-
-    def to_dict(self) -> dict:
-        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation}
-
-
-@dataclass
-class BackboneInfo:
-    name: str
-    builder: Callable[..., "Backbone"]
-    offline: bool
-    description: str
-    default_size: int = 224
-    taps: tuple[str, ...] = ()
-
-
-_REGISTRY: dict[str, BackboneInfo] = {}
-
-
-def register(name: str, offline: bool, description: str, default_size: int = 224, taps: tuple[str, ...] = ()):
-    """``taps``: names of the body's submodules (ends of the earlier stages) whose outputs give the
-    style statistics, see :meth:`Backbone.forward_with_stats`."""
-    def deco(fn):
-        _REGISTRY[name] = BackboneInfo(name, fn, offline, description, default_size, tuple(taps))
-        return fn
-    return deco
-
-
-def list_backbones() -> list[BackboneInfo]:
-    """The registered backbones, in registration order.
-
-    Returns
-    -------
-    list of BackboneInfo
-    """
-    return list(_REGISTRY.values())
-
-
-class Backbone(nn.Module):
-    """Wraps a feature extractor; ``forward`` returns the last spatial feature map.
-
-    ``forward_with_stats`` also returns the *style statistics*: the per-channel mean and standard
-    deviation of the outputs of a few earlier stages (``taps``, named in the registry). Mid-level
-    channel statistics describe brushwork, texture and palette, what style and artist turn on (the
-    idea of Gatys et al.'s Gram matrices, reduced to their diagonal); the last map alone is tuned
-    to ImageNet objects.
-    """
-
-    kind = "cnn"
-
-    def __init__(self, body: nn.Module, out_channels: int, default_size: int, name: str,
-                 forward_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-                 pretrained: str | None = None, preprocess: Preprocess | None = None):
-        super().__init__()
-        self.body = body
-        self.out_channels = out_channels
-        self.default_size = default_size
-        self.preprocess = preprocess or Preprocess(default_size)
-        self.name = name
-        self.pretrained = pretrained
-        self._forward_fn = forward_fn
-        self._captured: list[torch.Tensor] | None = None
-        info = _REGISTRY.get(name)
-        self.taps: tuple[str, ...] = info.taps if info else ()
-        for tap in self.taps:
-            body.get_submodule(tap).register_forward_hook(self._capture)
-
-    def _capture(self, module, inputs, output) -> None:
-        if self._captured is not None:
-            self._captured.append(output)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward_fn(self.body, x) if self._forward_fn else self.body(x)
-
-    def forward_with_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The last feature map ``[B, C, h, w]`` and the style statistics ``[B, D]`` (``D = 0``
-        for a backbone without taps): ``[mean, std]`` over positions of every tap's channels."""
-        self._captured = []
-        try:
-            fmap = self.forward(x)
-            outs = self._captured
-        finally:
-            self._captured = None
-        if not outs:
-            return fmap, fmap.new_zeros((fmap.shape[0], 0), dtype=torch.float32)
-        return fmap, channel_stats(outs)
-
-    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The map ``[B, C, h, w]``, the pooled vector ``[B, P]`` (the map's mean for a CNN; the model's
-        own pooling for a transformer) and the style statistics ``[B, D]``, in one pass."""
-        fmap, stats = self.forward_with_stats(x)
-        return fmap, fmap.float().mean(dim=(2, 3)), stats
-
-    @property
-    def text_tower(self) -> bool:
-        """Whether :meth:`encode_text` puts text in the pooled vectors' space (open_clip models)."""
-        return False
-
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
-        raise ValueError(f"{self.name} has no text tower: text search needs an open_clip backbone "
-                         "(e.g. --backbone open_clip:ViT-B-32), whose text and image vectors share one space")
-
-
-def channel_stats(outs: list[torch.Tensor]) -> torch.Tensor:
-    """``[mean, std]`` over positions of every ``[B, C, h, w]`` map's channels, concatenated: ``[B, 2 sum C]``."""
-    parts = []
-    for o in outs:
-        std, mean = torch.std_mean(o.float(), dim=(2, 3), correction=0)
-        parts += [mean, std]
-    return torch.cat(parts, dim=1)
+from .base import (IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo, Preprocess,  # noqa: F401  (re-exported)
+                   _REGISTRY, channel_stats, list_backbones, register)
 
 
 # ---------------------------------------------------------------------- weight files

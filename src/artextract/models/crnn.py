@@ -8,7 +8,7 @@ one linear head per task gives the logits. With ``linear_path=True`` (the traini
 second path reads the standardised global average with its own linear head per task; each path is
 trained on its own loss and the model's logits are the mean of the two. With ``stats_dim > 0`` both
 paths also read the backbone's style statistics (mean and spread of earlier stages' channels, see
-:meth:`~artextract.models.backbones.Backbone.forward_with_stats`), which the last map lacks: the
+:meth:`~artextract.models.base.Backbone.forward_with_stats`), which the last map lacks: the
 linear path beside the global average, the recurrent one as a third projected part of its pooled
 representation (so the retrieval embedding carries them too).
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import Backbone, Preprocess, WeightsUnavailable, channel_stats
+from ..errors import WeightsUnavailable
+from .base import Backbone, Preprocess, channel_stats
 
 logger = logging.getLogger(__name__)
 

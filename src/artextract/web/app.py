@@ -19,7 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from .deps import HERE, render
+from . import deps  # noqa: F401 (adds the explorer's globals to the templates)
+from .templating import HERE, render
 from .explorer import Explorer, FeatureUnavailable, WebConfig
 from .images import ImageNotFound
 from .uploads import DecodeBudget, use_large_blocks

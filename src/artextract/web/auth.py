@@ -21,13 +21,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from . import security  # noqa: F401  (argon2 loaded and its dummy hash made with the app, not at the first sign-in)
 from .db import ReviewStore
+from .templating import render
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +36,6 @@ LOGIN_COOKIE = "artextract_login"
 PUBLIC_PATHS = ("/login", "/api/health", "/favicon.ico")
 PUBLIC_PREFIXES = ("/static/",)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-_hasher = PasswordHasher()
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
-
-
-def hash_password(password: str) -> str:
-    """An argon2id hash of ``password`` (argon2-cffi's default parameters)."""
-    return _hasher.hash(password)
-
-
-def verify_password(stored: str | None, password: str) -> bool:
-    """Whether ``password`` matches the ``stored`` hash; with no hash, the same work against a dummy."""
-    try:
-        return _hasher.verify(stored or _DUMMY, password) and stored is not None
-    except (VerificationError, InvalidHashError):
-        return False
-
 
 def wants_json(path: str) -> bool:
     """Routes that answer JSON or images (401 there; pages redirect to /login instead)."""
@@ -239,8 +222,6 @@ router = APIRouter(include_in_schema=False)
 
 def _login_page(request: Request, status: int = 200, error: str | None = None, next_url: str = "/",
                 name: str = "") -> HTMLResponse:
-    from .deps import render
-
     token = secrets.token_urlsafe(24)
     resp = render(request, "login.html", status, nav="login", error=error, next_url=next_url, login_name=name,
                   login_csrf=token)

@@ -256,7 +256,7 @@ class ReviewStore:
             raise ReviewStoreError(f"invalid user name {name!r}: use letters, digits and _.@- (at most 64)")
         if len(password or "") < 8:
             raise ReviewStoreError("the password must have at least 8 characters")
-        from .auth import hash_password
+        from .security import hash_password
 
         try:
             with self._write() as con:
@@ -281,7 +281,7 @@ class ReviewStore:
 
     def check_password(self, name: str, password: str) -> bool:
         """Whether ``password`` is ``name``'s (the same work is done for an unknown name)."""
-        from .auth import verify_password
+        from .security import verify_password
 
         with self._connect() as con:
             row = con.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()

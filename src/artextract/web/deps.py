@@ -1,68 +1,26 @@
-"""What the explorer's routers share: the explorer of the running app, the page renderer, URL and
-format helpers, and the logic that pages and API routes both use (gallery listing, predictions,
+"""What the explorer's routers share: the explorer of the running app, query helpers, and the logic that pages and API routes both use (gallery listing, predictions,
 similarity searches, recording a decision)."""
 from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 from PIL import Image
 
-from .. import __version__
 from ..data.catalog import SPLITS
 from ..data.images import ImageLoadError
 from .db import ACTIONS, ReviewStoreError
 from .explorer import SIMILARITY_MODES, Explorer, FeatureUnavailable
 from .images import ImageNotFound
+from .templating import templates
 from .uploads import DecodeBudget, DecodeBusy, decode_reduced
 
 log = logging.getLogger(__name__)
-HERE = Path(__file__).parent
 
 
 # ---------------------------------------------------------------------- formatting
-def pid_url(item_id: str) -> str:
-    return "/painting/" + quote(item_id, safe="/")
-
-
-def thumb_url(item_id: str, size: int = 256) -> str:
-    return f"/thumb/{quote(item_id, safe='/')}?size={size}"
-
-
-def image_url(item_id: str) -> str:
-    return "/image/" + quote(item_id, safe="/")
-
-
-def fmt(v) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "—"
-        if float(v).is_integer() and abs(v) < 1e12:
-            return str(int(v))
-        return f"{v:.3f}"
-    return str(v).replace("|", " · ")
-
-
-def pct(p) -> str:
-    try:
-        return f"{float(p) * 100:.1f}%"
-    except (TypeError, ValueError):
-        return "—"
-
-
-def labelize(s) -> str:
-    return str(s).replace("_", " ") if s is not None else "—"
-
-
 def query_string(request: Request, **changes) -> str:
     """The current query string with some parameters replaced (None removes)."""
     items = [(k, v) for k, v in request.query_params.multi_items() if k not in changes]
@@ -88,25 +46,14 @@ def parse_labels(values: list[str], tasks) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- templates
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.globals.update(pid_url=pid_url, thumb_url=thumb_url, image_url=image_url, version=__version__,
-                             modes=SIMILARITY_MODES, quote=quote)
-templates.env.filters.update(fmt=fmt, pct=pct, labelize=labelize)
+# the templates, their helpers and render() live in .templating (a leaf module); the similarity
+# modes are the explorer's, so they are added here, where the explorer is imported
+templates.env.globals.update(modes=SIMILARITY_MODES)
 
 
 def get_explorer(request: Request) -> Explorer:
     """The explorer of the app serving ``request`` (a FastAPI dependency)."""
     return request.app.state.explorer
-
-
-def current_user(request: Request) -> str | None:
-    """The signed-in reviewer of ``request`` (None when sign-in is off)."""
-    return getattr(request.state, "user", None)
-
-
-def review_left(ex: Explorer) -> int:
-    decided = ex.reviews.current_map()
-    return sum(1 for r in ex.outliers.queue if (r["id"], r["task"]) not in decided)
 
 
 QUEUE_VIEWS = {"all": "all flagged labels", "open": "only items nobody has decided",
@@ -136,18 +83,6 @@ def queue_view(ex: Explorer, task: str | None, show: str, me: str | None) -> tup
         visible = nobody if show == "open" else list(range(len(queue)))
         todo = nobody
     return queue, visible, todo, by
-
-
-def render(request: Request, name: str, status: int = 200, **ctx) -> HTMLResponse:
-    """Render a page template with what every page shows (the explorer, its tasks, the queue badge,
-    the signed-in reviewer and the CSRF token of the session)."""
-    ex = get_explorer(request)
-    ctx.setdefault("nav", "")
-    base = {"request": request, "ex": ex, "tasks": ex.tasks,
-            "review_left": review_left(ex) if ex.outliers is not None else None,
-            "user": current_user(request), "csrf_token": getattr(request.state, "csrf", None) or "",
-            "auth_on": bool(getattr(request.state, "auth_on", False))}
-    return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
 
 
 # ---------------------------------------------------------------------- uploads

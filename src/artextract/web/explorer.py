@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pandas as pd
 from PIL import Image
 
-from ..data.catalog import Catalog
+from ..data.catalog import Catalog, title_from_id
 from .db import ReviewStore
 from .images import LRU, ImageServer
 from .review import OutlierTable
@@ -401,22 +401,6 @@ class _ObjLRU(LRU):
             self._d[key] = value
             while len(self._d) > self.max_bytes:
                 self._d.popitem(last=False)
-
-
-def title_from_id(item_id: str) -> str:
-    """A readable title for catalogues without one: WikiArt's ``Style/artist-name_title-words-1890.jpg``
-    becomes ``Title words 1890 · artist name``."""
-    if "/" not in item_id:
-        return item_id
-    stem = item_id.rsplit("/", 1)[-1]
-    if "." in stem[-6:]:
-        stem = stem.rsplit(".", 1)[0]
-    parts = [p.replace("-", " ").strip() for p in stem.split("_", 1)]
-    if len(parts) == 2 and all(parts):
-        artist, work = parts
-        return f"{work[:1].upper()}{work[1:]} · {artist}"
-    text = parts[0] or item_id
-    return text[:1].upper() + text[1:]
 
 
 def _num(v):

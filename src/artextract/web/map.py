@@ -190,7 +190,7 @@ class CollectionMap:
         else:
             t, ok = pd.Series([""] * len(rows), dtype=object), np.zeros(len(rows), bool)
         if not ok.all():
-            from .explorer import title_from_id
+            from ..data.catalog import title_from_id
 
             for i in np.flatnonzero(~ok).tolist():
                 t.iat[i] = title_from_id(ids_col.iat[i])[:TITLE_CHARS]

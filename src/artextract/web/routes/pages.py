@@ -12,11 +12,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ...data.catalog import SPLITS
 from ..auth import check_csrf
-from ..deps import (QUEUE_VIEWS, current_user, decide, queue_view, decode_upload, gallery_page, get_explorer, pid_url, predictions, query_string,
-                    read_upload, render, require_painting, similar_panel_result, templates)
+from ..deps import (QUEUE_VIEWS, decide, queue_view, decode_upload, gallery_page, get_explorer, predictions, query_string,
+                    read_upload, require_painting, similar_panel_result)
 from ..explorer import MAX_TEXT_QUERY, SIMILARITY_MODES, Explorer
 from ..images import data_url
 from ..review import evidence_view
+from ..templating import current_user, pid_url, render, templates
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)

@@ -12,8 +12,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ... import __version__
-from ..deps import (decode_budget, decode_upload, gallery_page, get_explorer, image_url, pid_url, predictions,
-                    read_upload, require_painting, similar_api_result, thumb_url)
+from ..deps import (decode_budget, decode_upload, gallery_page, get_explorer, predictions, read_upload,
+                    require_painting, similar_api_result)
+from ..templating import image_url, pid_url, thumb_url
 from ..uploads import DecodeBudget
 from ..explorer import MAX_TEXT_QUERY, Explorer, FeatureUnavailable
 from ..map import LAYOUTS, PARTS, MapUnavailable

@@ -13,9 +13,10 @@ from starlette.background import BackgroundTask
 
 from ...data.catalog import absolute_image_root
 from ...utils import csv_safe_frame
-from ..deps import current_user, decide, get_explorer, queue_view
+from ..deps import decide, get_explorer, queue_view
 from ..explorer import Explorer, FeatureUnavailable
 from ..review import decisions_frame, export_reviews
+from ..templating import current_user
 
 router = APIRouter(prefix="/api", tags=["review"])
 
