@@ -9,6 +9,7 @@ import threading
 import time
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from artextract.cli import main
@@ -109,13 +110,17 @@ def test_parallel_wrong_guesses_are_slowed_as_much_as_sequential_ones(auth_clien
     wait 0, 0.1, 0.2, 0.4, 0.8 s (doubling, at most 16 x 0.1 s) before being checked; sent at once they
     book their turns first, so the k-th check still comes no sooner than the sum of those waits, and
     the guesses whose turn is more than 1.6 s away are refused at once (429), unchecked."""
+    from fastapi.testclient import TestClient
+
     c = auth_client(login_delay=0.1)
-    token = _login_token(c)
+    # one browser session per guess (the same address): a shared cookie jar would race on the session
+    clients = [TestClient(c.app, base_url=str(c.base_url)) for _ in range(12)]
+    tokens = [_login_token(x) for x in clients]
     results = []
     t0 = time.perf_counter()
 
     def guess(i):
-        r = c.post("/login", data={"name": "bob", "password": f"wrong-guess-{i}", "csrf_token": token})
+        r = clients[i].post("/login", data={"name": "bob", "password": f"wrong-guess-{i}", "csrf_token": tokens[i]})
         said = "Too many sign-in attempts" in r.text
         results.append((r.status_code, time.perf_counter() - t0, r.headers.get("retry-after") if said else None))
 
@@ -126,9 +131,12 @@ def test_parallel_wrong_guesses_are_slowed_as_much_as_sequential_ones(auth_clien
         t.join(30)
     checked = sorted(t for code, t, _ in results if code == 401)
     refused = [ra for code, _, ra in results if code == 429]
-    assert len(checked) + len(refused) == 12 and 4 <= len(checked) <= 5, results
-    for t, earliest in zip(checked, (0.0, 0.1, 0.3, 0.7, 1.5)):
-        assert t >= earliest - 0.01, (checked, earliest)
+    # on a busy machine the threads book later, so more of them can fall inside the horizon; what must
+    # hold whatever the load is that the k-th check comes no sooner than in a sequential run
+    assert len(checked) + len(refused) == 12 and len(checked) >= 4, results
+    earliest = np.cumsum([0.0] + [min(0.1 * 2 ** k, 1.6) for k in range(11)])
+    for t, e in zip(checked, earliest):
+        assert t >= e - 0.01, (checked, e)
     assert all(ra and int(ra) >= 1 for ra in refused)
 
 
