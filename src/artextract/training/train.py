@@ -231,47 +231,14 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
     is_main = rank == 0
     say = log if is_main else (lambda *a, **k: None)
     out = Path(cfg.out)
-    device = default_device()
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-        torch.cuda.set_device(device)
+    device = _train_device(rank, world)
 
     cat = Catalog.load(cfg.catalog, cache_dir=cfg.cache)  # --cache, else the recorded or default folder
-    tasks = cfg.tasks or _learnable_tasks(cat, say)
-    for t in tasks:
-        spec = cat.task(t)
-        if cat.df[t].notna().sum() == 0:
-            raise CatalogError(f"task {t!r} has no labelled paintings in {cfg.catalog}")
-        if spec.num_classes < 2:
-            raise CatalogError(f"task {t!r} has fewer than two classes; nothing to learn")
-    cfg.tasks = tasks
-    if resume and not (out / STATE).exists():
-        say(f"--resume: no checkpoint in {out} yet; starting from the beginning")
-        resume = False
-    if resume:
-        saved = json.loads((out / CONFIG).read_text())["train"]
-        for key in RESUME_KEYS:
-            if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
-                say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
-                setattr(cfg, key, saved.get(key))
-    elif is_main and (out / MODEL).exists() and any(out.iterdir()):
-        raise CatalogError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    tasks = _checked_tasks(cat, cfg, say)
+    resume = _resolve_resume(cfg, out, resume, is_main, say)
 
-    train_ids, val_ids, val_how = select_rows(cat, tasks, cfg)
-    # validation rows taken from the training split (the catalogue has none): a refit may use them later
-    held_out = bool(val_ids) and bool((cat.df.loc[cat.df["id"].isin(val_ids), "split"] == "train").all())
-    if not train_ids:
-        raise CatalogError("no training paintings with labels for " + ", ".join(tasks))
-    say(f"training on {len(train_ids)} paintings; validation: {val_how}")
-
-    fsets = _feature_sets(cat, cfg, rank, world, say)
+    train_ids, val_ids, val_how, held_out, fsets = _training_rows(cat, tasks, cfg, rank, world, say)
     fs = fsets["center"]
-    cfg.image_size = fs.image_size
-    ok = fs.available(train_ids)
-    if not ok.all():
-        say(f"{int((~ok).sum())} training painting(s) have no image and are skipped")
-    train_ids = [k for k, o in zip(train_ids, ok) if o]
-    val_ids = [k for k, o in zip(val_ids, fs.available(val_ids)) if o]
     # style statistics for both paths (none when switched off or the backbone has no taps)
     use_stats = cfg.linear_path and cfg.style_stats and fs.stats_dim > 0
     num_classes = {t: cat.task(t).num_classes for t in tasks}
@@ -289,34 +256,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
     st = _load_state(out, resume)
     stage_name = st.get("stage", "frozen") if st else None
     stage = new_stage(tr, st if stage_name == "frozen" else None)
-    config = {
-        "format": "artextract-run/1",
-        "tasks": {t: cat.tasks[t].to_json() for t in tasks},
-        "backbone": {"name": cfg.backbone, "pretrained": cfg.pretrained, "weights": cfg.weights,
-                     "image_size": cfg.image_size, "source": None, "finetuned": False},
-        "head": stage.head.config,
-        "cache_size": cfg.cache_size,
-        "catalog": str(Path(cfg.catalog).resolve()),
-        "validation": val_how,
-        "train": asdict(cfg),
-    }
-    progress = {"start_epoch": 0, "best": float("-inf"), "bad": 0, "history": [], "session_epochs": 0}
-    if st is not None:
-        if stage_name in ("finetune", "refit"):
-            progress.update(start_epoch=cfg.epochs, best=st["best"],
-                            history=st.get("history") or json.loads((out / CONFIG).read_text()).get("history", []))
-            say(f"resuming in the {'fine-tuning' if stage_name == 'finetune' else 'refit'} stage")
-        else:
-            progress.update(start_epoch=st["epoch"] + 1, best=st["best"], bad=st["bad_epochs"], history=st["history"])
-            if progress["start_epoch"] >= cfg.epochs or progress["bad"] >= cfg.patience:
-                progress["start_epoch"] = cfg.epochs  # stage 1 is finished
-            h = progress["history"]
-            say(f"resuming after epoch {st['epoch'] + 1}" + (f" (best epoch so far: {_best_epoch(h)})" if h else ""))
+    config = _run_config(cfg, cat, tasks, stage.head.config, val_how)
+    progress = _restored_progress(st, stage_name, cfg, out, say)
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG).write_text(json.dumps(config, indent=2))
-        cfg.save_args(out)  # args.yaml: the resolved settings, for `train --config`
-        (out / workspace.RUN_SPLIT).write_text(json.dumps({"train": train_ids, "val": val_ids}))
+        _write_run_files(out, config, cfg, train_ids, val_ids)
 
     t0 = time.time()
     if not _frozen_stage(stage, tr, va, ordered, cfg, progress, out, device, rank, world, say):
@@ -335,33 +278,148 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
             say("--finetune: no refit on the held-out rows (they choose the fine-tuning epoch)")
         _finetune(cfg, cat, tasks, train_ids, val_ids, stage.head, config, out, device, rank, world, resume, say)
     elif cfg.refit and held_out and history:
-        # the held-out rows chose the epoch count; now every training row learns, for that many epochs
-        all_ids = train_ids + val_ids
-        ta = StoredMaps(fsets, all_ids, targets_for(cat, all_ids, tasks), stats=use_stats,
-                        flip_augment=cfg.flip_augment, seed=cfg.seed)
-        rs = new_stage(ta, st if stage_name == "refit" else None)
-        start = st["epoch"] + 1 if stage_name == "refit" else 0
-        if not _refit_stage(rs, ta, cfg, start, _best_epoch(history), first_val, progress, out, device, rank,
-                            world, say):
+        refit = _refit_all_rows(cfg, cat, tasks, fsets, use_stats, train_ids, val_ids, new_stage, st, stage_name,
+                                history, first_val, progress, out, device, rank, world, say)
+        if refit is None:
             distributed.shutdown(world)
             return out
-        refit = {"epochs": _best_epoch(history), "paintings": len(all_ids)}
-        say(f"refit: trained again on all {len(all_ids)} rows (held-out ones included) for the best "
-            f"{refit['epochs']} epoch(s)")
 
     if is_main:
-        config = json.loads((out / CONFIG).read_text())
-        config["history"] = history
-        if first_val is not None and not config["backbone"]["finetuned"]:
-            config["val_metrics"] = first_val
-            say(("validation (best epoch, before the refit): " if refit else "validation (best epoch): ") + "; ".join(
-                f"{t} acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}" for t, m in first_val.items() if m["n"]))
-        if refit:
-            config["refit"] = refit
-        (out / CONFIG).write_text(json.dumps(config, indent=2))
-        say(f"run saved in {out} ({time.time() - t0:.1f}s)")
+        _finish_run(out, history, first_val, refit, t0, say)
     distributed.shutdown(world)
     return out
+
+
+def _train_device(rank: int, world: int):
+    """The device this rank trains on (its own GPU under torchrun on CUDA)."""
+    device = default_device()
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    return device
+
+
+def _checked_tasks(cat: Catalog, cfg: TrainConfig, say) -> list[str]:
+    """The tasks to train (``cfg.tasks`` is set to them), each checked to have labels in two classes or more."""
+    tasks = cfg.tasks or _learnable_tasks(cat, say)
+    for t in tasks:
+        spec = cat.task(t)
+        if cat.df[t].notna().sum() == 0:
+            raise CatalogError(f"task {t!r} has no labelled paintings in {cfg.catalog}")
+        if spec.num_classes < 2:
+            raise CatalogError(f"task {t!r} has fewer than two classes; nothing to learn")
+    cfg.tasks = tasks
+    return tasks
+
+
+def _resolve_resume(cfg: TrainConfig, out: Path, resume: bool, is_main: bool, say) -> bool:
+    """Whether to resume; when so, ``cfg`` takes the run's saved settings (else an existing run is an error)."""
+    if resume and not (out / STATE).exists():
+        say(f"--resume: no checkpoint in {out} yet; starting from the beginning")
+        resume = False
+    if resume:
+        saved = json.loads((out / CONFIG).read_text())["train"]
+        for key in RESUME_KEYS:
+            if saved.get(key) != getattr(cfg, key) and not (key == "image_size" and getattr(cfg, key) is None):
+                say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
+                setattr(cfg, key, saved.get(key))
+    elif is_main and (out / MODEL).exists() and any(out.iterdir()):
+        raise CatalogError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    return resume
+
+
+def _training_rows(cat: Catalog, tasks: list[str], cfg: TrainConfig, rank: int, world: int, say):
+    """Training and validation ids with images, how validation was chosen, whether it was held out, the features."""
+    train_ids, val_ids, val_how = select_rows(cat, tasks, cfg)
+    # validation rows taken from the training split (the catalogue has none): a refit may use them later
+    held_out = bool(val_ids) and bool((cat.df.loc[cat.df["id"].isin(val_ids), "split"] == "train").all())
+    if not train_ids:
+        raise CatalogError("no training paintings with labels for " + ", ".join(tasks))
+    say(f"training on {len(train_ids)} paintings; validation: {val_how}")
+
+    fsets = _feature_sets(cat, cfg, rank, world, say)
+    fs = fsets["center"]
+    cfg.image_size = fs.image_size
+    ok = fs.available(train_ids)
+    if not ok.all():
+        say(f"{int((~ok).sum())} training painting(s) have no image and are skipped")
+    train_ids = [k for k, o in zip(train_ids, ok) if o]
+    val_ids = [k for k, o in zip(val_ids, fs.available(val_ids)) if o]
+    return train_ids, val_ids, val_how, held_out, fsets
+
+
+def _run_config(cfg: TrainConfig, cat: Catalog, tasks: list[str], head_config: dict, val_how: str) -> dict:
+    """The run's config.json: format, tasks, backbone, head, cache size, catalogue, validation and settings."""
+    return {
+        "format": "artextract-run/1",
+        "tasks": {t: cat.tasks[t].to_json() for t in tasks},
+        "backbone": {"name": cfg.backbone, "pretrained": cfg.pretrained, "weights": cfg.weights,
+                     "image_size": cfg.image_size, "source": None, "finetuned": False},
+        "head": head_config,
+        "cache_size": cfg.cache_size,
+        "catalog": str(Path(cfg.catalog).resolve()),
+        "validation": val_how,
+        "train": asdict(cfg),
+    }
+
+
+def _restored_progress(st: dict | None, stage_name: str | None, cfg: TrainConfig, out: Path, say) -> dict:
+    """Where the epochs start: a fresh run's progress, or the checkpoint's (start epoch, best, bad epochs, history)."""
+    progress = {"start_epoch": 0, "best": float("-inf"), "bad": 0, "history": [], "session_epochs": 0}
+    if st is not None:
+        if stage_name in ("finetune", "refit"):
+            progress.update(start_epoch=cfg.epochs, best=st["best"],
+                            history=st.get("history") or json.loads((out / CONFIG).read_text()).get("history", []))
+            say(f"resuming in the {'fine-tuning' if stage_name == 'finetune' else 'refit'} stage")
+        else:
+            progress.update(start_epoch=st["epoch"] + 1, best=st["best"], bad=st["bad_epochs"], history=st["history"])
+            if progress["start_epoch"] >= cfg.epochs or progress["bad"] >= cfg.patience:
+                progress["start_epoch"] = cfg.epochs  # stage 1 is finished
+            h = progress["history"]
+            say(f"resuming after epoch {st['epoch'] + 1}" + (f" (best epoch so far: {_best_epoch(h)})" if h else ""))
+    return progress
+
+
+def _write_run_files(out: Path, config: dict, cfg: TrainConfig, train_ids: list[str], val_ids: list[str]) -> None:
+    """Write the run folder's config.json, args.yaml and split file."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG).write_text(json.dumps(config, indent=2))
+    cfg.save_args(out)  # args.yaml: the resolved settings, for `train --config`
+    (out / workspace.RUN_SPLIT).write_text(json.dumps({"train": train_ids, "val": val_ids}))
+
+
+def _refit_all_rows(cfg: TrainConfig, cat: Catalog, tasks: list[str], fsets: dict, use_stats: bool,
+                    train_ids: list[str], val_ids: list[str], new_stage, st: dict | None, stage_name: str | None,
+                    history: list[dict], first_val, progress: dict, out: Path, device, rank: int, world: int,
+                    say) -> dict | None:
+    """The refit on every training row; its record for config.json, or None when it stopped early as asked."""
+    # the held-out rows chose the epoch count; now every training row learns, for that many epochs
+    all_ids = train_ids + val_ids
+    ta = StoredMaps(fsets, all_ids, targets_for(cat, all_ids, tasks), stats=use_stats,
+                    flip_augment=cfg.flip_augment, seed=cfg.seed)
+    rs = new_stage(ta, st if stage_name == "refit" else None)
+    start = st["epoch"] + 1 if stage_name == "refit" else 0
+    if not _refit_stage(rs, ta, cfg, start, _best_epoch(history), first_val, progress, out, device, rank,
+                        world, say):
+        return None
+    refit = {"epochs": _best_epoch(history), "paintings": len(all_ids)}
+    say(f"refit: trained again on all {len(all_ids)} rows (held-out ones included) for the best "
+        f"{refit['epochs']} epoch(s)")
+    return refit
+
+
+def _finish_run(out: Path, history: list[dict], first_val, refit: dict | None, t0: float, say) -> None:
+    """Record the history, validation metrics and refit in config.json, and say where the run is."""
+    config = json.loads((out / CONFIG).read_text())
+    config["history"] = history
+    if first_val is not None and not config["backbone"]["finetuned"]:
+        config["val_metrics"] = first_val
+        say(("validation (best epoch, before the refit): " if refit else "validation (best epoch): ") + "; ".join(
+            f"{t} acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}" for t, m in first_val.items() if m["n"]))
+    if refit:
+        config["refit"] = refit
+    (out / CONFIG).write_text(json.dumps(config, indent=2))
+    say(f"run saved in {out} ({time.time() - t0:.1f}s)")
 
 
 RESUME_KEYS = ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hidden", "layers", "pool",
