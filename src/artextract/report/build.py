@@ -126,6 +126,37 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
         run = Run.load(run_dir)
 
     # ---------------------------------------------------------------- metrics
+    _metrics_section(parts, catalog, run, run_dir, split, log)
+
+    # ---------------------------------------------------------------- map
+    _map_section(parts, catalog, run, index_dir, color_task, labels, assets, seed, log)
+
+    # ---------------------------------------------------------------- outliers
+    parts.append('<h2 id="outliers">Paintings whose labels may not fit</h2>')
+    index = None
+    if index_dir:
+        from ..similarity.index import EmbeddingIndex
+        index = EmbeddingIndex.load(index_dir)
+    _outliers_section(parts, outliers_csv, index, thumbs, labels, n_outliers, k)
+
+    # ---------------------------------------------------------------- similar
+    _similar_section(parts, catalog, index, thumbs, labels, n_queries, k, seed)
+
+    # ---------------------------------------------------------------- next
+    parts.append('<h2 id="next">Next steps</h2>')
+    steps = next_steps or []
+    parts.append("<pre>" + _esc("\n".join(steps)) + "</pre>" if steps else
+                 "<p>Explore it in the browser: <code>artextract serve --catalog CATALOG --run RUN --index INDEX "
+                 "--outliers FILE.csv</code></p>")
+
+    doc = _page(parts, catalog, info, title, synthetic)
+    path = out_dir / "report.html"
+    path.write_text(doc, encoding="utf-8")
+    return path
+
+
+def _metrics_section(parts: list[str], catalog: Catalog, run, run_dir, split: str, log) -> None:
+    """Append the metrics table and confusion matrices (evaluating the run first when its evaluation is not current)."""
     parts.append('<h2 id="metrics">Classification metrics</h2>')
     metrics = None
     if run is not None:
@@ -160,7 +191,10 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
         parts.append('<p class="note">No run given (<code>--run</code>): no metrics.</p>'
                      '<h2 id="confusion">Confusion matrices</h2><p class="muted">No run given.</p>')
 
-    # ---------------------------------------------------------------- map
+
+def _map_section(parts: list[str], catalog: Catalog, run, index_dir, color_task: str | None, labels: dict,
+                 assets: Path, seed: int, log) -> None:
+    """Append the t-SNE map of the run's (else the index's) embeddings, coloured by ``color_task``."""
     parts.append('<h2 id="map">Map of the collection</h2>')
     color_task = color_task or ("style" if "style" in catalog.tasks else next(iter(catalog.tasks), None))
     emb_ids, emb = None, None
@@ -179,12 +213,10 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
     else:
         parts.append('<p class="muted">No embeddings (give --run or --index).</p>')
 
-    # ---------------------------------------------------------------- outliers
-    parts.append('<h2 id="outliers">Paintings whose labels may not fit</h2>')
-    index = None
-    if index_dir:
-        from ..similarity.index import EmbeddingIndex
-        index = EmbeddingIndex.load(index_dir)
+
+def _outliers_section(parts: list[str], outliers_csv, index, thumbs: _Thumbs, labels: dict, n_outliers: int,
+                      k: int) -> None:
+    """Append, for each outlier file, its flagged paintings with their neighbours."""
     csvs = outliers_csv if isinstance(outliers_csv, list) else ([outliers_csv] if outliers_csv else [])
     if not csvs:
         parts.append('<p class="muted">No outlier file given (run <code>artextract outliers</code>, then '
@@ -213,7 +245,10 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
                 cells.append(_card(thumbs(nid), f"{_esc(nid)}<br>{_esc(labels.get(task, {}).get(nid))}"))
             parts.append('<div class="row">' + "".join(cells) + "</div>")
 
-    # ---------------------------------------------------------------- similar
+
+def _similar_section(parts: list[str], catalog: Catalog, index, thumbs: _Thumbs, labels: dict, n_queries: int,
+                     k: int, seed: int) -> None:
+    """Append a few seeded query paintings with their nearest neighbours in the index."""
     parts.append('<h2 id="similar">Similar paintings</h2>')
     if index is None:
         parts.append('<p class="muted">No index given (run <code>artextract index</code>, then '
@@ -230,13 +265,9 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
                                    f"<span class='muted'>{x['score']:.3f}</span>"))
             parts.append('<div class="row">' + "".join(cells) + "</div>")
 
-    # ---------------------------------------------------------------- next
-    parts.append('<h2 id="next">Next steps</h2>')
-    steps = next_steps or []
-    parts.append("<pre>" + _esc("\n".join(steps)) + "</pre>" if steps else
-                 "<p>Explore it in the browser: <code>artextract serve --catalog CATALOG --run RUN --index INDEX "
-                 "--outliers FILE.csv</code></p>")
 
+def _page(parts: list[str], catalog: Catalog, info: dict, title: str | None, synthetic: bool) -> str:
+    """The whole HTML document: header, navigation and the sections."""
     tasks_s = ", ".join(f"{t} ({v['num_classes']} classes)" for t, v in info["tasks"].items())
     head = (f"<header><h1>{_esc(title or 'ArtExtract report')}</h1><p>{info['rows']:,} paintings · "
             f"{_esc(tasks_s)} · {_esc(catalog.source)} · {time.strftime('%Y-%m-%d %H:%M')}</p></header><main>")
@@ -244,8 +275,5 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
         head += ('<p class="note">This collection is the <b>synthetic demo corpus</b>: generated pictures, not real '
                  "paintings. Run the same commands on WikiArt or NGA data for real results.</p>")
     nav = "<p>" + " · ".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS) + "</p>"
-    doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title or 'ArtExtract report')}"
-           f"</title><style>{CSS}</style></head><body>{head}{nav}{''.join(parts)}</main></body></html>")
-    path = out_dir / "report.html"
-    path.write_text(doc, encoding="utf-8")
-    return path
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title or 'ArtExtract report')}"
+            f"</title><style>{CSS}</style></head><body>{head}{nav}{''.join(parts)}</main></body></html>")
