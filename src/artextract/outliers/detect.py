@@ -179,6 +179,39 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     if method not in CHOICES:
         raise CatalogError(f"unknown method {method!r}; choose from {', '.join(CHOICES)}")
     y_all, classes = labelled_rows(catalog, task)
+    features, keep, rows = _checked_features(catalog, task, y_all, features, ids, extra_views, backbone,
+                                             progress, log)
+    X, views, style, style_views = _kept_rows(features, keep)
+    # renumber the classes that occur, 0..K-1
+    present, y = np.unique(y_all[rows], return_inverse=True)
+    K = len(present)
+    names = [classes[c] for c in present]
+    k = int(k or M.default_k(len(y)))
+    graph = M.knn_graph(X, max(k, n_evidence))
+    ctx_tasks = context_tasks(catalog, task, context)
+    ctx = context_columns(catalog, ctx_tasks, rows)
+    scores, flags, probs = _score_all(X, y, K, k=k, folds=folds, seed=seed, C=C, repeats=repeats,
+                                      views=views, graph=graph, context=ctx, style=style, style_views=style_views)
+    ordered = ordered_scores(catalog, task, rows, present, y, probs["cleanlab"]) \
+        if catalog.task(task).ordered else None  # (result, tolerated first class, last class)
+    if ordered is not None:
+        scores["ordered"] = ordered[0].scores
+    # combined probabilities -> suggested label
+    P = _combined_probs(probs, weights)
+    score, flagged, rank = _ranking(method, scores, flags, probs, P, y, weights)
+    df = _issue_table(catalog, task, features, keep, rows, y, names, K, P, score, rank, flagged, scores, flags,
+                      graph, n_evidence)
+    if ordered is not None:
+        _add_ordered_columns(df, ordered, classes, present)
+    df.attrs.update({"task": task, "method": method, "features": features.source, "n_flagged": int(flagged.sum()),
+                     "classes": names, "k": k, "context": ctx_tasks, "ordered": ordered is not None})
+    cols = COLUMNS + (ORDERED_COLUMNS if ordered is not None else [])
+    return df[cols].sort_values("rank").reset_index(drop=True)
+
+
+def _checked_features(catalog: Catalog, task: str, y_all: np.ndarray, features, ids, extra_views, backbone: str,
+                      progress: bool, log) -> tuple[Features, np.ndarray, np.ndarray]:
+    """The :class:`Features`, the mask of its labelled rows and their catalogue rows (enough of them, or an error)."""
     if features is None:
         features = backbone_features(catalog, backbone, progress=progress, log=log)
     if not isinstance(features, Features):
@@ -201,6 +234,11 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
         raise UncheckableTask(f"task {task!r} cannot be checked: only {int(keep.sum())} labelled painting(s) "
                               f"with features in {len(np.unique(y_all[frow[keep]]))} class(es)")
     rows = frow[keep]
+    return features, keep, rows
+
+
+def _kept_rows(features: Features, keep: np.ndarray):
+    """The kept rows of the features, their extra views, style statistics and style views."""
     def rows_of(m):  # no copy when every painting is kept
         return m if keep.all() else m[keep]
 
@@ -208,25 +246,20 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     views = [rows_of(v) for v in features.extra_views]
     style = rows_of(features.style) if features.style is not None else None
     style_views = [rows_of(v) for v in features.style_views] if style is not None else []
-    # renumber the classes that occur, 0..K-1
-    present, y = np.unique(y_all[rows], return_inverse=True)
-    K = len(present)
-    names = [classes[c] for c in present]
-    k = int(k or M.default_k(len(y)))
-    graph = M.knn_graph(X, max(k, n_evidence))
-    ctx_tasks = context_tasks(catalog, task, context)
-    ctx = context_columns(catalog, ctx_tasks, rows)
-    scores, flags, probs = _score_all(X, y, K, k=k, folds=folds, seed=seed, C=C, repeats=repeats,
-                                      views=views, graph=graph, context=ctx, style=style, style_views=style_views)
-    ordered = ordered_scores(catalog, task, rows, present, y, probs["cleanlab"]) \
-        if catalog.task(task).ordered else None  # (result, tolerated first class, last class)
-    if ordered is not None:
-        scores["ordered"] = ordered[0].scores
-    # combined probabilities -> suggested label
+    return X, views, style, style_views
+
+
+def _combined_probs(probs: dict[str, np.ndarray], weights: dict[str, float] | None) -> np.ndarray:
+    """The weighted mean of the label models' probabilities (the plain mean when no model has weight)."""
     w = M.DEFAULT_WEIGHTS if weights is None else weights
     wsum = sum(w.get(m, 0.0) for m in probs) or 1.0
-    P = sum(w.get(m, 0.0) * probs[m] for m in probs) / wsum if any(w.get(m, 0) for m in probs) \
+    return sum(w.get(m, 0.0) * probs[m] for m in probs) / wsum if any(w.get(m, 0) for m in probs) \
         else sum(probs.values()) / len(probs)
+
+
+def _ranking(method: str, scores: dict, flags: dict, probs: dict, P: np.ndarray, y: np.ndarray,
+             weights: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The chosen method's score, flags and ranks (1 = most suspicious)."""
     if method == "ensemble":
         score = M.ensemble({m: scores[m] for m in (*LABEL_METHODS, "ordered") if m in scores}, weights)
         n_flag = M.estimated_issue_count(y, probs["cleanlab"])
@@ -243,6 +276,13 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     order = np.lexsort((np.arange(len(y)), -np.nan_to_num(score, nan=-np.inf)))
     rank = np.empty(len(y), np.int64)
     rank[order] = np.arange(1, len(y) + 1)
+    return score, flagged, rank
+
+
+def _issue_table(catalog: Catalog, task: str, features: Features, keep: np.ndarray, rows: np.ndarray,
+                 y: np.ndarray, names: list, K: int, P: np.ndarray, score: np.ndarray, rank: np.ndarray,
+                 flagged: np.ndarray, scores: dict, flags: dict, graph, n_evidence: int) -> pd.DataFrame:
+    """One row per checked painting: labels, suggestion, scores, flags, split, neighbour evidence and a note."""
     sugg = P.argmax(1)
     # evidence: nearest labelled neighbours in the same feature space
     nbr, sim = graph[0][:, :n_evidence], graph[1][:, :n_evidence]
@@ -253,7 +293,7 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
         c = counts[y[i]]
         notes.append(f"class {names[y[i]]!r} has only {c} labelled painting(s): checked against the other classes only"
                      if c < 3 else "")
-    df = pd.DataFrame({
+    return pd.DataFrame({
         "id": ids_arr,
         "task": task,
         "given_label": [names[c] for c in y],
@@ -270,17 +310,16 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
         "neighbor_similarities": [SEP.join(f"{s:.3f}" for s in sim[i]) for i in range(len(y))],
         "note": notes,
     })
-    if ordered is not None:
-        res, lo, hi = ordered
-        df["score_ordered"] = res.scores
-        df["class_distance"] = res.distance.round(3)
-        df["far_mass"] = res.far_mass.round(4)
-        df["tolerated"] = [classes[a] if a == b else f"{classes[a]} .. {classes[b]}" for a, b in zip(lo, hi)]
-        df["suggested_range"] = [M.format_range(classes[present[c]], r) for c, r in zip(res.center, res.radius)]
-    df.attrs.update({"task": task, "method": method, "features": features.source, "n_flagged": int(flagged.sum()),
-                     "classes": names, "k": k, "context": ctx_tasks, "ordered": ordered is not None})
-    cols = COLUMNS + (ORDERED_COLUMNS if ordered is not None else [])
-    return df[cols].sort_values("rank").reset_index(drop=True)
+
+
+def _add_ordered_columns(df: pd.DataFrame, ordered, classes: list, present: np.ndarray) -> None:
+    """Add an ordered task's columns (``ORDERED_COLUMNS``) to ``df``."""
+    res, lo, hi = ordered
+    df["score_ordered"] = res.scores
+    df["class_distance"] = res.distance.round(3)
+    df["far_mass"] = res.far_mass.round(4)
+    df["tolerated"] = [classes[a] if a == b else f"{classes[a]} .. {classes[b]}" for a, b in zip(lo, hi)]
+    df["suggested_range"] = [M.format_range(classes[present[c]], r) for c, r in zip(res.center, res.radius)]
 
 
 def context_tasks(catalog: Catalog, task: str, context: Sequence[str] | str | None) -> list[str]:
