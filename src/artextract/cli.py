@@ -8,6 +8,7 @@ import logging
 import sys
 
 from . import __version__
+from .errors import ArtExtractError, UserError  # noqa: F401  (UserError re-exported for the command modules)
 
 # Order here is the order in `artextract --help`.
 COMMAND_MODULES = [
@@ -20,10 +21,6 @@ COMMAND_MODULES = [
     "artextract.pipeline",
     "artextract.workspace_cli",
 ]
-
-
-class UserError(Exception):
-    """An error whose message is meant for the user; printed without a traceback."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -141,11 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    from .data.catalog import CatalogError
-    from .data.images import ImageLoadError
-    from .data.lock import StoreBusy
-    from .errors import ArtExtractError
-
     from .cli_options import apply_engine_options
 
     from .extras import require_backbone
@@ -154,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         apply_engine_options(args)
         require_backbone(getattr(args, "backbone", None))  # a missing extra is said before any work
         rc = args.func(args)
-    except (UserError, CatalogError, ImageLoadError, FileNotFoundError, StoreBusy,
-            ArtExtractError) as exc:
+    except (ArtExtractError, FileNotFoundError) as exc:
         print(f"artextract {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -33,3 +33,16 @@ class WeightsUnavailable(ArtExtractError, RuntimeError):
 
 class EngineUnavailable(ArtExtractError, ValueError):
     """The asked inference engine or precision cannot run here; the message says what can."""
+
+
+class UserError(ArtExtractError):
+    """A command cannot do what was asked (a missing or conflicting option, nothing to work on); the message
+    says why. Raised by the command modules; ``artextract.cli`` re-exports it."""
+
+
+class RunError(ArtExtractError, ValueError):
+    """A folder is not a usable training run (no settings or no model)."""
+
+
+class UnknownBackbone(ArtExtractError, ValueError):
+    """A backbone name that is not registered and has no ``timm:`` or ``open_clip:`` prefix."""

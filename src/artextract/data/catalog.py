@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import ArtExtractError
 from ..utils import atomic_path
 
 META_KEY = b"artextract"
@@ -34,7 +35,7 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 
 
-class CatalogError(ValueError):
+class CatalogError(ArtExtractError, ValueError):
     """A catalogue is malformed or a request does not fit it."""
 
 

@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
+from ..errors import ArtExtractError
 from .catalog import Catalog, CatalogError, TaskSpec
 from .tabular import stratified_split
 
@@ -67,7 +68,7 @@ _IMAGE_EXT = {"image/jpeg": ".jpg", "image/jpg": ".jpg", "image/png": ".png", "i
               "image/gif": ".gif", "image/webp": ".webp", "image/jp2": ".jp2"}
 
 
-class IIIFError(ValueError):
+class IIIFError(ArtExtractError, ValueError):
     """A document is not a usable IIIF manifest or collection."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ..errors import ArtExtractError
 from ..utils import atomic_write_text
 
 # Decode at most this many pixels (about 16k x 16k). PIL's own default warns at 89 Mpx and errors
@@ -29,7 +30,7 @@ IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class ImageLoadError(Exception):
+class ImageLoadError(ArtExtractError):
     """An image could not be loaded; ``str(err)`` says which file and why."""
 
     def __init__(self, path: str | os.PathLike | None, reason: str):

@@ -21,13 +21,15 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import ArtExtractError
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 ENV_TIMEOUT = "ARTEXTRACT_LOCK_TIMEOUT"  # seconds to wait for a busy store; unset = wait as long as it takes
 
 
-class StoreBusy(RuntimeError):
+class StoreBusy(ArtExtractError, RuntimeError):
     """Another job holds a store's lock and the wait ran out."""
 
 

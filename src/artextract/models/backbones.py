@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from ..defaults import DEFAULT_BACKBONE  # noqa: F401  (re-exported)
-from ..errors import WeightsUnavailable  # noqa: F401  (re-exported)
+from ..errors import UnknownBackbone, WeightsUnavailable  # noqa: F401  (re-exported)
 
 from .base import (IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo, Preprocess,  # noqa: F401  (re-exported)
                    _REGISTRY, channel_stats, list_backbones, register)
@@ -289,8 +289,8 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
 
     Raises
     ------
-    ValueError
-        Unknown name.
+    UnknownBackbone
+        Unknown name (a ``ValueError``).
     WeightsUnavailable
         Pretrained weights asked for but not available; the message says how to get them.
     """
@@ -300,7 +300,7 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
         return build(name.split(":", 1)[1], pretrained=pretrained, weights=weights,
                      image_size=kwargs.get("image_size"))
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(_REGISTRY)}, timm:<name> "
+        raise UnknownBackbone(f"unknown backbone {name!r}; choose from {', '.join(_REGISTRY)}, timm:<name> "
                          "or open_clip:<model>")
     builder = _REGISTRY[name].builder
     if "image_size" in kwargs and "image_size" not in builder.__code__.co_varnames:

@@ -55,13 +55,8 @@ def _features(args, cat):
 
     if args.run:
         return run_features(cat, args.run, progress=not args.no_progress)
-    from ..models.backbones import WeightsUnavailable
-
-    try:
-        return backbone_features(cat, args.backbone, flip=args.flip, pretrained=pretrained(args),
-                                 weights=args.weights, progress=not args.no_progress)
-    except (WeightsUnavailable, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    return backbone_features(cat, args.backbone, flip=args.flip, pretrained=pretrained(args),
+                             weights=args.weights, progress=not args.no_progress)
 
 
 def _cmd_outliers(args) -> int:
@@ -145,21 +140,16 @@ def _cmd_duplicates(args) -> int:
 
     cat = _load(args.catalog, args.cache)
     backbone = None if args.backbone == "none" else args.backbone
-    from ..models.backbones import WeightsUnavailable
+    feats = None
+    if backbone:
+        from .detect import backbone_features
 
-    try:
-        feats = None
-        if backbone:
-            from .detect import backbone_features
-
-            feats = backbone_features(cat, backbone, pretrained=pretrained(args), weights=args.weights,
-                                      style_stats=False, progress=not args.no_progress)
-        df = find_duplicates(cat, backbone=None, features=feats.X if feats else None,
-                             feature_ids=feats.ids if feats else None, phash_max=args.phash_max,
-                             dhash_max=args.dhash_max, cosine_min=args.cosine_min, progress=not args.no_progress,
-                             cache_size=args.cache_size)
-    except (WeightsUnavailable, ValueError) as exc:
-        raise UserError(str(exc)) from None
+        feats = backbone_features(cat, backbone, pretrained=pretrained(args), weights=args.weights,
+                                  style_stats=False, progress=not args.no_progress)
+    df = find_duplicates(cat, backbone=None, features=feats.X if feats else None,
+                         feature_ids=feats.ids if feats else None, phash_max=args.phash_max,
+                         dhash_max=args.dhash_max, cosine_min=args.cosine_min, progress=not args.no_progress,
+                         cache_size=args.cache_size)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         csv_safe_frame(df).to_csv(args.out, index=False)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import logging
 import sys
@@ -19,24 +18,7 @@ DEFAULT_K = 10
 MODES = ("image", "face", "pose")
 
 
-def _user_errors(fn):
-    """Turn the similarity package's expected failures into clean CLI errors."""
-    @functools.wraps(fn)
-    def wrapper(args):
-        from ..models.backbones import WeightsUnavailable
-        from .embed import TextSearchUnavailable
-        from .face import FaceModelsUnavailable
-        from .index import SimilarityError
-
-        try:
-            return fn(args)
-        except (SimilarityError, WeightsUnavailable, FaceModelsUnavailable, TextSearchUnavailable) as exc:
-            raise UserError(str(exc)) from None
-    return wrapper
-
-
 # ---------------------------------------------------------------------- index
-@_user_errors
 def _cmd_index(args) -> int:
     from ..data.catalog import Catalog
     from .embed import BackboneEmbedder, RunEmbedder
@@ -162,7 +144,6 @@ def _rows_all(index, args, catalog_arg):
              f" (e.g. {', '.join(left_out[:3])})")
 
 
-@_user_errors
 def _cmd_similar(args) -> int:
     from .api import draw_result, find_similar
     from .index import EmbeddingIndex
@@ -230,7 +211,6 @@ def _cmd_similar(args) -> int:
 
 
 # ---------------------------------------------------------------------- evaluate-retrieval
-@_user_errors
 def _cmd_evaluate(args) -> int:
     from ..data.catalog import Catalog
     from .evaluate import evaluate_index, format_evaluation

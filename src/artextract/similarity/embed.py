@@ -26,6 +26,7 @@ from ..data.cache import DEFAULT_SIZE
 from ..defaults import DEFAULT_BACKBONE
 from ..data.catalog import Catalog
 from ..data.images import SkipReport, load_image, resize_center_crop
+from ..errors import ArtExtractError
 from ..utils import l2_normalize  # noqa: F401  (re-exported for the index)
 
 logger = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ class BackboneEmbedder(Embedder):
         return self._transform(vec)
 
 
-class TextSearchUnavailable(ValueError):
+class TextSearchUnavailable(ArtExtractError, ValueError):
     """Text search was asked of an embedder without a text tower; the message says what would have one."""
 
 

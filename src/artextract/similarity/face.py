@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..errors import ArtExtractError
 from .records import RecordStore, decode_array, encode_array, index_items
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ EMB_DIM = 128
 SAME_PERSON_COSINE = 0.363  # SFace's published threshold
 
 
-class FaceModelsUnavailable(RuntimeError):
-    pass
+class FaceModelsUnavailable(ArtExtractError, RuntimeError):
+    """The face models are not installed or cannot be loaded; the message says how to get them."""
 
 
 def model_dir() -> Path:

@@ -47,6 +47,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from ..errors import ArtExtractError
 from ..utils import atomic_path, atomic_write_text, quiet_faiss
 from .embed import Embedder, PrecomputedEmbedder, embedder_from_meta, l2_normalize
 
@@ -68,7 +69,7 @@ OPQ_TRAIN_MAX = 32_768           # the OPQ rotation on at most this many, for OP
 OPQ_ITERATIONS = 8
 
 
-class SimilarityError(ValueError):
+class SimilarityError(ArtExtractError, ValueError):
     """A similarity request does not fit the index (unknown id, wrong index, bad option)."""
 
 

@@ -35,24 +35,17 @@ def _train_values(args) -> dict:
 
 
 def _cmd_train(args) -> int:
-    from ..models.backbones import WeightsUnavailable
-    from .config import ConfigError, TrainConfig
+    from .config import TrainConfig
     from .train import train
 
-    try:
-        values = TrainConfig.read_file(args.config) if args.config else {}
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    values = TrainConfig.read_file(args.config) if args.config else {}
     values.update(_train_values(args))  # flags given on the command line override the file
     missing = [k for k in ("catalog", "out") if not values.get(k)]
     if missing:
         raise UserError("give " + " and ".join(f"--{k}" for k in missing)
                         + (f" (or put {' and '.join(missing)} in {args.config})" if args.config else ""))
     cfg = TrainConfig(**values)
-    try:
-        train(cfg, resume=args.resume)
-    except WeightsUnavailable as exc:
-        raise UserError(str(exc)) from None
+    train(cfg, resume=args.resume)
     return 0
 
 

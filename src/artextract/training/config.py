@@ -16,13 +16,14 @@ from pathlib import Path
 from ..cli_options import CACHE_HELP
 from ..data.cache import DEFAULT_SIZE
 from ..defaults import CRNN_DEFAULTS, DEFAULT_BACKBONE, POOLS
+from ..errors import ArtExtractError
 
 SELECT_BY = ("loss", "macro_f1")  # early-stopping criteria: validation log loss, or mean macro-F1
 CLASS_WEIGHTING = ("none", "sqrt", "balanced")
 ARGS_FILE = "args.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(ArtExtractError, ValueError):
     """A settings file that cannot be used (unknown keys, wrong types, unreadable)."""
 
 

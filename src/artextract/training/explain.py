@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..errors import ArtExtractError
+
 logger = logging.getLogger(__name__)
 
 METHODS = ("auto", "attention", "gradcam")
@@ -31,7 +33,7 @@ VIEW_SIZE = 384
 CROP = 0.875  # the model reads the centre 87.5 % of its prepared square (see models.features)
 
 
-class ExplainError(ValueError):
+class ExplainError(ArtExtractError, ValueError):
     """The task or label is unknown, or the run cannot explain (no model)."""
 
 

@@ -12,8 +12,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ..data.cache import DEFAULT_SIZE
-from ..data.catalog import Catalog, CatalogError, TaskSpec
+from ..data.catalog import Catalog, TaskSpec
 from ..data.images import load_image, resize_center_crop
+from ..errors import RunError
 from ..models.backbones import Backbone, create_backbone
 from ..models.crnn import CRNNHead
 from ..models.engine import FeatureEngine
@@ -44,7 +45,7 @@ class Run:
     def load(cls, path: str | Path) -> "Run":
         path = Path(path)
         if not (path / CONFIG).exists() or not (path / MODEL).exists():
-            raise CatalogError(f"{path} is not a trained run (no {CONFIG} / {MODEL}); train one with `artextract train`")
+            raise RunError(f"{path} is not a trained run (no {CONFIG} / {MODEL}); train one with `artextract train`")
         config = json.loads((path / CONFIG).read_text())
         state = load_file(str(path / MODEL))
         h = dict(config["head"])

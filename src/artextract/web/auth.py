@@ -25,6 +25,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from ..errors import ArtExtractError
 from . import security  # noqa: F401  (argon2 loaded and its dummy hash made with the app, not at the first sign-in)
 from .db import ReviewStore
 from .templating import render
@@ -42,7 +43,7 @@ def wants_json(path: str) -> bool:
     return path.startswith(("/api", "/thumb/", "/image/")) or path in ("/openapi.json", "/similar-panel")
 
 
-class LoginRefused(Exception):
+class LoginRefused(ArtExtractError):
     """An attempt whose turn is too far away; ``retry_after`` is when one would be accepted (seconds)."""
 
     def __init__(self, retry_after: float):

@@ -27,7 +27,7 @@ def _cmd_serve(args) -> int:
     import uvicorn
 
     from .app import create_app
-    from .explorer import Explorer, ExplorerError, WebConfig
+    from .explorer import Explorer, WebConfig
 
     if args.max_upload_mb <= 0 or args.max_upload_mpx <= 0 or args.decode_budget_mpx <= 0:
         raise UserError("--max-upload-mb, --max-upload-mpx and --decode-budget-mpx must be positive")
@@ -42,10 +42,7 @@ def _cmd_serve(args) -> int:
                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                     max_upload_pixels=int(args.max_upload_mpx * 1_000_000),
                     decode_budget_pixels=int(args.decode_budget_mpx * 1_000_000), auth=not args.no_auth)
-    try:
-        explorer = Explorer(cfg)
-    except ExplorerError as exc:
-        raise UserError(str(exc)) from exc
+    explorer = Explorer(cfg)
     has_users = explorer.reviews.has_users()
     if args.no_auth:
         print(f"warning: --no-auth: anyone who can reach {args.host}:{args.port} can browse the catalogue and "
@@ -76,7 +73,7 @@ def _cmd_serve(args) -> int:
 
 def _store(args, create: bool = False):
     """The review database of ``--catalog`` (or ``--db``)."""
-    from .db import ReviewStore, ReviewStoreError
+    from .db import ReviewStore
     from .explorer import default_db_path
 
     if not Path(args.catalog).is_file():
@@ -84,15 +81,11 @@ def _store(args, create: bool = False):
     db = Path(args.db) if args.db else default_db_path(args.catalog)
     if not create and not db.exists():
         raise UserError(f"no review database at {db}; review in `artextract serve` first, or pass --db")
-    try:
-        return ReviewStore(db, create=create)
-    except ReviewStoreError as exc:
-        raise UserError(str(exc)) from exc
+    return ReviewStore(db, create=create)
 
 
 def _cmd_users_add(args) -> int:
     from ..extras import require
-    from .db import ReviewStoreError
 
     require("web", "fastapi", "argon2", feature="artextract users add")  # the password hash (web.auth)
     store = _store(args, create=True)
@@ -104,10 +97,7 @@ def _cmd_users_add(args) -> int:
         password = getpass.getpass(f"password for {args.name}: ")
         if getpass.getpass("again: ") != password:
             raise UserError("the two passwords differ")
-    try:
-        store.add_user(args.name, password)
-    except ReviewStoreError as exc:
-        raise UserError(str(exc)) from exc
+    store.add_user(args.name, password)
     print(f"added {args.name} to {store.path}; the explorer now asks everyone to sign in", file=sys.stderr)
     return 0
 
@@ -136,13 +126,8 @@ def _cmd_users_remove(args) -> int:
 
 
 def _cmd_users_token(args) -> int:
-    from .db import ReviewStoreError
-
     store = _store(args)
-    try:
-        token = store.new_token(args.name)
-    except ReviewStoreError as exc:
-        raise UserError(str(exc)) from exc
+    token = store.new_token(args.name)
     print(token)
     print("keep it secret: it is shown once (only its hash is stored); send it as "
           "`Authorization: Bearer TOKEN`", file=sys.stderr)

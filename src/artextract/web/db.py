@@ -26,6 +26,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import ArtExtractError
+
 SCHEMA_VERSION = 2
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 SESSION_HOURS = 12
@@ -82,7 +84,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 _COLUMNS = "id, task, action, label, given_label, suggested_label, decided_at, seq, reviewer"
 
 
-class ReviewStoreError(ValueError):
+class ReviewStoreError(ArtExtractError, ValueError):
     """The review database cannot be opened or a decision is malformed."""
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from ..data.catalog import Catalog, title_from_id
+from ..errors import ArtExtractError
 from .db import ReviewStore
 from .images import LRU, ImageServer
 from .review import OutlierTable
@@ -32,11 +33,11 @@ DEFAULT_DECODE_BUDGET_PIXELS = 100_000_000
 MAX_TEXT_QUERY = 300  # characters of a text search; artextract.similarity.api.MAX_TEXT_CHARS (not imported: torch)
 
 
-class ExplorerError(ValueError):
+class ExplorerError(ArtExtractError, ValueError):
     """A configured part (run, index, outliers, database) cannot be loaded."""
 
 
-class FeatureUnavailable(RuntimeError):
+class FeatureUnavailable(ArtExtractError, RuntimeError):
     """A feature was used that this server was not started with; the message says how to enable it."""
 
 

@@ -24,6 +24,7 @@ from PIL import Image
 
 from ..data.catalog import Catalog
 from ..data.images import ImageLoadError, load_image
+from ..errors import ArtExtractError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ THUMB_SIZES = (128, 256, 512)
 DISPLAY_SIZE = 1600
 
 
-class ImageNotFound(LookupError):
+class ImageNotFound(ArtExtractError, LookupError):
     """The id is not in the catalogue, its path leaves the image root, or the file is unusable."""
 
 

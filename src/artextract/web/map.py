@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import ArtExtractError
+
 logger = logging.getLogger(__name__)
 
 SCALE = 99_999            # coordinates are sent as integers in [0, SCALE]
@@ -37,7 +39,7 @@ PARTS = ("points", "xy", "color")
 OTHER, MISSING = -1, -2   # colour codes of the grey "other values" and of "no value"
 
 
-class MapUnavailable(RuntimeError):
+class MapUnavailable(ArtExtractError, RuntimeError):
     """The map needs an embedding: an index or a run."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data.catalog import Catalog
+from ..errors import ArtExtractError
 from ..utils import csv_safe_frame, csv_unescape_frame
 from .db import ReviewStore
 
@@ -22,7 +23,7 @@ KNOWN = ("id", "task", "given_label", "suggested_label", "suggested_prob", "scor
 _TRUE = {"true", "1", "yes", "y", "t"}
 
 
-class OutliersError(ValueError):
+class OutliersError(ArtExtractError, ValueError):
     """The outliers file is missing or malformed."""
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..data.images import ImageLoadError, _to_rgb
+from ..errors import ArtExtractError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ _ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_18
                 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
-class DecodeBusy(RuntimeError):
+class DecodeBusy(ArtExtractError, RuntimeError):
     """The decode budget stayed full for longer than the wait allows."""
 
 
