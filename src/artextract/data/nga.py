@@ -223,6 +223,39 @@ def ingest_nga(
     pi_path = _find_file(opendata_dir, "published_images.csv")
 
     # ---------------------------------------------------------------- objects
+    objs = _read_objects(obj_path, classification, chunksize, msgs, acc)
+
+    # ---------------------------------------------------------------- published images
+    objs = _join_published_images(objs, pi_path, opendata_dir, images_dir, chunksize, msgs)
+
+    # ---------------------------------------------------------------- image root
+    root = _image_root(images_dir, catalog_path)
+    objs, paths, on_disk = _rows_with_images(objs, root, msgs, acc)
+
+    # ---------------------------------------------------------------- labels
+    out, tasks, attribution = _labels(objs, paths, with_artist, artist_min_count, msgs)
+    # metadata
+    _add_metadata(out, objs, attribution)
+    out["split"] = stratified_split(out["timeframe"], val_fraction, seed)
+    msgs.append(f"no split in the NGA data: made a seeded split ({val_fraction:.0%} val, seed {seed}, "
+                "stratified on timeframe)")
+    n_disk = int(on_disk.sum())
+    if n_disk == len(out):
+        msgs.append(f"all {len(out):,} images are in {root}")
+    else:
+        msgs.append(f"{n_disk:,} of {len(out):,} images are in {root}; get the other {len(out) - n_disk:,} with "
+                    f"`artextract download nga --catalog {catalog_path or 'CATALOG'}`")
+    extra = {"nga": {"opendata": str(opendata_dir.resolve()), "classification": classification,
+                     "iiif_prefix": NGA_IIIF_PREFIX}}
+    cat = Catalog(out, tasks, root, source="nga", extra=extra)
+    acc.imported = len(cat)
+    acc.check()
+    return cat, msgs
+
+
+def _read_objects(obj_path: Path, classification: str, chunksize: int, msgs: list[str],
+                  acc: RowAccount) -> pd.DataFrame:
+    """The objects of the chosen classification with a unique objectid; what was left out goes to ``msgs``/``acc``."""
     wanted = {c.strip().lower() for c in classification.split(",") if c.strip()}
     keep_all = not wanted or "all" in wanted or "*" in wanted
     def keep(chunk):
@@ -264,9 +297,12 @@ def ingest_nga(
         msgs.append(f"objects.csv: skipped {int(dup.sum()):,} duplicated objectid(s), e.g. "
                     f"{objs.loc[dup, 'objectid'].head(3).tolist()}")
         objs = objs[~dup]
-    objs = objs.reset_index(drop=True)
+    return objs.reset_index(drop=True)
 
-    # ---------------------------------------------------------------- published images
+
+def _join_published_images(objs: pd.DataFrame, pi_path: Path | None, opendata_dir: Path, images_dir,
+                           chunksize: int, msgs: list[str]) -> pd.DataFrame:
+    """``objs`` with the uuid and iiifurl (and openaccess) of each object's primary published image."""
     if pi_path is not None:
         ids = set(objs["objectid"])
         pi, n_pi, bad_pi = _read_table(pi_path, IMAGE_COLUMNS, chunksize, IMAGE_REQUIRED,
@@ -285,8 +321,11 @@ def ingest_nga(
         msgs.append("no published_images.csv: only objects whose image is in --images are kept")
         objs["uuid"] = None
         objs["iiifurl"] = None
+    return objs
 
-    # ---------------------------------------------------------------- image root
+
+def _image_root(images_dir, catalog_path) -> Path:
+    """The catalogue's image root: ``images_dir``, else ``nga_images`` beside the catalogue (or here)."""
     if images_dir is not None:
         root = Path(images_dir).resolve()
         if not root.is_dir():
@@ -294,6 +333,11 @@ def ingest_nga(
     else:
         base = Path(catalog_path).resolve().parent if catalog_path else Path.cwd()
         root = base / "nga_images"
+    return root
+
+
+def _rows_with_images(objs: pd.DataFrame, root: Path, msgs: list[str], acc: RowAccount):
+    """The objects with a published image or an image on disk, their image paths and which are on disk."""
     paths = objs["objectid"] + ".jpg"
     on_disk = (np.array([(root / p).is_file() for p in paths], dtype=bool) if root.is_dir()
                else np.zeros(len(objs), bool))
@@ -303,9 +347,11 @@ def ingest_nga(
         msgs.append(f"left out {int((~keep_rows).sum()):,} object(s) with neither a primary published image "
                     "nor an image on disk")
         acc.leave_out("with neither a published image nor an image on disk", int((~keep_rows).sum()))
-    objs, paths, on_disk = objs[keep_rows].reset_index(drop=True), paths[keep_rows].reset_index(drop=True), on_disk[keep_rows]
+    return objs[keep_rows].reset_index(drop=True), paths[keep_rows].reset_index(drop=True), on_disk[keep_rows]
 
-    # ---------------------------------------------------------------- labels
+
+def _labels(objs: pd.DataFrame, paths: pd.Series, with_artist: bool, artist_min_count: int, msgs: list[str]):
+    """The catalogue frame with ids, paths and labels, its task specs, and the cleaned attributions."""
     raw_tf = objs["visualbrowsertimespan"]
     tf = raw_tf.map(normalize_timeframe)
     unknown = raw_tf.notna() & raw_tf.map(lambda v: isinstance(v, str) and v.strip() != "").astype(bool) & tf.isna()
@@ -330,7 +376,11 @@ def ingest_nga(
         if artist_min_count > 1:
             msgs.append(f"artist: {len(ok):,} attribution(s) with at least {artist_min_count} object(s); "
                         f"{int(attribution.notna().sum() - artist.notna().sum()):,} object(s) left unlabelled")
-    # metadata
+    return out, tasks, attribution
+
+
+def _add_metadata(out: pd.DataFrame, objs: pd.DataFrame, attribution: pd.Series) -> None:
+    """Add the ``METADATA_COLUMNS`` (and openaccess when the export has it) to ``out``."""
     for c in METADATA_COLUMNS:
         if c == "attribution":
             out[c] = attribution.astype(object)
@@ -340,18 +390,3 @@ def ingest_nga(
             out[c] = objs[c].astype(object).where(objs[c].notna(), None)
     if "openaccess" in objs.columns:
         out["openaccess"] = objs["openaccess"].astype(object).where(objs["openaccess"].notna(), None)
-    out["split"] = stratified_split(out["timeframe"], val_fraction, seed)
-    msgs.append(f"no split in the NGA data: made a seeded split ({val_fraction:.0%} val, seed {seed}, "
-                "stratified on timeframe)")
-    n_disk = int(on_disk.sum())
-    if n_disk == len(out):
-        msgs.append(f"all {len(out):,} images are in {root}")
-    else:
-        msgs.append(f"{n_disk:,} of {len(out):,} images are in {root}; get the other {len(out) - n_disk:,} with "
-                    f"`artextract download nga --catalog {catalog_path or 'CATALOG'}`")
-    extra = {"nga": {"opendata": str(opendata_dir.resolve()), "classification": classification,
-                     "iiif_prefix": NGA_IIIF_PREFIX}}
-    cat = Catalog(out, tasks, root, source="nga", extra=extra)
-    acc.imported = len(cat)
-    acc.check()
-    return cat, msgs
