@@ -34,7 +34,7 @@ def test_one_module_holds_the_path_rules():
 @pytest.fixture()
 def run_copy(tiny_run, tmp_path):
     """A private copy of the session's tiny run and its catalogue (tests here write evaluations)."""
-    shutil.copytree(tiny_run.run, tmp_path / "run")
+    shutil.copytree(tiny_run.run, tmp_path / "run", ignore=shutil.ignore_patterns("eval-*"))  # others evaluate it
     shutil.copytree(tiny_run.catalog.parent, tmp_path / "demo",
                     ignore=shutil.ignore_patterns("*.cache", "*.cache-location"))
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
