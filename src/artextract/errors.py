@@ -40,6 +40,11 @@ class UserError(ArtExtractError):
     says why. Raised by the command modules; ``artextract.cli`` re-exports it."""
 
 
+class OptionError(ArtExtractError, ValueError):
+    """A parameter has a value the function cannot use (an unknown method, an empty list); the message names
+    the parameter and, in parentheses, the command-line option that sets it."""
+
+
 class RunError(ArtExtractError, ValueError):
     """A folder is not a usable training run (no settings or no model)."""
 

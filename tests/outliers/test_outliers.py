@@ -9,6 +9,7 @@ from scipy.stats import hypergeom
 
 from artextract.cli import main
 from artextract.data.catalog import Catalog, CatalogError
+from artextract.errors import OptionError
 from artextract.outliers.detect import COLUMNS, UncheckableTask, rank_label_issues
 
 
@@ -90,7 +91,7 @@ def test_array_features_and_each_method(demo_outliers):
         df = rank_label_issues(cat, "style", feats.X, ids=feats.ids, method=method)
         assert df.attrs["method"] == method
         assert df["flagged"].equals(df[f"flag_{method}"])
-    with pytest.raises(CatalogError, match="unknown method"):
+    with pytest.raises(OptionError, match="unknown method"):
         rank_label_issues(cat, "style", feats, method="magic")
 
 

@@ -318,3 +318,14 @@ def test_a_vit_trains_and_fine_tunes_end_to_end(small, tmp_path):
     assert run["backbone"]["name"] == "timm:vit_tiny_patch16_224" and run["backbone"]["image_size"] == 64
     assert main(["predict", "--run", str(tmp_path / "vit"), "--json",
                  str(Path(small).parent / Catalog.load(small).df["path"].iloc[0])]) == 0
+
+
+@pytest.mark.slow
+def test_training_into_a_finished_run_is_refused_in_words(small, tmp_path, capsys):
+    from artextract.errors import RunError
+
+    _train(small, tmp_path / "r", "--epochs", "1", "--tasks", "style")
+    capsys.readouterr()
+    assert main(["train", "--catalog", str(small), "--out", str(tmp_path / "r"), *TINY, "--epochs", "1"]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert issubclass(RunError, ValueError)

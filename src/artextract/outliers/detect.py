@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.catalog import Catalog, CatalogError
+from ..errors import OptionError
 from . import methods as M
 from .ordered import ordered_scores
 
@@ -74,7 +75,7 @@ class Features:
 def parse_backbones(spec: str) -> list[str]:
     names = [s.strip() for s in spec.replace(",", "+").split("+") if s.strip()]
     if not names:
-        raise CatalogError("--backbone needs at least one backbone name")
+        raise OptionError("backbones: at least one backbone name is needed (--backbone)")
     return names
 
 
@@ -177,7 +178,7 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
 
     Returns a DataFrame with ``COLUMNS``, sorted by ``rank`` (1 = most suspicious)."""
     if method not in CHOICES:
-        raise CatalogError(f"unknown method {method!r}; choose from {', '.join(CHOICES)}")
+        raise OptionError(f"unknown method {method!r}; choose from {', '.join(CHOICES)} (--method)")
     y_all, classes = labelled_rows(catalog, task)
     features, keep, rows = _checked_features(catalog, task, y_all, features, ids, extra_views, backbone,
                                              progress, log)

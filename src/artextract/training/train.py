@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .. import distributed, workspace
 from ..data.cache import default_cache_dir, ensure_prepared
 from ..data.catalog import Catalog, CatalogError
+from ..errors import RunError
 from ..data.tabular import stratified_split
 from ..models.backbones import create_backbone
 from ..models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
@@ -324,7 +325,7 @@ def _resolve_resume(cfg: TrainConfig, out: Path, resume: bool, is_main: bool, sa
                 say(f"--resume: using the run's saved {key}={saved.get(key)!r}")
                 setattr(cfg, key, saved.get(key))
     elif is_main and (out / MODEL).exists() and any(out.iterdir()):
-        raise CatalogError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     return resume
 
 
