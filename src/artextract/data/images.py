@@ -9,6 +9,7 @@ Long jobs collect failures in a :class:`SkipReport` rather than stopping.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -119,36 +120,29 @@ def load_image(
             raise ImageLoadError(None, "empty file (0 bytes)")
         fp = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                img = Image.open(fp)
-            except UnidentifiedImageError:
-                raise ImageLoadError(path, "not an image file, or a format Pillow cannot read") from None
-            w, h = img.size
-            if w <= 0 or h <= 0:
-                raise ImageLoadError(path, f"invalid image size {w}x{h}")
-            if w * h > max_pixels:
-                raise ImageLoadError(
-                    path,
-                    f"image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}); "
-                    "possible decompression bomb",
-                )
+        with decoding(path):
+            img = open_checked(fp, path, max_pixels)
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
-            try:
-                img.load()
-            except (OSError, SyntaxError, ValueError) as exc:
-                msg = str(exc)
-                if "truncated" in msg.lower() or "image file is truncated" in msg:
-                    raise ImageLoadError(path, f"truncated image ({msg})") from None
-                raise ImageLoadError(path, f"corrupt image data ({msg})") from None
+            load_checked(img, path)
             try:
                 img = ImageOps.exif_transpose(img)
             except Exception:  # malformed EXIF must not lose the picture
                 pass
             return _to_rgb(img)
-    except ImageLoadError:
+    finally:
+        fp.close()
+
+
+@contextlib.contextmanager
+def decoding(path: Path | None, passthrough: tuple[type[BaseException], ...] = ()):
+    """Turn whatever a decoder raises into a per-file :class:`ImageLoadError` in words (a decompression
+    bomb, out of memory, any other failure), never a crash; ``passthrough`` exceptions go through."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (ImageLoadError, *passthrough):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(path, f"possible decompression bomb ({exc})") from None
@@ -156,8 +150,33 @@ def load_image(
         raise ImageLoadError(path, "out of memory while decoding") from None
     except Exception as exc:  # any other decoder failure is a per-file error, not a crash
         raise ImageLoadError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from None
-    finally:
-        fp.close()
+
+
+def open_checked(fp, path: Path | None, max_pixels: int) -> Image.Image:
+    """``Image.open`` with the checks made before any pixel is decoded: an image at all, a valid size,
+    not over ``max_pixels`` (a possible decompression bomb)."""
+    try:
+        img = Image.open(fp)
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not an image file, or a format Pillow cannot read") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageLoadError(path, f"invalid image size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageLoadError(path, f"image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}); "
+                                   "possible decompression bomb")
+    return img
+
+
+def load_checked(img: Image.Image, path: Path | None) -> None:
+    """Decode the pixels; a truncated or corrupt file is an :class:`ImageLoadError` that says which."""
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        msg = str(exc)
+        if "truncated" in msg.lower():
+            raise ImageLoadError(path, f"truncated image ({msg})") from None
+        raise ImageLoadError(path, f"corrupt image data ({msg})") from None
 
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:

@@ -20,13 +20,12 @@ import io
 import logging
 import math
 import threading
-import warnings
 from contextlib import contextmanager
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..data.images import ImageLoadError, _to_rgb
+from ..data.images import ImageLoadError, _to_rgb, decoding, load_checked, open_checked
 from ..errors import ArtExtractError
 
 log = logging.getLogger(__name__)
@@ -129,51 +128,27 @@ def decode_reduced(data: bytes, max_pixels: int, budget: DecodeBudget | None = N
     """
     if not data:
         raise ImageLoadError(None, "empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with decoding(None, passthrough=(DecodeBusy,)):
+        img = open_checked(io.BytesIO(data), None, max_pixels)
+        w, h = img.size
+        if img.format == "JPEG" and max(w, h) > max_side:
+            img.draft("RGB", _fit((w, h), max_side))
+        cost = img.size[0] * img.size[1]
+        with budget.hold(cost) if budget is not None else _nothing():
+            load_checked(img, None)
             try:
-                img = Image.open(io.BytesIO(data))
-            except UnidentifiedImageError:
-                raise ImageLoadError(None, "not an image file, or a format Pillow cannot read") from None
-            w, h = img.size
-            if w <= 0 or h <= 0:
-                raise ImageLoadError(None, f"invalid image size {w}x{h}")
-            if w * h > max_pixels:
-                raise ImageLoadError(None, f"image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}); "
-                                           "possible decompression bomb")
-            if img.format == "JPEG" and max(w, h) > max_side:
-                img.draft("RGB", _fit((w, h), max_side))
-            cost = img.size[0] * img.size[1]
-            with budget.hold(cost) if budget is not None else _nothing():
-                try:
-                    img.load()
-                except (OSError, SyntaxError, ValueError) as exc:
-                    msg = str(exc)
-                    if "truncated" in msg.lower():
-                        raise ImageLoadError(None, f"truncated image ({msg})") from None
-                    raise ImageLoadError(None, f"corrupt image data ({msg})") from None
-                try:
-                    orientation = img.getexif().get(0x0112)
-                except Exception:  # malformed EXIF must not lose the picture
-                    orientation = None
-                small = _shrink(img, max_side)
-                if small is not img:
-                    img.close()
-                del img
-            if orientation in _ORIENTATION:
-                small = small.transpose(_ORIENTATION[orientation])
-                if orientation >= 5:
-                    w, h = h, w
-            return small, (w, h)
-    except (ImageLoadError, DecodeBusy):
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(None, f"possible decompression bomb ({exc})") from None
-    except MemoryError:
-        raise ImageLoadError(None, "out of memory while decoding") from None
-    except Exception as exc:  # any other decoder failure is a per-file error, not a crash
-        raise ImageLoadError(None, f"cannot decode image ({type(exc).__name__}: {exc})") from None
+                orientation = img.getexif().get(0x0112)
+            except Exception:  # malformed EXIF must not lose the picture
+                orientation = None
+            small = _shrink(img, max_side)
+            if small is not img:
+                img.close()
+            del img
+        if orientation in _ORIENTATION:
+            small = small.transpose(_ORIENTATION[orientation])
+            if orientation >= 5:
+                w, h = h, w
+        return small, (w, h)
 
 
 @contextmanager
