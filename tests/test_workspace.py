@@ -102,3 +102,9 @@ def test_path_rules():
     assert workspace.eval_dir("r", "test") == Path("r/eval-test")
     assert workspace.prepared_dir("c", 256) == Path("c/s256")
     assert workspace.features_dir("c", "x") == Path("c/features/x")
+
+
+def test_the_design_docs_stores_table_is_the_workspaces_own():
+    doc = (SRC.parents[1] / "docs" / "design.md").read_text()
+    table = doc.split("<!-- workspace-table:start -->\n")[1].split("\n<!-- workspace-table:end -->")[0]
+    assert table == workspace.layout_table()

@@ -50,6 +50,34 @@ INDEX_FILE, IDS_FILE, META_FILE, MEAN_FILE = "index.faiss", "ids.json", "meta.js
 
 MISSING, PARTIAL, COMPLETE, STALE = "missing", "partial", "complete", "stale"
 
+# every artefact: (name, where, what builds it, when it is complete); docs/design.md's table is made from it
+ARTEFACTS = (
+    ("catalogue", "CATALOG.parquet", "`ingest`", "it loads and validates"),
+    ("cache location", f"CATALOG{LOCATION_SUFFIX}", "`prepare --cache DIR`",
+     f"absent: the cache is CATALOG{CACHE_SUFFIX}"),
+    ("prepared images", "CACHE/s<SIZE>/", "`prepare`, or any command that needs them",
+     "every painting prepared or failed"),
+    ("feature store", f"CACHE/{FEATURES_DIR}/<backbone>-<size>-<view>[-bf16]/",
+     "train, outliers, duplicates, index", f"every prepared painting's pooled vector done; {ENGINE_RECORD} "
+     "names its engine"),
+    ("thumbnails", f"CACHE/{THUMBS_DIR}/", "`serve`", "made on demand"),
+    ("run", f"RUN/{RUN_CONFIG}, {RUN_MODEL}, {RUN_LAST}, {RUN_STATE}, {RUN_SPLIT}", "`train`",
+     f"{RUN_MODEL} there and the config's history written"),
+    ("evaluation", f"RUN/eval-<SPLIT>/{METRICS}, {FINGERPRINT}", "`evaluate`, `report`",
+     "its fingerprint matches the catalogue and the run's weights (else stale)"),
+    ("index", f"INDEX/{INDEX_FILE}, {IDS_FILE}, {MEAN_FILE}, {META_FILE}", "`index`",
+     f"{META_FILE} (written last) agrees with the other files"),
+    ("converted models", "$ARTEXTRACT_ENGINE_CACHE or ~/.cache/artextract/engines/", "the OpenVINO engine",
+     "keyed by backbone, input size and weights hash"),
+)
+
+
+def layout_table() -> str:
+    """The artefacts as a Markdown table (docs/design.md holds it; a test keeps the two equal)."""
+    rows = ["| artefact | where | built by | complete when |", "|---|---|---|---|"]
+    rows += [f"| {a} | `{w}` | {b} | {c} |" for a, w, b, c in ARTEFACTS]
+    return "\n".join(rows)
+
 
 # ---------------------------------------------------------------------- path rules
 def default_cache_path(catalog_path: str | os.PathLike) -> Path:
