@@ -8,7 +8,8 @@ import logging
 import sys
 
 from . import __version__
-from .errors import ArtExtractError, UserError  # noqa: F401  (UserError re-exported for the command modules)
+from .cli_base import HelpFormatter, UserError, add_command  # noqa: F401  (re-exported for outside callers)
+from .errors import ArtExtractError
 
 # Order here is the order in `artextract --help`.
 COMMAND_MODULES = [
@@ -21,10 +22,6 @@ COMMAND_MODULES = [
     "artextract.pipeline",
     "artextract.workspace_cli",
 ]
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the line breaks of descriptions and examples."""
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -89,32 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ENGINE_COMMANDS:
         add_engine_options(sub.choices[name])
     return parser
-
-
-def add_command(sub, name: str, help: str, example: str, description: str | None = None):
-    """Create a sub-command parser whose ``--help`` ends with an example.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-        Where the command goes.
-    name : str
-        The command's name.
-    help : str
-        One line for the parent's list of commands (and the description by default).
-    example : str
-        A command line shown at the end of ``--help``.
-    description : str, optional
-        A longer description for the command's own ``--help``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-    """
-    return sub.add_parser(
-        name, help=help, description=description or help, epilog=f"example:\n  {example}",
-        formatter_class=HelpFormatter,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import UserError, add_command
+from .cli_base import UserError, add_command
 from . import workspace
 from .defaults import DEFAULT_BACKBONE
 

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from .cli import UserError, add_command
+from .cli_base import UserError, add_command
 from .cli_options import add_cache_option, add_json_option
 from .workspace import (COMPLETE, ENGINE_RECORD, META_FILE, MISSING, PARTIAL, RUN_CONFIG, Artefact,
                         evaluation_status, features_dir, run_status)

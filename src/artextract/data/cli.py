@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..cli import UserError, add_command
+from ..cli_base import UserError, add_command
 from ..cli_options import PREPARE_CACHE_HELP, VAL_FRACTION, add_cache_option, add_json_option, add_seed_option
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..cli import UserError, add_command
+from ..cli_base import UserError, add_command
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..cli import UserError, add_command
+from ..cli_base import UserError, add_command
 from ..cli_options import VAL_FRACTION, add_progress_option, add_seed_option
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..cli import UserError, add_command
+from ..cli_base import UserError, add_command
 from ..cli_options import (DEFAULT_BACKBONE, add_backbone_options, add_cache_option, add_json_option,
                            add_progress_option, add_seed_option, pretrained)
 from ..utils import csv_safe_frame

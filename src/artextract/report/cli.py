@@ -5,7 +5,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..cli import UserError, add_command
+from ..cli_base import UserError, add_command
 from ..cli_options import add_cache_option
 
 logger = logging.getLogger(__name__)

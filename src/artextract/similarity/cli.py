@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import UserError, add_command
+from ..cli_base import UserError, add_command
 from ..cli_options import (DEFAULT_BACKBONE, add_backbone_options, add_cache_option, add_json_option,
                            add_progress_option, pretrained)
 

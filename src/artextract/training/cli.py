@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from .. import workspace
-from ..cli import UserError, add_command
+from ..cli_base import UserError, add_command
 from ..cli_options import (add_backbone_options, add_cache_option, add_json_option, add_progress_option,
                            add_seed_option, pretrained)
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError, add_command
+from ..cli_base import UserError, add_command
 from ..cli_options import add_cache_option
 
 
