@@ -147,6 +147,27 @@ def _decode(args: tuple[str, str, int]) -> tuple[str, np.ndarray | None, str | N
         return item_id, None, f"{type(exc).__name__}: {exc}"
 
 
+_MAPS: dict = {}  # in a worker process: the cache's data.bin, mapped once per (file, capacity)
+
+
+def _decode_into(args: tuple[str, str, int, str, tuple, int]) -> tuple[str, bool, str | None]:
+    """Decode one image in a worker process and write it straight into its slot of the cache's data file
+    (no copy of the pixels through the pipe); the parent marks the slot done after its flush."""
+    item_id, path, size, data_file, shape, slot = args
+    try:
+        arr = decode_resized(path, size)
+    except ImageLoadError as exc:
+        return item_id, False, exc.reason
+    except Exception as exc:  # never let one file end the job
+        return item_id, False, f"{type(exc).__name__}: {exc}"
+    key = (data_file, shape)
+    if key not in _MAPS:
+        _MAPS.clear()
+        _MAPS[key] = np.memmap(data_file, np.uint8, "r+", shape=shape)
+    _MAPS[key][slot] = arr
+    return item_id, True, None
+
+
 @dataclass
 class PrepareResult:
     added: int
@@ -240,7 +261,7 @@ class PreparedCache:
         try:
             if workers > 1 and len(args) > 32:
                 ex = ProcessPoolExecutor(workers)
-                results = ex.map(_decode, args, chunksize=8)
+                results = ex.map(_decode_into, self.worker_args(todo, paths), chunksize=8)
             else:
                 ex, results = None, map(_decode, args)
             for n, (item_id, arr, err) in enumerate(results, 1):
@@ -248,7 +269,10 @@ class PreparedCache:
                     report.add(item_id, err)
                     self.store.fail(item_id, err)
                 else:
-                    self.store.put(item_id, arr)
+                    if arr is True:  # a worker wrote it into its slot
+                        self.store.written(item_id)
+                    else:
+                        self.store.put(item_id, arr)
                     added += 1
                 bar.update(1)
                 if n % batch == 0:
@@ -260,6 +284,13 @@ class PreparedCache:
             bar.close()
         self._merge(world, rank, report)
         return PrepareResult(added, already, report)
+
+    def worker_args(self, ids, paths: dict[str, str]) -> list[tuple]:
+        """What :func:`_decode_into` needs to write each of ``ids`` into its (reserved) slot."""
+        self.store._flush_data()
+        shape = (self.store.capacity, self.size, self.size, 3)
+        data_file = str(self.store.dir / "data.bin")
+        return [(k, paths[k], self.size, data_file, shape, self.store.slot[k]) for k in ids]
 
     def _merge(self, world: int, rank: int, report: SkipReport) -> None:
         """Under torchrun: wait for every rank, then rank 0 folds their failures into the store."""

@@ -157,6 +157,11 @@ class SlotStore:
         self.data[i] = value
         self._pending.append(i)
 
+    def written(self, item_id: str) -> None:
+        """Another process wrote ``item_id``'s data into its slot through its own map of ``data.bin`` (the
+        page cache is shared): mark it done at the next flush, after the data, as :meth:`put` does."""
+        self._pending.append(self.slot[item_id])
+
     def fail(self, item_id: str, reason: str) -> None:
         self.failures[item_id] = reason
 

@@ -299,11 +299,11 @@ class _OverlappedDecoder:
         return self.cache.has(k) or (k in self.missing and k not in self.cache.failures)
 
     def _submit(self, ids) -> None:
-        from ..data.cache import _decode
+        from ..data.cache import _decode_into
 
-        for k in ids:
-            if k in self.missing and k not in self.futures:
-                self.futures[k] = self.pool.submit(_decode, (k, self.paths[k], self.cache.size))
+        new = [k for k in ids if k in self.missing and k not in self.futures]
+        for k, a in zip(new, self.cache.worker_args(new, self.paths)):
+            self.futures[k] = self.pool.submit(_decode_into, a)
 
     def ensure(self, ids) -> list[str]:
         """Decode ``ids`` that are not prepared yet; the ids now in the cache."""
@@ -312,12 +312,12 @@ class _OverlappedDecoder:
         for k in ids:
             fut = self.futures.pop(k, None)
             if fut is not None:
-                item_id, arr, err = fut.result()
+                _, _, err = fut.result()
                 self.missing.discard(k)
                 if err is not None:
                     self.cache.store.fail(k, err)
                 else:
-                    self.cache.store.put(k, arr)
+                    self.cache.store.written(k)
             if k not in self.cache.failures:
                 ok.append(k)
         self.cache.store.flush()
