@@ -8,8 +8,8 @@ call it; training and Grad-CAM keep torch, since they need gradients.
 ==============  ======================================================================================
 engine          what runs the graph
 ==============  ======================================================================================
-``torch``       PyTorch. On a CPU the model and input are channels_last (what the product's NHWC uint8
-                images give), bf16 under autocast when asked; on CUDA, fp16 autocast by default.
+``torch``       PyTorch. On a CPU the input keeps the NHWC layout of the prepared images, bf16 under
+                autocast when asked; on CUDA, channels_last and fp16 autocast by default.
 ``openvino``    OpenVINO's CPU plugin, converted straight from the torch module (no ONNX), compiled for
                 ``f32`` or ``bf16``. The converted model is cached on disk per backbone, input size and
                 weights hash (:func:`engine_cache_dir`), so a second run starts in seconds; changed
@@ -193,7 +193,7 @@ class FeatureEngine:
         self._lock = threading.Lock()
         if self.engine == "torch":
             self.backbone.to(device)
-            if device.type == "cpu":
+            if device.type == "cuda":
                 self.backbone.to(memory_format=torch.channels_last)
 
     @property
@@ -211,7 +211,11 @@ class FeatureEngine:
 
     # ------------------------------------------------------------------ torch
     def _torch(self, x: torch.Tensor):
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        # on a GPU, channels_last; on a CPU the module stays contiguous and the input keeps the NHWC layout
+        # of the prepared images (faster here than channels_last weights: 134 against 106 views/s, MobileNetV2)
+        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             fm, pv, sv = self.backbone.forward_all(x)
