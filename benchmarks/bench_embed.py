@@ -7,7 +7,7 @@ On the WikiArt sample (``../shared/data/wikiart_sample``) and on the same painti
   prepare     ``PreparedCache.prepare`` of those JPEGs into an empty cache (what ``artextract prepare`` runs)
   features    the backbone over the prepared cache, both views (centre and mirror), with the style
               statistics: what training, outliers, index and duplicates compute once per painting.
-              ``torch fp32 (previous)`` is the forward pass as the project ran it before the engine
+              ``torch-previous`` (the baseline) is the backbone module called directly under torch
               (the module contiguous, its input channels_last from the NHWC cache); the other rows go
               through :class:`artextract.models.engine.FeatureEngine`
   end to end  ``extract_features`` (both views) on the 1,500 px JPEGs with an empty cache: decode,
@@ -87,7 +87,7 @@ def _peak_gflops(threads: int) -> tuple[float, str]:
 
 
 class _Previous:
-    """The forward pass as the project ran it before the engine: contiguous module, NHWC-strided input."""
+    """The baseline: the backbone module called directly, contiguous weights, NHWC-strided input."""
 
     def __init__(self, net):
         self.net = net
@@ -244,7 +244,7 @@ def main() -> int:
         med = {k: statistics.median(v) for k, v in times.items() if v}
         base_spec = next(iter(runs))
         ref = feats.get("torch:fp32") or feats[base_spec]
-        print(f"\n{'stage':<28}{'paintings/s':>12}{'views/s':>10}{'vs previous':>12}{'GFLOP/s':>9}{'% peak':>8}"
+        print(f"\n{'stage':<28}{'paintings/s':>12}{'views/s':>10}{'vs baseline':>12}{'GFLOP/s':>9}{'% peak':>8}"
               f"{'max rel err':>13}{'WikiArt':>10}")
         for k, dt in med.items():
             rate = n / dt

@@ -139,13 +139,15 @@ def _final_norm(visual: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _hub_cache(folder: str | None):
+def _hub_cache(folder: str | None, download: bool = True):
     """Resolve hub downloads from ``folder`` (a Hugging Face hub cache copied from a connected machine,
     or the folder ``backbones --fetch --to`` fills), and from the local cache alone when the hub cannot be
-    reached (no waiting on retries), for the duration of the block."""
+    reached (no waiting on retries), for the duration of the block. Without ``download`` (a random start,
+    a checkpoint file) the hub is not asked at all."""
     import huggingface_hub.constants as hc
     old = hc.HF_HUB_OFFLINE
-    if (folder and Path(folder).is_dir() and any(Path(folder).glob("models--*"))) or not hub_reachable():
+    if (folder and Path(folder).is_dir() and any(Path(folder).glob("models--*"))) or not download \
+            or not hub_reachable():
         hc.HF_HUB_OFFLINE = True
     try:
         yield str(folder) if folder else None
@@ -243,7 +245,7 @@ def create_timm(model_name: str, *, pretrained: bool = True, weights: str | None
         kw["pretrained_cfg_overlay"] = {"file": str(Path(weights).resolve())}
     use_hub = bool(pretrained or weights)
     try:
-        with _hub_cache(folder) as cache_dir:
+        with _hub_cache(folder, download=bool(pretrained and not weights)) as cache_dir:
             try:
                 net = timm.create_model(model_name, pretrained=use_hub, cache_dir=cache_dir, **kw)
             except TypeError as exc:
@@ -299,7 +301,7 @@ def create_open_clip(spec: str, *, pretrained: bool = True, weights: str | None 
         kw["force_image_size"] = image_size
     source = None
     try:
-        with _hub_cache(folder) as cache_dir:
+        with _hub_cache(folder, download=bool(pretrained and not weights)) as cache_dir:
             if weights and not folder:
                 if not Path(weights).is_file():
                     raise WeightsUnavailable(f"weights file {weights} does not exist")
