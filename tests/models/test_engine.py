@@ -175,3 +175,67 @@ def test_a_first_run_decodes_while_the_engine_runs_and_equals_prepare_then_featu
     logs.clear()
     c = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "overlap"), view="flip", log=logs.append, **kw)
     assert not any("preparing" in m for m in logs) and c.available(good).all()
+
+
+def _prepared(n, s, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
+
+
+def _collect(parts):
+    got = {}
+    for ids, fm, pv, sv in parts:
+        assert len(ids) == len(fm) == len(pv) == len(sv)
+        for j, k in enumerate(ids):
+            got[k] = (fm[j], pv[j], sv[j])
+    return got
+
+
+@pytest.mark.parametrize("view", ["center", "flip"])
+def test_stream_preprocesses_inside_the_graph_and_equals_torch(view):
+    from artextract.models.base import crop_box, images_to_tensor
+    torch.manual_seed(0)
+    net = create_backbone("tiny_cnn", pretrained=False).eval()
+    size = net.preprocess.size
+    s = next(s for s in range(size, 2 * size) if crop_box(s)[1] == size)  # a cache whose crop needs no resize
+    u8 = _prepared(11, s)
+    ids = [f"p{i}" for i in range(11)]
+    ov = E.FeatureEngine(net, engine="openvino", precision="fp32", device=torch.device("cpu"))
+    batches = [(ids[:4], u8[:4]), ([], None), (ids[4:5], u8[4:5]), (ids[5:], u8[5:])]  # empty and odd batches
+    got = _collect(ov.stream(batches, view=view, maps_dtype=np.float16))
+    assert ("u8", s, view) in ov._graphs and set(got) == set(ids)
+    ref = E.FeatureEngine(net, engine="torch", precision="fp32", device=torch.device("cpu"))(
+        images_to_tensor(u8, size, view, net.preprocess))
+    for i in range(3):
+        a = torch.from_numpy(np.stack([got[k][i] for k in ids]).astype(np.float32))
+        assert a.shape == ref[i].shape
+        assert _rel_err(a, ref[i]) < (1e-3 if i == 0 else 1e-4)  # maps come back as float16
+    assert got["p0"][0].dtype == np.float16 and got["p0"][1].dtype == np.float32
+    flipped = _collect(ov.stream([(ids, u8)], view="center" if view == "flip" else "flip"))
+    assert not np.allclose(flipped["p0"][1], got["p0"][1])                  # the view changes the input
+
+
+def test_stream_resizes_on_the_host_when_the_crop_is_not_the_input_size():
+    from artextract.models.base import images_to_tensor
+    torch.manual_seed(0)
+    net = create_backbone("tiny_cnn", pretrained=False).eval()
+    size = net.preprocess.size
+    u8 = _prepared(5, 2 * size)
+    ids = list("abcde")
+    for engine in ("openvino", "torch"):
+        run = E.FeatureEngine(net, engine=engine, precision="fp32", device=torch.device("cpu"))
+        got = _collect(run.stream([(ids, u8)], view="flip"))
+        ref = run(images_to_tensor(u8, size, "flip", net.preprocess))
+        for i in range(3):
+            assert _rel_err(torch.from_numpy(np.stack([got[k][i] for k in ids])), ref[i]) < 1e-4
+    assert ("f32", size) in run._graphs if run.engine == "openvino" else True
+
+
+def test_stream_returns_every_painting_of_many_batches_once():
+    torch.manual_seed(0)
+    net = create_backbone("tiny_cnn", pretrained=False).eval()
+    ov = E.FeatureEngine(net, engine="openvino", precision="fp32", device=torch.device("cpu"))
+    u8 = _prepared(3, 2 * net.preprocess.size)
+    seen = []
+    for ids, *_ in ov.stream(([f"{b}-{i}" for i in range(3)], u8) for b in range(20)):
+        seen += ids
+    assert sorted(seen) == sorted(f"{b}-{i}" for b in range(20) for i in range(3))

@@ -1,6 +1,7 @@
 """What every backbone is: :class:`Backbone` (a feature extractor giving its last map, the pooled vector
 and the style statistics), :class:`Preprocess` (its input size, interpolation, mean and std) and the
-registry of named backbones that :func:`artextract.models.backbones.create_backbone` builds.
+registry of named backbones that :func:`artextract.models.backbones.create_backbone` builds, and the
+preprocessing of prepared images (:func:`images_to_tensor`).
 
 A leaf of the models package: the CNN builders (:mod:`.backbones`) and the transformers (:mod:`.vit`)
 both build on it, so :mod:`.vit` need not import :mod:`.backbones`, which imports it to build
@@ -11,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -137,3 +140,37 @@ def channel_stats(outs: list[torch.Tensor]) -> torch.Tensor:
         std, mean = torch.std_mean(o.float(), dim=(2, 3), correction=0)
         parts += [mean, std]
     return torch.cat(parts, dim=1)
+
+
+def crop_box(cache_size: int) -> tuple[int, int]:
+    """``(offset, side)`` of the centre 87.5 % of a ``cache_size`` prepared image."""
+    c = int(round(cache_size * 0.875))
+    return (cache_size - c) // 2, c
+
+
+def images_to_tensor(batch_u8: np.ndarray, image_size: int, view: str = "center",
+                     preprocess: Preprocess | None = None) -> torch.Tensor:
+    """``[B, S, S, 3]`` uint8 prepared images -> normalised ``[B, 3, size, size]`` float tensor.
+
+    Takes the centre 87.5 % (a 224 crop of a 256 cache, as torchvision's eval transform), resizes it to
+    ``image_size`` if needed with the backbone's interpolation, and normalises it with the backbone's
+    mean and std (``preprocess``; ImageNet's when not given)."""
+    x = torch.from_numpy(np.ascontiguousarray(batch_u8)).permute(0, 3, 1, 2).float().div_(255.0)
+    o, c = crop_box(x.shape[-1])
+    x = x[:, :, o:o + c, o:o + c]
+    if c != image_size:
+        mode = "bicubic" if preprocess is not None and preprocess.interpolation == "bicubic" else "bilinear"
+        x = F.interpolate(x, size=(image_size, image_size), mode=mode, align_corners=False, antialias=c > image_size)
+        if mode == "bicubic":
+            x = x.clamp_(0.0, 1.0)
+    if view == "flip":
+        x = x.flip(-1)
+    return normalize(x, preprocess)
+
+
+def normalize(x: torch.Tensor, preprocess: Preprocess | None = None) -> torch.Tensor:
+    """Normalisation of a ``[..., 3, H, W]`` tensor with values in [0, 1]: the backbone's mean and std
+    (``preprocess``), ImageNet's by default."""
+    mean = torch.tensor(preprocess.mean if preprocess else IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(preprocess.std if preprocess else IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std

@@ -34,6 +34,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -41,12 +42,15 @@ from torch import nn
 
 from ..errors import EngineUnavailable
 from .backbones import Backbone
+from .base import crop_box, images_to_tensor
 
 logger = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-ENGINE_FORMAT = 1  # bump when the exported graph's outputs change
+ENGINE_FORMAT = 2  # bump when the exported graph's outputs change
+PART = int(os.environ.get("ARTEXTRACT_ENGINE_PART", "2"))  # images per OpenVINO request
+IN_FLIGHT = 4  # requests per stream: the next ones wait in the engine while Python reads and stores
 
 
 @dataclass
@@ -157,10 +161,12 @@ def engine_cache_dir() -> Path:
     return rule()
 
 
-_COMPILED: dict = {}  # (graph key, precision, threads) -> compiled model, for the life of the process
+_COMPILED: dict = {}  # (graph folder, precision, threads) -> compiled model, for the life of the process
 
 
 class _AllOutputs(nn.Module):
+    """The graph of :meth:`FeatureEngine.__call__`: normalised float images in, every output out."""
+
     def __init__(self, backbone: Backbone):
         super().__init__()
         self.backbone = backbone
@@ -169,8 +175,31 @@ class _AllOutputs(nn.Module):
         return self.backbone.forward_all(x)
 
 
+class _FromPrepared(nn.Module):
+    """The graph of :meth:`FeatureEngine.stream`: prepared uint8 NHWC images in, every output out. The
+    preprocessing of :func:`~artextract.models.base.images_to_tensor` (centre crop, mirror image, scale,
+    normalisation) runs inside the engine, with the same operations in the same order."""
+
+    def __init__(self, backbone: Backbone, cache_size: int, view: str):
+        super().__init__()
+        self.backbone = backbone
+        self.offset, self.side = crop_box(cache_size)
+        self.flip = view == "flip"
+        pre = backbone.preprocess
+        self.register_buffer("mean", torch.tensor(pre.mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pre.std).view(3, 1, 1), persistent=False)
+
+    def forward(self, x):
+        o, c = self.offset, self.side
+        x = x.permute(0, 3, 1, 2).float().div(255.0)[:, :, o:o + c, o:o + c]
+        if self.flip:
+            x = x.flip(-1)
+        return self.backbone.forward_all((x - self.mean) / self.std)
+
+
 class FeatureEngine:
-    """Runs a frozen backbone: ``engine(x) -> (map, pooled, stats)``, float32 CPU tensors.
+    """Runs a frozen backbone: ``engine(x) -> (map, pooled, stats)``, float32 CPU tensors, and
+    :meth:`stream` for whole collections of prepared images.
 
     Parameters
     ----------
@@ -189,7 +218,8 @@ class FeatureEngine:
         self.device = device
         self.engine, self.precision = resolve(engine, precision, device)
         self.threads = default_threads()
-        self._compiled = None
+        self._graphs: dict = {}  # graph kind -> compiled model
+        self._queues: dict = {}  # graph kind -> the request queue of __call__
         self._lock = threading.Lock()
         if self.engine == "torch":
             self.backbone.to(device)
@@ -209,7 +239,33 @@ class FeatureEngine:
             return self._openvino(x)
         return self._torch(x)
 
+    def stream(self, batches: Iterable, *, view: str = "center", maps_dtype=np.float32) -> Iterator[tuple]:
+        """Run batches of prepared images through the backbone, the next batches queued while one runs.
+
+        Parameters
+        ----------
+        batches : iterable of (ids, ndarray)
+            ``ids`` (a list; empty batches are skipped) and their prepared images, uint8 ``[B, S, S, 3]``.
+        view : {"center", "flip"}
+            The crop of :func:`~artextract.models.base.images_to_tensor`.
+        maps_dtype : numpy dtype
+            The dtype the maps are returned in (feature stores keep float16).
+
+        Yields
+        ------
+        (ids, maps, pooled, stats)
+            numpy arrays for a part of one batch, as parts finish (with OpenVINO, not necessarily in order).
+        """
+        if self.engine != "openvino":
+            for ids, u8 in batches:
+                if len(ids):
+                    fm, pv, sv = self(images_to_tensor(u8, self.size, view, self.backbone.preprocess))
+                    yield ids, fm.numpy().astype(maps_dtype), pv.numpy(), sv.numpy()
+            return
+        yield from self._stream_openvino(batches, view, np.dtype(maps_dtype))
+
     # ------------------------------------------------------------------ torch
+    @torch.no_grad()
     def _torch(self, x: torch.Tensor):
         # on a GPU, channels_last; on a CPU the module stays contiguous and the input keeps the NHWC layout
         # of the prepared images (faster here than channels_last weights: 134 against 106 views/s, MobileNetV2)
@@ -223,37 +279,93 @@ class FeatureEngine:
 
     # ------------------------------------------------------------------ openvino
     def _openvino(self, x: torch.Tensor):
-        """The batch split over the compiled model's streams (one per thread), run asynchronously: each
-        stream goes at its own pace, so work that shares the cores (decoding in worker processes) slows
-        one stream instead of stalling every thread at each layer's barrier."""
+        """The batch cut into requests of :data:`PART` images, run asynchronously over the compiled model's
+        streams (one per thread): each stream goes at its own pace, so work that shares the cores (decoding
+        in worker processes) slows one stream instead of stalling every thread at each layer's barrier."""
         import openvino as ov
 
         arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        kind = ("f32", arr.shape[-1])
         with self._lock:
-            if self._compiled is None:
-                self._compiled = self._compile(x.shape[-1])
-                self._streams = max(1, int(self._compiled.get_property("NUM_STREAMS")))
-                self._queue = ov.AsyncInferQueue(self._compiled, self._streams)
-            n = min(self._streams, len(arr))
-            bounds = np.linspace(0, len(arr), n + 1).astype(int)
-            parts: list = [None] * n
+            if kind not in self._queues:
+                compiled = self._graph(kind)
+                self._queues[kind] = ov.AsyncInferQueue(compiled, IN_FLIGHT * _streams(compiled))
+            queue = self._queues[kind]
+            bounds = _parts(len(arr))
+            parts: list = [None] * len(bounds)
 
             def done(request, i):
                 parts[i] = [np.array(request.get_output_tensor(k).data, np.float32, copy=True) for k in range(3)]
 
-            self._queue.set_callback(done)
-            for i in range(n):
-                self._queue.start_async(arr[bounds[i]:bounds[i + 1]], i)
-            self._queue.wait_all()
+            queue.set_callback(done)
+            for i, (a, b) in enumerate(bounds):
+                queue.start_async(arr[a:b], i)  # waits for a free request
+            queue.wait_all()
         fm, pv, sv = (torch.from_numpy(np.concatenate([p[k] for p in parts])) for k in range(3))
         return fm, pv, sv
 
-    def _compile(self, size: int):
+    def _stream_openvino(self, batches: Iterable, view: str, maps_dtype: np.dtype) -> Iterator[tuple]:
+        """Each batch is cut into requests of :data:`PART` images; :data:`IN_FLIGHT` requests per stream are
+        queued, so the next ones wait in the engine while this thread reads, converts and stores. The
+        preprocessing is in the graph when the crop needs no resizing (else it runs here, as for
+        :meth:`__call__`)."""
+        import collections
+
+        import openvino as ov
+
+        queue = None
+        done: collections.deque = collections.deque()
+        errors: list = []
+
+        def finished(request, ids):
+            try:
+                fm = request.get_output_tensor(0).data.astype(maps_dtype)  # a copy: the request is reused
+                pv, sv = (np.array(request.get_output_tensor(k).data, np.float32, copy=True) for k in (1, 2))
+                done.append((ids, fm, pv, sv))
+            except BaseException as exc:  # re-raised in the caller's thread
+                errors.append(exc)
+
+        try:
+            for ids, u8 in batches:
+                if not len(ids):
+                    continue
+                if queue is None:
+                    s = u8.shape[1]
+                    in_graph = crop_box(s)[1] == self.size
+                    with self._lock:
+                        compiled = self._graph(("u8", s, view) if in_graph else ("f32", self.size))
+                    queue = ov.AsyncInferQueue(compiled, IN_FLIGHT * _streams(compiled))
+                    queue.set_callback(finished)
+                arr = (np.ascontiguousarray(u8) if in_graph else
+                       images_to_tensor(u8, self.size, view, self.backbone.preprocess).numpy())
+                for a, b in _parts(len(ids)):
+                    queue.start_async(arr[a:b], list(ids[a:b]))  # waits for a free request
+                    while done:
+                        yield done.popleft()
+                if errors:
+                    raise errors[0]
+        finally:
+            if queue is not None:
+                queue.wait_all()
+        if errors:
+            raise errors[0]
+        while done:
+            yield done.popleft()
+
+    def _graph(self, kind: tuple):
+        """The compiled model of one graph kind: ``("f32", size)`` (normalised images) or
+        ``("u8", cache_size, view)`` (prepared images, preprocessing inside). Call under the lock."""
+        if kind not in self._graphs:
+            self._graphs[kind] = self._compile(kind)
+        return self._graphs[kind]
+
+    def _compile(self, kind: tuple):
         import openvino as ov
         root = engine_cache_dir()
-        key = f"{self.backbone.name}|{size}|{weights_hash(self.backbone)}|{ov.__version__}|{ENGINE_FORMAT}"
+        key = f"{self.backbone.name}|{kind}|{weights_hash(self.backbone)}|{ov.__version__}|{ENGINE_FORMAT}"
         tag = self.backbone.name.replace(":", "_").replace("/", "_").replace("@", "_")
-        folder = root / f"{tag}-{size}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+        label = "-".join(str(k) for k in kind[1:]) + ("-u8" if kind[0] == "u8" else "")
+        folder = root / f"{tag}-{label}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
         memo = (str(folder), self.precision, self.threads)
         if memo in _COMPILED and (folder / "model.xml").is_file():  # compiled earlier in this process
             return _COMPILED[memo]
@@ -263,13 +375,8 @@ class FeatureEngine:
             model = core.read_model(str(xml))
             logger.debug("openvino: reusing the converted %s from %s", self.backbone.name, folder)
         else:
-            logger.info("converting %s (%d px) for OpenVINO (once; kept in %s)", self.backbone.name, size, folder)
-            import warnings
-            with warnings.catch_warnings():  # the tracer's notes on shape arithmetic, fixed for one input size
-                warnings.simplefilter("ignore")
-                model = ov.convert_model(_AllOutputs(self.backbone.float().cpu()),
-                                         example_input=torch.zeros(1, 3, size, size),
-                                         input=[ov.PartialShape([-1, 3, size, size])])
+            logger.info("converting %s (%s) for OpenVINO (once; kept in %s)", self.backbone.name, label, folder)
+            model = self._convert(kind)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 tmp = folder / f"model.{os.getpid()}.xml"
@@ -289,3 +396,29 @@ class FeatureEngine:
         compiled = core.compile_model(model, "CPU", config)
         _COMPILED[memo] = compiled
         return compiled
+
+    def _convert(self, kind: tuple):
+        import warnings
+
+        import openvino as ov
+        net = self.backbone.float().cpu()
+        if kind[0] == "u8":
+            s = kind[1]
+            module, example = _FromPrepared(net, s, kind[2]), torch.zeros(1, s, s, 3, dtype=torch.uint8)
+            shape = ov.PartialShape([-1, s, s, 3])
+        else:
+            s = kind[1]
+            module, example, shape = _AllOutputs(net), torch.zeros(1, 3, s, s), ov.PartialShape([-1, 3, s, s])
+        with warnings.catch_warnings():  # the tracer's notes on shape arithmetic, fixed for one input size
+            warnings.simplefilter("ignore")
+            return ov.convert_model(module, example_input=example, input=[shape])
+
+
+def _streams(compiled) -> int:
+    return max(1, int(compiled.get_property("NUM_STREAMS")))
+
+
+def _parts(n: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each request's images: a few images per request keep a layer's activations in
+    the core's caches (MobileNetV2 on 2 cores: see docs/benchmarks.md)."""
+    return [(a, min(a + PART, n)) for a in range(0, n, PART)]

@@ -17,12 +17,12 @@ import logging
 import os
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import distributed
@@ -33,46 +33,18 @@ from ..data.lock import job_lock
 from ..data.store import SlotStore
 from ..utils import atomic_write_text
 from ..workspace import ENGINE_RECORD, features_dir
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, Preprocess, create_backbone, default_size, default_taps
+from .backbones import Backbone, Preprocess, create_backbone, default_size, default_taps
+from .base import crop_box, images_to_tensor, normalize  # noqa: F401  (the preprocessing, re-exported)
 from .engine import FeatureEngine, resolve, store_suffix
 
 logger = logging.getLogger(__name__)
 
 VIEWS = ("center", "flip")
+FLUSH_SECONDS = 0.5  # how often computed features are made durable (a killed job redoes at most this much)
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def images_to_tensor(batch_u8: np.ndarray, image_size: int, view: str = "center",
-                     preprocess: Preprocess | None = None) -> torch.Tensor:
-    """``[B, S, S, 3]`` uint8 prepared images -> normalised ``[B, 3, size, size]`` float tensor.
-
-    Takes the centre 87.5 % (a 224 crop of a 256 cache, as torchvision's eval transform), resizes it to
-    ``image_size`` if needed with the backbone's interpolation, and normalises it with the backbone's
-    mean and std (``preprocess``; ImageNet's when not given)."""
-    x = torch.from_numpy(np.ascontiguousarray(batch_u8)).permute(0, 3, 1, 2).float().div_(255.0)
-    s = x.shape[-1]
-    c = int(round(s * 0.875))
-    o = (s - c) // 2
-    x = x[:, :, o:o + c, o:o + c]
-    if c != image_size:
-        mode = "bicubic" if preprocess is not None and preprocess.interpolation == "bicubic" else "bilinear"
-        x = F.interpolate(x, size=(image_size, image_size), mode=mode, align_corners=False, antialias=c > image_size)
-        if mode == "bicubic":
-            x = x.clamp_(0.0, 1.0)
-    if view == "flip":
-        x = x.flip(-1)
-    return normalize(x, preprocess)
-
-
-def normalize(x: torch.Tensor, preprocess: Preprocess | None = None) -> torch.Tensor:
-    """Normalisation of a ``[..., 3, H, W]`` tensor with values in [0, 1]: the backbone's mean and std
-    (``preprocess``), ImageNet's by default."""
-    mean = torch.tensor(preprocess.mean if preprocess else IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(preprocess.std if preprocess else IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
 
 
 @dataclass
@@ -226,20 +198,19 @@ def _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, we
         bar = tqdm(total=len(mine), desc=f"features {name}", unit="img", disable=not progress or rank != 0,
                    file=sys.stderr)
         try:
-            batches = (_batches(cache, mine, batch_size, size, view, net.preprocess) if decoder is None else
-                       decoder.batches(mine, batch_size, size, view, net.preprocess, skipped))
-            for chunk, x in batches:
-                if not chunk:
-                    continue
-                fm, pv, sv = run(x)
-                fm_np, pv_np, sv_np = fm.numpy().astype(np.float16), pv.numpy(), sv.numpy()
+            flushed = time.monotonic()
+            batches = (_batches(cache, mine, batch_size) if decoder is None else
+                       decoder.batches(mine, batch_size, skipped))
+            for chunk, fm, pv, sv in run.stream(batches, view=view, maps_dtype=np.float16):
                 for j, k in enumerate(chunk):
-                    maps.put(k, fm_np[j])
-                    pooled.put(k, pv_np[j])
+                    maps.put(k, fm[j])
+                    pooled.put(k, pv[j])
                     if stats is not None:
-                        stats.put(k, sv_np[j])
-                for st in stores:  # maps first; the pooled and stats stores mark the painting as done
-                    st._flush_data()
+                        stats.put(k, sv[j])
+                if time.monotonic() - flushed > FLUSH_SECONDS:
+                    for st in stores:  # maps first; the pooled and stats stores mark the paintings as done
+                        st._flush_data()
+                    flushed = time.monotonic()
                 bar.update(len(chunk))
         finally:
             for st in stores:
@@ -323,7 +294,8 @@ class _OverlappedDecoder:
         self.cache.store.flush()
         return ok
 
-    def batches(self, ids: list[str], batch_size: int, size: int, view: str, pre: Preprocess, skipped: SkipReport):
+    def batches(self, ids: list[str], batch_size: int, skipped: SkipReport):
+        """``(ids, uint8 images)`` batches of the prepared images, each decoded first where needed."""
         chunks = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
         for j, chunk in enumerate(chunks):
             for ahead in chunks[j:j + self.AHEAD]:
@@ -332,19 +304,19 @@ class _OverlappedDecoder:
             for k in chunk:
                 if k in self.cache.failures:
                     skipped.add(k, self.cache.failures[k])
-            yield ok, images_to_tensor(self.cache.images[self.cache.slots(ok)], size, view, pre) if ok else None
+            yield ok, self.cache.images[self.cache.slots(ok)] if ok else None
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
         self.cache.store.flush()
 
 
-def _batches(cache: PreparedCache, ids: list[str], batch_size: int, size: int, view: str, pre: Preprocess):
-    """``(ids, tensor)`` batches, the next one read and converted in a thread while the engine runs."""
+def _batches(cache: PreparedCache, ids: list[str], batch_size: int):
+    """``(ids, uint8 images)`` batches of the prepared images, the next one read in a thread."""
     from concurrent.futures import ThreadPoolExecutor
 
     def load(chunk):
-        return chunk, images_to_tensor(cache.images[cache.slots(chunk)], size, view, pre)
+        return chunk, cache.images[cache.slots(chunk)]
 
     chunks = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
     if not chunks:
