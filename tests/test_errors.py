@@ -68,3 +68,17 @@ def test_main_keeps_the_traceback_of_a_bug(monkeypatch):
     monkeypatch.setattr(workspace_cli, "_cmd_status", bug)
     with pytest.raises(ValueError, match="a bug"):
         main(["status", "--catalog", "x.parquet"])
+
+
+def test_the_library_raises_option_errors_that_main_prints(monkeypatch, tmp_path, capsys):
+    """A bad value found by the library (not by argparse) is an OptionError: a ValueError for library
+    callers, printed by main with exit 2 and no command catching ValueError."""
+    from artextract.errors import OptionError
+    from artextract.models import vit
+
+    monkeypatch.setattr(vit, "hub_reachable", lambda *a, **k: True)
+    with pytest.raises(OptionError) as e:
+        vit.fetch_weights("mobilenet_v2", str(tmp_path / "w"))
+    assert isinstance(e.value, ValueError)
+    assert main(["backbones", "--fetch", "mobilenet_v2", "--to", str(tmp_path / "w")]) == 2
+    assert "artextract backbones: error: --fetch takes a timm:<model>" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import WeightsUnavailable
+from ..errors import OptionError, WeightsUnavailable
 from .base import Backbone, Preprocess, channel_stats
 
 logger = logging.getLogger(__name__)
@@ -196,8 +196,8 @@ def fetch_weights(name: str, folder: str) -> Backbone:
         except Exception:  # noqa: BLE001
             pass
     else:
-        raise ValueError("--fetch takes a timm:<model> or open_clip:<model>[@tag] backbone; the registered "
-                         "backbones ship their weights in packages")
+        raise OptionError("--fetch takes a timm:<model> or open_clip:<model>[@tag] backbone; the registered "
+                          "backbones ship their weights in packages")
     return create_backbone_from(name, folder)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data.catalog import Catalog
-from ..errors import ArtExtractError
+from ..errors import ArtExtractError, OptionError
 from ..utils import csv_safe_frame, csv_unescape_frame
 from .db import ReviewStore
 
@@ -259,9 +259,9 @@ def export_reviews(catalog: Catalog, store: ReviewStore, out: str | os.PathLike,
         os.replace(tmp, out)
         return {"format": "csv", "path": str(out), "decisions": len(every)}
     if fmt not in ("catalog", "parquet"):
-        raise ValueError(f"unknown export format {fmt!r}; use catalog or csv")
+        raise OptionError(f"unknown export format {fmt!r}; use catalog or csv")
     if catalog.path is not None and out.resolve() == Path(catalog.path).resolve():
-        raise ValueError("refusing to overwrite the input catalogue; choose another --out")
+        raise OptionError("refusing to overwrite the input catalogue; choose another --out")
     cat, summary = corrected_catalog(catalog, decisions)
     cat.save(out)
     return {"format": "catalog", "path": str(out), "decisions": len(decisions), **summary}
