@@ -98,6 +98,34 @@ class _Previous:
         return fm.float(), fm.float().mean(dim=(2, 3)), st.float()
 
 
+class _OnnxRuntime:
+    """ONNX Runtime's CPU provider on the same graph as the OpenVINO engine (prepared uint8 images in,
+    preprocessing inside), exported with ``torch.onnx``; measured here only (it needs ``onnxruntime`` and
+    ``onnx``, whose current release needs a newer protobuf than mediapipe allows: ``pip install
+    onnxruntime "onnx<1.18"``)."""
+
+    PART = 8
+
+    def __init__(self, net, threads: int, work: Path):
+        import onnxruntime as ort
+
+        from artextract.models.engine import _FromPrepared
+        self.sessions = {}
+        for view in ("center", "flip"):
+            path = work / f"graph-{view}.onnx"
+            torch.onnx.export(_FromPrepared(net, 256, view).eval(), (torch.zeros(1, 256, 256, 3, dtype=torch.uint8),),
+                              str(path), dynamo=False, input_names=["x"], output_names=["map", "pooled", "stats"],
+                              dynamic_axes={"x": {0: "b"}}, opset_version=17)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+            self.sessions[view] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def stream(self, batches, *, view="center"):
+        for ids, u8 in batches:
+            for a in range(0, len(ids), self.PART):
+                yield (ids[a:a + self.PART], *self.sessions[view].run(None, {"x": np.ascontiguousarray(u8[a:a + self.PART])}))
+
+
 def _features_pass(run, cache: PreparedCache, ids, batch: int, pre, size: int):
     """Both views of every painting from the prepared cache: the baseline calls the module on tensors made
     in Python; an engine gets the prepared images as the product gives them (:meth:`FeatureEngine.stream`)."""
@@ -155,7 +183,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each figure is their median")
     ap.add_argument("--workers", type=int, default=2, help="decoding processes")
-    ap.add_argument("--engines", default="torch-previous:fp32,torch:fp32,torch:bf16,openvino:fp32,openvino:bf16")
+    ap.add_argument("--engines", default="torch-previous:fp32,torch:fp32,torch:bf16,openvino:fp32,openvino:bf16",
+                    help="rows to time; onnxruntime:fp32 adds ONNX Runtime where it is installed")
     ap.add_argument("--downstream", action="store_true", help="probe macro-F1, P@10 and label-issue AUROC per row")
     ap.add_argument("--no-end-to-end", action="store_true")
     ap.add_argument("--json", default=None)
@@ -215,9 +244,15 @@ def main() -> int:
             eng, prec = spec.split(":")
             if eng == "torch-previous":
                 runs[spec] = _Previous(create_backbone(args.backbone, pretrained=args.pretrained != "none").eval())
+            elif eng == "onnxruntime":
+                try:
+                    runs[spec] = _OnnxRuntime(net, threads, work)
+                except (ImportError, Exception) as exc:  # noqa: BLE001  (an optional row)
+                    print(f"skipping {spec}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    continue
             else:
                 runs[spec] = E.FeatureEngine(net, engine=eng, precision=prec, device=torch.device("cpu"))
-            runs[spec](images_to_tensor(cache.images[cache.slots(ids[:args.batch])], size, "center", pre))  # warm
+            _features_pass(runs[spec], cache, ids[:args.batch], args.batch, pre, size)  # warm: compile both views
         times: dict[str, list[float]] = {k: [] for k in ["decode", "prepare", *runs, "stored features", "end-to-end"]}
         feats: dict = {}
         for r in range(args.rounds):
