@@ -170,7 +170,7 @@ def test_the_option_check_reads_test_code_as_written():
 
 
 def test_every_command_with_a_forward_pass_has_the_engine_options():
-    from artextract.cli_options import ENGINE_COMMANDS
+    from artextract.cli.options import ENGINE_COMMANDS
 
     by = dict((" ".join(path), p) for path, p in ALL)
     for name in ENGINE_COMMANDS:

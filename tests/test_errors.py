@@ -8,8 +8,8 @@ import pkgutil
 import pytest
 
 import artextract
-from artextract import workspace_cli
 from artextract.cli import UserError, main
+from artextract.cli.commands import status as status_command
 from artextract.errors import ArtExtractError
 
 # Exception classes that are not raised for users: control flow inside one module, or a web response.
@@ -54,7 +54,7 @@ def test_main_prints_an_artextract_error_with_exit_2(monkeypatch, capsys):
     def boom(args):
         raise ArtExtractError("the thing is broken", hint="fix it")
 
-    monkeypatch.setattr(workspace_cli, "_cmd_status", boom)
+    monkeypatch.setattr(status_command, "_cmd_status", boom)
     assert main(["status", "--catalog", "x.parquet"]) == 2
     err = capsys.readouterr().err
     assert "artextract status: error: the thing is broken (fix it)" in err
@@ -65,7 +65,7 @@ def test_main_keeps_the_traceback_of_a_bug(monkeypatch):
     def bug(args):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(workspace_cli, "_cmd_status", bug)
+    monkeypatch.setattr(status_command, "_cmd_status", bug)
     with pytest.raises(ValueError, match="a bug"):
         main(["status", "--catalog", "x.parquet"])
 

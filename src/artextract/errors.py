@@ -37,7 +37,7 @@ class EngineUnavailable(ArtExtractError, ValueError):
 
 class UserError(ArtExtractError):
     """A command cannot do what was asked (a missing or conflicting option, nothing to work on); the message
-    says why. Raised by the command modules; ``artextract.cli_base`` (and ``artextract.cli``) re-export it."""
+    says why. Raised by the command modules; ``artextract.cli.base`` (and ``artextract.cli``) re-export it."""
 
 
 class OptionError(ArtExtractError, ValueError):

@@ -16,7 +16,7 @@ One painting's way from ingest to report, as files::
 Each artefact has a state: ``missing``, ``partial`` (a killed job's leftovers, which the next run of
 the command that builds it resumes or rebuilds), ``complete``, or ``stale`` (made from another
 catalogue or other weights than the ones now asked for: reported and rebuilt, never shown as
-current). This module answers it for a run and an evaluation; :func:`artextract.workspace_cli.status`
+current). This module answers it for a run and an evaluation; :func:`artextract.status.status`
 gathers every artefact of a catalogue, a run or an index (it reads the catalogue, its caches and the
 index, whose modules use the path rules here), and ``artextract status`` lists them.
 
@@ -49,6 +49,11 @@ FINGERPRINT = "fingerprint.json"
 INDEX_FILE, IDS_FILE, META_FILE, MEAN_FILE = "index.faiss", "ids.json", "meta.json", "mean.npy"
 
 MISSING, PARTIAL, COMPLETE, STALE = "missing", "partial", "complete", "stale"
+
+# how a command finds a catalogue's cache folder, in words: the help of `--cache` and of TrainConfig.cache
+CACHE_HELP = ("prepared-image cache folder (the prepared images and the feature stores), e.g. "
+              "--cache /scratch/wikiart.cache; default: the folder `artextract prepare --cache` recorded for "
+              "the catalogue, else CATALOG with suffix .cache")
 
 # every artefact: (name, where, what builds it, when it is complete); docs/design.md's table is made from it
 ARTEFACTS = (

@@ -55,20 +55,20 @@ def test_demo_fresh_redoes_every_step(tmp_path, monkeypatch, capsys):
     """`demo` reuses what a folder holds (the corpus, the index, the run's checkpoint); `demo --fresh`
     deletes the folder first and runs every step again. The steps themselves are recorded, not run
     (the test above runs them)."""
-    import artextract.pipeline as pipeline
+    import artextract.cli.commands.demo as demo_command
     import artextract.report.build as build
 
     from artextract.data.demo import generate_demo
 
     steps: list[tuple[str, list[str]]] = []
-    real_step = pipeline._step
+    real_step = demo_command._step
 
     def step(name, argv):
         steps.append((name, argv))
         if argv[0] == "demo-data":      # the one step run for real (seconds): the report reads the catalogue
             real_step(name, argv + ["--size", "32"])
 
-    monkeypatch.setattr(pipeline, "_step", step)
+    monkeypatch.setattr(demo_command, "_step", step)
     monkeypatch.setattr(build, "build_report", lambda out, **kw: Path(out) / "report.html")
     out = tmp_path / "demo-output"
     generate_demo(out / "data", n=6, size=32)
@@ -99,18 +99,18 @@ def test_demo_fresh_redoes_every_step(tmp_path, monkeypatch, capsys):
 def _record_steps(monkeypatch, run=()):
     """Record the demo's steps (``[(name, argv)]``), running for real only those whose command is in ``run``;
     the report is not written."""
-    import artextract.pipeline as pipeline
+    import artextract.cli.commands.demo as demo_command
     import artextract.report.build as build
 
     steps: list[tuple[str, list[str]]] = []
-    real_step = pipeline._step
+    real_step = demo_command._step
 
     def step(name, argv):
         steps.append((name, argv))
         if argv[0] in run:
             real_step(name, argv)
 
-    monkeypatch.setattr(pipeline, "_step", step)
+    monkeypatch.setattr(demo_command, "_step", step)
     monkeypatch.setattr(build, "build_report", lambda out, **kw: Path(out) / "report.html")
     return steps
 

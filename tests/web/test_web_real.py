@@ -103,7 +103,7 @@ def test_real_outliers_csv(real_parts, tmp_path):
     """The table written by `artextract outliers` loads as the review queue, whatever extra columns it has."""
     import importlib.util
 
-    if importlib.util.find_spec("artextract.outliers.cli") is None:
+    if importlib.util.find_spec("artextract.cli.commands.outliers") is None:
         pytest.skip("artextract.outliers (the `outliers` command) is not installed in this checkout")
     from fastapi.testclient import TestClient
 

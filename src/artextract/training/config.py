@@ -13,10 +13,10 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..cli_options import CACHE_HELP
 from ..data.cache import DEFAULT_SIZE
 from ..defaults import CRNN_DEFAULTS, DEFAULT_BACKBONE, POOLS
 from ..errors import ArtExtractError
+from ..workspace import CACHE_HELP
 
 SELECT_BY = ("loss", "macro_f1")  # early-stopping criteria: validation log loss, or mean macro-F1
 CLASS_WEIGHTING = ("none", "sqrt", "balanced")

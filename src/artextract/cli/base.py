@@ -2,13 +2,14 @@
 :class:`HelpFormatter` and :class:`UserError`.
 
 A leaf: it imports nothing from the package but :mod:`artextract.errors`, so the command modules that
-:mod:`artextract.cli` loads by name (its ``COMMAND_MODULES``) never import :mod:`artextract.cli` back.
+:mod:`artextract.cli` loads by name (its ``COMMAND_MODULES``) take these from here, never from
+:mod:`artextract.cli` itself.
 """
 from __future__ import annotations
 
 import argparse
 
-from .errors import UserError  # noqa: F401  (re-exported for the command modules)
+from ..errors import UserError  # noqa: F401  (re-exported for the command modules)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

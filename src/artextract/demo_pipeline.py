@@ -1,16 +1,17 @@
-"""The demo pipeline, ``artextract demo``: every step of the tool on the synthetic corpus, then a report.
+"""The demo pipeline (``artextract demo``): every step of the tool on the synthetic corpus, then a report.
 
-Each step is an ordinary ``artextract`` command, run in this process; re-running reuses what is done.
+Each step is an ordinary ``artextract`` command line, run by the ``step`` callable that
+:func:`run_demo` is given (the ``demo`` command runs it through ``artextract.cli.main``, in this
+process); re-running reuses what is done.
 """
 from __future__ import annotations
 
 import logging
 import shutil
 import sys
-import time
 from pathlib import Path
+from typing import Callable
 
-from .cli_base import UserError, add_command
 from . import workspace
 from .defaults import DEFAULT_BACKBONE
 
@@ -19,17 +20,6 @@ logger = logging.getLogger(__name__)
 DEMO_SIZE = 128     # side of the demo's prepared images
 DEMO_N = 300        # synthetic paintings
 DEMO_EPOCHS = 30
-
-
-def _step(name: str, argv: list[str]) -> None:
-    from .cli import main
-
-    logger.info("\n== %s: artextract %s", name, " ".join(argv))
-    t0 = time.time()
-    rc = main(argv)
-    if rc != 0:
-        raise UserError(f"demo step '{name}' failed (exit {rc})")
-    logger.info("   (%.1fs)", time.time() - t0)
 
 
 def next_steps(cat: str, run: Path, index: Path | None, outliers: list[str]) -> list[str]:
@@ -74,8 +64,11 @@ def next_steps(cat: str, run: Path, index: Path | None, outliers: list[str]) -> 
     ]
 
 
-def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, backbone: str = DEFAULT_BACKBONE,
-             fresh: bool = False, progress: bool | None = None,
+Step = Callable[[str, list[str]], None]
+
+
+def run_demo(out: str | Path, step: Step, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS,
+             backbone: str = DEFAULT_BACKBONE, fresh: bool = False, progress: bool | None = None,
              cache: str | Path | None = None) -> tuple[Path, list[str]]:
     """Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, evaluate
     retrieval, and write ``OUT/report.html``.
@@ -84,6 +77,9 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
     ----------
     out : str or Path
         The demo folder (created; reused when it exists).
+    step : callable
+        ``step(name, argv)`` runs the ``artextract`` command line ``argv`` (the step called ``name``)
+        and raises when it fails.
     n : int
         Number of synthetic paintings.
     epochs : int
@@ -117,20 +113,20 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
     no_progress = [] if progress else ["--no-progress"]
     with_cache = ["--cache", str(cache)] if cache else []
     if not Path(cat).exists():
-        _step("generate the synthetic corpus", ["demo-data", "--out", str(data), "--n", str(n)])
-    _step("prepare the image cache", ["prepare", "--catalog", cat, "--size", str(DEMO_SIZE), *with_cache])
+        step("generate the synthetic corpus", ["demo-data", "--out", str(data), "--n", str(n)])
+    step("prepare the image cache", ["prepare", "--catalog", cat, "--size", str(DEMO_SIZE), *with_cache])
     # a finished run resumes instantly; an interrupted one continues where it stopped
-    _step("train the multi-task CRNN", ["train", "--catalog", cat, "--out", str(run), "--cache-size", str(DEMO_SIZE),
-                                        "--epochs", str(epochs), "--backbone", backbone, *with_cache,
-                                        *(["--resume"] if (run / workspace.RUN_STATE).exists() else []),
-                                        *no_progress])
-    _step("evaluate", ["evaluate", "--run", str(run), "--catalog", cat, *with_cache])
+    step("train the multi-task CRNN", ["train", "--catalog", cat, "--out", str(run), "--cache-size", str(DEMO_SIZE),
+                                       "--epochs", str(epochs), "--backbone", backbone, *with_cache,
+                                       *(["--resume"] if (run / workspace.RUN_STATE).exists() else []),
+                                       *no_progress])
+    step("evaluate", ["evaluate", "--run", str(run), "--catalog", cat, *with_cache])
     outliers = []
     for task in ("style", "genre"):
         f = out / f"outliers_{task}.csv"
-        _step(f"find labels that do not fit ({task})",
-              ["outliers", "--catalog", cat, "--task", task, "--run", str(run), "--out", str(f), *with_cache,
-               *no_progress])
+        step(f"find labels that do not fit ({task})",
+             ["outliers", "--catalog", cat, "--task", task, "--run", str(run), "--out", str(f), *with_cache,
+              *no_progress])
         outliers.append(str(f))
     from .similarity.index import index_status
 
@@ -138,10 +134,10 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
     if not status.complete:
         if status.exists:
             logger.warning("the index %s is incomplete (%s); rebuilding it", index, status.reason)
-        _step("index for similarity search", ["index", "--catalog", cat, "--run", str(run), "--out", str(index),
-                                              *(["--rebuild"] if status.exists else []), *with_cache, *no_progress])
-    _step("retrieval quality by style", ["evaluate-retrieval", "--index", str(index), "--catalog", cat,
-                                         "--relevance", "style", "-k", "10"])
+        step("index for similarity search", ["index", "--catalog", cat, "--run", str(run), "--out", str(index),
+                                             *(["--rebuild"] if status.exists else []), *with_cache, *no_progress])
+    step("retrieval quality by style", ["evaluate-retrieval", "--index", str(index), "--catalog", cat,
+                                        "--relevance", "style", "-k", "10"])
     from .data.catalog import Catalog
     from .report.build import build_report
 
@@ -151,42 +147,3 @@ def run_demo(out: str | Path, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, bac
                         index_dir=index if index.exists() else None, title="ArtExtract demo (synthetic corpus)",
                         next_steps=nxt)
     return page, nxt
-
-
-def _cmd_demo(args) -> int:
-    t0 = time.time()
-    path, nxt = run_demo(args.out, n=args.n, epochs=args.epochs, backbone=args.backbone, fresh=args.fresh,
-                         progress=False if args.no_progress else None, cache=args.cache)
-    print(f"\nDone in {time.time() - t0:.0f}s. Report: {path}\n")
-    print("\n".join(nxt))
-    return 0
-
-
-def register(sub) -> None:
-    """Add the ``demo`` command.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
-    from .cli_options import add_cache_option, add_progress_option
-
-    p = add_command(sub, "demo", "run the whole pipeline on the synthetic demo corpus and write a report",
-                    "artextract demo --out demo-output",
-                    description="Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, "
-                    "evaluate retrieval, and write OUT/report.html. Re-running reuses what is done.")
-    p.add_argument("--out", default="demo-output", help="demo folder (default demo-output)")
-    p.add_argument("--n", type=int, default=DEMO_N, help=f"number of synthetic paintings (default {DEMO_N})")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"training epochs (default {DEMO_EPOCHS})")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE,
-                   help=f"backbone of the classifier, see `artextract backbones` (default {DEFAULT_BACKBONE})")
-    p.add_argument("--fresh", action="store_true", help="delete OUT first (not a --cache folder outside it)")
-    add_cache_option(p, help="prepared-image cache folder of the demo corpus, e.g. --cache /scratch/demo.cache "
-                     "(recorded by its prepare step and used by every step); default: the folder recorded for "
-                     "OUT/data/catalog.parquet, else OUT/data/catalog.cache")
-    add_progress_option(p)
-    p.set_defaults(func=_cmd_demo)

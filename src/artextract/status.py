@@ -1,4 +1,4 @@
-"""``artextract status``: what exists for a catalogue, a run or an index, and in which state.
+"""What exists for a catalogue, a run or an index, and in which state (``artextract status``).
 
 :func:`status` gathers the artefacts; it sits above :mod:`artextract.workspace` (the path rules, which
 every package imports) because it reads catalogues, caches and indexes through their own modules.
@@ -9,14 +9,22 @@ import json
 import os
 from pathlib import Path
 
-from .cli_base import UserError, add_command
-from .cli_options import add_cache_option, add_json_option
 from .workspace import (COMPLETE, ENGINE_RECORD, META_FILE, MISSING, PARTIAL, RUN_CONFIG, Artefact,
                         evaluation_status, features_dir, run_status)
 
 
-# ---------------------------------------------------------------------- status
 def index_artefact(index_dir: str | os.PathLike) -> Artefact:
+    """An index folder's state, and the command that builds it.
+
+    Parameters
+    ----------
+    index_dir : str or path-like
+        The index folder.
+
+    Returns
+    -------
+    Artefact
+    """
     from .similarity.index import index_status
     d = Path(index_dir)
     build = f"artextract index --catalog CATALOG --out {d}"
@@ -45,7 +53,19 @@ def _store_counts(store_dir: Path, ids: list[str]) -> tuple[int, int] | None:
 
 
 def catalog_artefacts(catalog_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> list[Artefact]:
-    """The catalogue, its prepared-image caches and its feature stores."""
+    """The catalogue, its prepared-image caches and its feature stores, each with its state.
+
+    Parameters
+    ----------
+    catalog_path : str or path-like
+        The catalogue file.
+    cache_dir : str or path-like, optional
+        Its cache folder (default: the one recorded for it, else ``CATALOG.cache``).
+
+    Returns
+    -------
+    list of Artefact
+    """
     from .data.catalog import Catalog, CatalogError
     p = Path(catalog_path)
     out = []
@@ -95,6 +115,17 @@ def status(catalog: str | os.PathLike | None = None, run: str | os.PathLike | No
     A run names its catalogue (``config.json``) and an index its own (``meta.json``), so either finds
     the catalogue's caches and stores too.
 
+    Parameters
+    ----------
+    catalog : str or path-like, optional
+        A catalogue file.
+    run : str or path-like, optional
+        A training run folder.
+    index : str or path-like, optional
+        A similarity index folder.
+    cache_dir : str or path-like, optional
+        The catalogue's cache folder (default: the one recorded for it, else ``CATALOG.cache``).
+
     Returns
     -------
     list of Artefact
@@ -120,39 +151,3 @@ def status(catalog: str | os.PathLike | None = None, run: str | os.PathLike | No
         for d in sorted(Path(run).glob("eval-*")):
             out.append(evaluation_status(run, d.name[len("eval-"):], catalog))
     return out
-
-
-# ---------------------------------------------------------------------- command
-def _cmd_status(args) -> int:
-    if not (args.catalog or args.run or args.index):
-        raise UserError("give --catalog, --run or --index")
-    items = status(catalog=args.catalog, run=args.run, index=args.index, cache_dir=args.cache)
-    if args.json:
-        print(json.dumps([a.to_dict() for a in items], indent=2))
-        return 0
-    width = max(len(a.kind) for a in items)
-    for a in items:
-        line = f"{a.kind:<{width}}  {a.status:<9} {a.path}"
-        if a.detail:
-            line += f"  ({a.detail})"
-        print(line)
-        if a.status != COMPLETE and a.build:
-            print(f"{'':<{width}}  {'':<9} build: {a.build}")
-    return 0
-
-
-def register(sub) -> None:
-    """Add ``status``."""
-    p = add_command(sub, "status", "what is built for a catalogue, a run or an index, and in which state "
-                    "(missing, partial, complete, stale)",
-                    "artextract status --run runs/wikiart",
-                    description="List the artefacts of a catalogue (its prepared images and feature stores), a "
-                    "run (its weights and evaluations) or an index, each missing, partial (a killed job's "
-                    "leftovers), complete or stale (made from another catalogue or other weights), with the command "
-                    "that builds it. A run or an index finds its catalogue by itself.")
-    p.add_argument("--catalog", default=None, help="catalogue file (.parquet), e.g. --catalog wikiart.parquet")
-    p.add_argument("--run", default=None, help="trained run folder, e.g. --run runs/wikiart")
-    p.add_argument("--index", default=None, help="similarity index folder, e.g. --index wikiart.index")
-    add_cache_option(p)
-    add_json_option(p, "the artefacts")
-    p.set_defaults(func=_cmd_status)

@@ -1,5 +1,11 @@
-"""The single ``artextract`` command. Each capability adds its sub-commands through the
-``register(subparsers)`` function of its ``cli`` module."""
+"""The single ``artextract`` command: :func:`main`, :func:`build_parser` and the logging set-up.
+
+Each top-level verb is a module of :mod:`artextract.cli.commands` with a ``register(subparsers)``
+function (``COMMAND_MODULES``, in the order of ``artextract --help``); a verb with several sources
+(``ingest``, ``download``) builds its own sub-parser and adds one sub-command per source. A command
+module parses its arguments, calls the library and prints; :mod:`artextract.cli.base` and
+:mod:`artextract.cli.options` hold what they share.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,20 +13,32 @@ import importlib
 import logging
 import sys
 
-from . import __version__
-from .cli_base import HelpFormatter, UserError, add_command  # noqa: F401  (re-exported for outside callers)
-from .errors import ArtExtractError
+from .. import __version__
+from ..errors import ArtExtractError
+from .base import HelpFormatter, UserError, add_command  # noqa: F401  (re-exported for outside callers)
 
 # Order here is the order in `artextract --help`.
 COMMAND_MODULES = [
-    "artextract.data.cli",
-    "artextract.training.cli",
-    "artextract.outliers.cli",
-    "artextract.similarity.cli",
-    "artextract.web.cli",
-    "artextract.report.cli",
-    "artextract.pipeline",
-    "artextract.workspace_cli",
+    "artextract.cli.commands.ingest",
+    "artextract.cli.commands.download",
+    "artextract.cli.commands.catalog",
+    "artextract.cli.commands.prepare",
+    "artextract.cli.commands.demo_data",
+    "artextract.cli.commands.train",
+    "artextract.cli.commands.evaluate",
+    "artextract.cli.commands.predict",
+    "artextract.cli.commands.backbones",
+    "artextract.cli.commands.outliers",
+    "artextract.cli.commands.duplicates",
+    "artextract.cli.commands.index",
+    "artextract.cli.commands.similar",
+    "artextract.cli.commands.evaluate_retrieval",
+    "artextract.cli.commands.serve",
+    "artextract.cli.commands.users",
+    "artextract.cli.commands.review",
+    "artextract.cli.commands.report",
+    "artextract.cli.commands.demo",
+    "artextract.cli.commands.status",
 ]
 
 
@@ -82,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    from .cli_options import ENGINE_COMMANDS, add_engine_options
+    from .options import ENGINE_COMMANDS, add_engine_options
     for name in ENGINE_COMMANDS:
         add_engine_options(sub.choices[name])
     return parser
@@ -109,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    from .cli_options import apply_engine_options
+    from .options import apply_engine_options
 
-    from .extras import require_backbone
+    from ..extras import require_backbone
 
     try:
         apply_engine_options(args)

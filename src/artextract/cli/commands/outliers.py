@@ -1,5 +1,5 @@
-"""Sub-commands: ``outliers`` (labels that do not fit, paintings that fit no class) and
-``duplicates`` (the same painting present twice)."""
+"""``artextract outliers``: paintings whose labels do not fit (label issues) and paintings that fit no
+class (:mod:`artextract.outliers.detect`)."""
 from __future__ import annotations
 
 import json
@@ -7,40 +7,34 @@ import logging
 import time
 from pathlib import Path
 
-from ..cli_base import UserError, add_command
-from ..cli_options import (DEFAULT_BACKBONE, add_backbone_options, add_cache_option, add_json_option,
-                           add_progress_option, add_seed_option, pretrained)
-from ..utils import csv_safe_frame
+from ...utils import csv_safe_frame
+from ..base import UserError, add_command
+from ..options import (DEFAULT_BACKBONE, add_backbone_options, add_cache_option, add_json_option,
+                       add_progress_option, add_seed_option, pretrained)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_FOLDS = 5
 DEFAULT_C = 1e-3
-SUMMARY_TOP = 5   # flagged paintings / pairs shown in the summary
-
-
-def _load(path: str, cache: str | None = None):
-    from ..data.catalog import Catalog
-
-    return Catalog.load(path, cache_dir=cache)
+SUMMARY_TOP = 5   # flagged paintings shown in the summary
 
 
 def _shard_features(args, cat) -> bool:
     """Under torchrun: every rank computes its share of the features into the stores; True on the ranks
     other than 0, whose work is then done (rank 0 goes on with the stored features)."""
-    from .. import distributed
+    from ... import distributed
 
     rank, world = distributed.init()
     if world == 1:
         return False
-    from ..models.features import extract_features
+    from ...models.features import extract_features
 
     if args.run:
-        from ..training.inference import Run
+        from ...training.inference import Run
 
         Run.load(args.run)._feature_set(cat, rank == 0 and not args.no_progress, rank=rank, world=world)
     else:
-        from .detect import parse_backbones
+        from ...outliers.detect import parse_backbones
 
         for name in parse_backbones(args.backbone):
             for view in ("center", "flip") if args.flip else ("center",):
@@ -51,7 +45,7 @@ def _shard_features(args, cat) -> bool:
 
 
 def _features(args, cat):
-    from .detect import backbone_features, run_features
+    from ...outliers.detect import backbone_features, run_features
 
     if args.run:
         return run_features(cat, args.run, progress=not args.no_progress)
@@ -62,9 +56,10 @@ def _features(args, cat):
 def _cmd_outliers(args) -> int:
     import pandas as pd
 
-    from .detect import UncheckableTask, context_tasks, labelled_rows, rank_label_issues, summarize
+    from ...data.catalog import Catalog
+    from ...outliers.detect import UncheckableTask, context_tasks, labelled_rows, rank_label_issues, summarize
 
-    cat = _load(args.catalog, args.cache)
+    cat = Catalog.load(args.catalog, cache_dir=args.cache)
     if _shard_features(args, cat):
         return 0
     tasks = list(cat.tasks) if args.task == "all" else [t.strip() for t in args.task.split(",") if t.strip()]
@@ -101,14 +96,14 @@ def _cmd_outliers(args) -> int:
         frames.append(df)
         page = None
         if args.report:
-            from .report import write_report
+            from ...outliers.report import write_report
 
             rdir = Path(args.report) if len(checkable) == 1 else Path(args.report) / t
             page = write_report(cat, df, rdir)
             logger.info(f"report: {page}")
         summaries.append(_task_summary(df, page))
     if args.task == "all" and len(frames) > 1:
-        from .report import issue_queue
+        from ...outliers.report import issue_queue
 
         out = issue_queue(cat, frames)   # one queue across every task
     else:
@@ -135,50 +130,8 @@ def _task_summary(df, page) -> dict:
     }
 
 
-def _cmd_duplicates(args) -> int:
-    from .duplicates import find_duplicates, summarize_duplicates
-
-    cat = _load(args.catalog, args.cache)
-    backbone = None if args.backbone == "none" else args.backbone
-    feats = None
-    if backbone:
-        from .detect import backbone_features
-
-        feats = backbone_features(cat, backbone, pretrained=pretrained(args), weights=args.weights,
-                                  style_stats=False, progress=not args.no_progress)
-    df = find_duplicates(cat, backbone=None, features=feats.X if feats else None,
-                         feature_ids=feats.ids if feats else None, phash_max=args.phash_max,
-                         dhash_max=args.dhash_max, cosine_min=args.cosine_min, progress=not args.no_progress,
-                         cache_size=args.cache_size)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        csv_safe_frame(df).to_csv(args.out, index=False)
-        logger.info(f"wrote {args.out} ({len(df)} pairs)")
-    if args.json:
-        print(json.dumps(_duplicates_summary(df, args.out), indent=2))
-    else:
-        print(summarize_duplicates(df))
-    return 0
-
-
-def _duplicates_summary(df, out) -> dict:
-    """The JSON summary of the pairs (what ``summarize_duplicates`` prints)."""
-    import pandas as pd
-
-    def num(v):
-        return None if v is None or pd.isna(v) else float(v)  # no embedding (None or NaN) -> null
-
-    return {
-        "out": str(out) if out else None, "pairs": len(df),
-        "relations": {str(k): int(v) for k, v in df["relation"].value_counts().items()} if len(df) else {},
-        "top": [{"id_a": r["id_a"], "id_b": r["id_b"], "relation": r["relation"],
-                 "phash_distance": int(r["phash_distance"]), "dhash_distance": int(r["dhash_distance"]),
-                 "cosine": num(r["cosine"]), "found_by": r["found_by"]} for _, r in df.head(SUMMARY_TOP).iterrows()],
-    }
-
-
 def register(sub) -> None:
-    """Add ``outliers`` and ``duplicates``.
+    """Add ``outliers``.
 
     Parameters
     ----------
@@ -188,8 +141,7 @@ def register(sub) -> None:
     -------
     None
     """
-    from .duplicates import COSINE_MIN, DHASH_MAX, PHASH_MAX
-    from .methods import CHOICES, method_help
+    from ...outliers.methods import CHOICES, method_help
 
     p = add_command(
         sub, "outliers", "find paintings whose labels do not fit (label issues) and paintings that fit no class",
@@ -228,24 +180,3 @@ def register(sub) -> None:
     add_progress_option(p)
     add_json_option(p, "the summary per task (the full table is the CSV)")
     p.set_defaults(func=_cmd_outliers)
-
-    d = add_command(
-        sub, "duplicates", "find the same painting present twice, within a split and across splits (leaks)",
-        "artextract duplicates --catalog wikiart.parquet --out duplicates.csv",
-        description="Find near-duplicate pairs with perceptual hashes (pHash, dHash) of the prepared images and "
-        "cosine similarity of backbone embeddings. Pairs in different splits are train/validation leaks.")
-    d.add_argument("--catalog", required=True, help="catalogue file (.parquet)")
-    d.add_argument("--out", default=None, help="CSV of pairs to write")
-    add_backbone_options(d, allow_none=True)
-    d.add_argument("--cache-size", type=int, default=256,
-                   help="side of the prepared images the hashes are taken from (default 256)")
-    add_cache_option(d)
-    d.add_argument("--phash-max", type=int, default=PHASH_MAX,
-                   help=f"pHash Hamming distance (of 64 bits) that, with --dhash-max, means the same picture "
-                   f"(default {PHASH_MAX})")
-    d.add_argument("--dhash-max", type=int, default=DHASH_MAX, help=f"the same for dHash (default {DHASH_MAX})")
-    d.add_argument("--cosine-min", type=float, default=COSINE_MIN,
-                   help=f"embedding cosine that alone means the same picture (default {COSINE_MIN})")
-    add_progress_option(d)
-    add_json_option(d, "the summary (the pairs are the CSV)")
-    d.set_defaults(func=_cmd_duplicates)

@@ -1,31 +1,35 @@
-"""Sub-command: report."""
+"""``artextract report``: an HTML report for a run (:func:`artextract.report.build.build_report`)."""
 from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
-from ..cli_base import UserError, add_command
-from ..cli_options import add_cache_option
+from ... import workspace
+from ..base import UserError, add_command
+from ..options import add_cache_option
 
 logger = logging.getLogger(__name__)
 
 
-def _cmd_report(args) -> int:
-    from ..data.catalog import Catalog
-    from .build import build_report
+def _catalog(args):
+    """``--catalog``, else the catalogue ``--run`` was trained on."""
+    from ...data.catalog import Catalog
 
     if args.catalog:
-        cat = Catalog.load(args.catalog, cache_dir=args.cache)
-    elif args.run:
-        from .. import workspace
+        return Catalog.load(args.catalog, cache_dir=args.cache)
+    if args.run:
         config = workspace.run_file(args.run, workspace.RUN_CONFIG)
         if not config.is_file():
             raise UserError(f"{args.run} is not a training run (no {workspace.RUN_CONFIG}); train one with "
                             "`artextract train`")
-        cat = Catalog.load(json.loads(config.read_text())["catalog"], cache_dir=args.cache)
-    else:
-        raise UserError("give --run or --catalog")
+        return Catalog.load(json.loads(config.read_text())["catalog"], cache_dir=args.cache)
+    raise UserError("give --run or --catalog")
+
+
+def _cmd_report(args) -> int:
+    from ...report.build import build_report
+
+    cat = _catalog(args)
     path = build_report(args.out, catalog=cat, run_dir=args.run, outliers_csv=args.outliers or None,
                         index_dir=args.index, split=args.split, color_task=args.color_by, title=args.title)
     logger.info("report written to %s", path)
@@ -33,7 +37,7 @@ def _cmd_report(args) -> int:
 
 
 def register(sub) -> None:
-    """Add the ``report`` command.
+    """Add ``report``.
 
     Parameters
     ----------

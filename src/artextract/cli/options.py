@@ -1,9 +1,13 @@
-"""Options that several commands share, defined once so that they read the same everywhere."""
+"""Options that several commands share, defined once so that they read the same everywhere, and the
+helpers that read them."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from .defaults import DEFAULT_BACKBONE
+from ..defaults import DEFAULT_BACKBONE
+from ..workspace import CACHE_HELP
+from .base import UserError
 
 PRETRAINED_CHOICES = ("imagenet", "none")
 DEFAULT_SEED = 0
@@ -103,9 +107,6 @@ def add_json_option(parser, what: str = "the result") -> None:
                         help=f"print {what} as one JSON document on stdout (messages stay on stderr)")
 
 
-CACHE_HELP = ("prepared-image cache folder (the prepared images and the feature stores), e.g. "
-              "--cache /scratch/wikiart.cache; default: the folder `artextract prepare --cache` recorded for "
-              "the catalogue, else CATALOG with suffix .cache")
 PREPARE_CACHE_HELP = ("cache folder, e.g. --cache /scratch/wikiart.cache (default: the folder recorded by an "
                       "earlier `prepare --cache`, else CATALOG with suffix .cache). It is recorded in "
                       "CATALOG.cache-location, so that later commands on this catalogue (train, outliers, index, "
@@ -147,7 +148,7 @@ def add_engine_options(parser) -> None:
     -------
     None
     """
-    from .models.engine import ENGINES, PRECISIONS
+    from ..models.engine import ENGINES, PRECISIONS
 
     g = parser.add_argument_group("inference engine")
     g.add_argument("--engine", choices=ENGINES, default=None,
@@ -165,6 +166,72 @@ def apply_engine_options(args: argparse.Namespace) -> None:
     """Configure the process's inference engine from ``--engine/--precision/--threads`` (when present)."""
     if not hasattr(args, "engine"):
         return
-    from .models import engine
+    from ..models import engine
 
     engine.configure(args.engine, args.precision, args.threads)
+
+
+def parse_rewrites(pairs: list[str] | None) -> dict[str, str]:
+    """The ``--rewrite PREFIX=REPLACEMENT`` options (``ingest iiif``, ``download iiif``) as a mapping.
+
+    Parameters
+    ----------
+    pairs : list of str or None
+        The option's values.
+
+    Returns
+    -------
+    dict
+        PREFIX -> REPLACEMENT.
+    """
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise UserError(f"--rewrite needs PREFIX=REPLACEMENT; got {p!r}")
+        old, new = p.split("=", 1)
+        if not old:
+            raise UserError(f"--rewrite needs a non-empty PREFIX; got {p!r}")
+        out[old] = new
+    return out
+
+
+def review_store(args: argparse.Namespace, create: bool = False):
+    """The review database that ``--catalog`` (and ``--db``) name, for ``users`` and ``review``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments with ``catalog`` and ``db``.
+    create : bool
+        Create the database when it does not exist (else that is an error).
+
+    Returns
+    -------
+    artextract.web.db.ReviewStore
+    """
+    from ..web.db import ReviewStore
+    from ..web.explorer import default_db_path
+
+    if not Path(args.catalog).is_file():
+        raise UserError(f"no catalogue at {args.catalog}")
+    db = Path(args.db) if args.db else default_db_path(args.catalog)
+    if not create and not db.exists():
+        raise UserError(f"no review database at {db}; review in `artextract serve` first, or pass --db")
+    return ReviewStore(db, create=create)
+
+
+DEFAULT_K = 10   # neighbours per query of `similar` and `evaluate-retrieval`
+
+
+def add_neighbours_option(parser) -> None:
+    """Add ``-k`` (int, default :data:`DEFAULT_K`): neighbours per query.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+
+    Returns
+    -------
+    None
+    """
+    parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"neighbours per query (default {DEFAULT_K})")
