@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import ArtExtractError
-from .records import RecordStore, decode_array, encode_array, index_items
+from .descriptors import RecordStore, decode_array, encode_array, index_items
 
 logger = logging.getLogger(__name__)
 

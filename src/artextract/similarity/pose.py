@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .records import RecordStore, index_items
+from .descriptors import RecordStore, index_items
 
 logger = logging.getLogger(__name__)
 
