@@ -280,20 +280,51 @@ def ingest_csv(csv_path: str | Path, images: str | Path, *, id_col: str | None, 
     """
     acc = account if account is not None else RowAccount()
     acc.source = f"ingest csv {Path(csv_path).name}"
+    header, records, msgs = _read_csv(csv_path, encoding)
+    acc.records = len(records)
+    _check_columns(csv_path, header, path_col, tasks, id_col, split_col)
+    df = _frame(header, records, acc, msgs)
+    ordered = ordered or []
+    out = pd.DataFrame({"id": df[id_col or path_col], "path": df[path_col]})
+    root = Path(images)
+    keep = _rows_to_keep(out, root, id_col, acc, msgs)
+    specs = _add_columns(out, df, keep, tasks, ordered, (path_col, id_col, split_col))
+    split_values = df[split_col][keep] if split_col else None
+    out = out.loc[keep].reset_index(drop=True)
+    acc.imported = len(out)
+    _add_split(out, split_values, split_col, tasks, val_fraction, seed, msgs)
+    acc.check()
+    if acc.reported:
+        msgs.append(acc.summary())
+    return Catalog(out, specs, root.resolve(), source=f"csv:{Path(csv_path).name}"), msgs
+
+
+def _read_csv(csv_path: str | Path, encoding: str | None) -> tuple[list[str], list[tuple[int, list[str]]], list[str]]:
+    """The header and records of ``csv_path``, decoded (see :func:`decode_text`), and the messages."""
     try:
         data = Path(csv_path).read_bytes()
     except OSError as exc:
         raise CatalogError(f"cannot read {csv_path}: {exc.strerror or exc}") from None
     text, _, msgs = decode_text(data, csv_path, encoding)
     header, records, parse_msgs = read_records(text, csv_path)
-    msgs += parse_msgs
-    acc.records = len(records)
+    return header, records, msgs + parse_msgs
+
+
+def _check_columns(csv_path: str | Path, header: list[str], path_col: str, tasks: list[str],
+                   id_col: str | None, split_col: str | None) -> None:
+    """Raise :class:`CatalogError` for a reserved task name or a column the header does not have."""
     for t in tasks:
         if t in RESERVED:
             raise CatalogError(f"{t!r} cannot be a task: id, path and split are catalogue columns")
     for col in [path_col, *tasks] + ([id_col] if id_col else []) + ([split_col] if split_col else []):
         if col not in header:
             raise CatalogError(f"{csv_path} has no column {col!r}; columns: {', '.join(header)}")
+
+
+def _frame(header: list[str], records: list[tuple[int, list[str]]], acc: RowAccount,
+           msgs: list[str]) -> pd.DataFrame:
+    """The records as a frame of strings (blank fields None); records with more fields than the
+    header are left out and reported."""
     n = len(header)
     bad = [(ln, f) for ln, f in records if len(f) > n]
     if bad:
@@ -302,10 +333,13 @@ def ingest_csv(csv_path: str | Path, images: str | Path, *, id_col: str | None, 
         msgs.append(f"skipped {len(bad)} malformed row(s) (more fields than the {n} of the header), e.g. {examples}")
     good = [f + [""] * (n - len(f)) for _, f in records if len(f) <= n]
     df = pd.DataFrame(good, columns=header, dtype=object) if good else pd.DataFrame(columns=header, dtype=object)
-    df = df.where(df != "", None)
-    ordered = ordered or []
-    ids = df[id_col or path_col]
-    out = pd.DataFrame({"id": ids, "path": df[path_col]})
+    return df.where(df != "", None)
+
+
+def _rows_to_keep(out: pd.DataFrame, root: Path, id_col: str | None, acc: RowAccount,
+                  msgs: list[str]) -> np.ndarray:
+    """Which rows of ``out`` (``id``, ``path``) are imported: those with a path, an id seen first
+    and an image on disk; the others are counted in ``acc`` and reported in ``msgs``."""
     blank = out["path"].isna().to_numpy()
     if blank.any():
         acc.leave_out("without an image path", int(blank.sum()))
@@ -321,27 +355,36 @@ def ingest_csv(csv_path: str | Path, images: str | Path, *, id_col: str | None, 
         acc.leave_out("with a duplicated id", int(dup.sum()))
         msgs.append(f"skipped {int(dup.sum())} row(s) with a duplicated id, e.g. {out['id'][dup].head(2).tolist()}")
     keep = valid & ~dup
-    root = Path(images)
     exists = np.array([_is_file(root, p) for p in out["path"]], dtype=bool)
     if (keep & ~exists).any():
         miss = out.loc[keep & ~exists, "path"].head(3).tolist()
         acc.leave_out("image not on disk", int((keep & ~exists).sum()))
         msgs.append(f"left out {int((keep & ~exists).sum())} row(s) whose image is not on disk, e.g. {miss}")
-    keep &= exists
+    return keep & exists
+
+
+def _add_columns(out: pd.DataFrame, df: pd.DataFrame, keep: np.ndarray, tasks: list[str], ordered: list[str],
+                 used: tuple[str | None, ...]) -> dict[str, TaskSpec]:
+    """Add the task columns and every other column of ``df`` (not in ``used``) to ``out``; the
+    tasks' specs, their classes the sorted values of the kept rows."""
     specs = {}
     for t in tasks:
         out[t] = df[t]
         classes = sorted(out.loc[keep, t].dropna().unique())
         specs[t] = TaskSpec(t, classes, ordered=t in ordered)
     for col in df.columns:
-        if col not in (path_col, id_col, split_col, *tasks):
+        if col not in (*used, *tasks):
             name = col
             while name in RESERVED or name in out.columns:   # never replace id, path, split or a task
                 name = f"csv_{name}"
             out[name] = df[col]
-    split_values = df[split_col][keep] if split_col else None
-    out = out.loc[keep].reset_index(drop=True)
-    acc.imported = len(out)
+    return specs
+
+
+def _add_split(out: pd.DataFrame, split_values: pd.Series | None, split_col: str | None, tasks: list[str],
+               val_fraction: float, seed: int, msgs: list[str]) -> None:
+    """The ``split`` column: from ``split_values`` (checked to be train/val/test), else a seeded split
+    stratified on the first task."""
     if split_col:
         out["split"] = split_values.str.lower().str.strip().to_numpy()
         bad_split = ~out["split"].isin(["train", "val", "test"])
@@ -353,7 +396,3 @@ def ingest_csv(csv_path: str | Path, images: str | Path, *, id_col: str | None, 
                                         val_fraction, seed)
         msgs.append(f"no split column: made a seeded split ({val_fraction:.0%} val"
                     + (f", stratified on {tasks[0]})" if tasks else ")"))
-    acc.check()
-    if acc.reported:
-        msgs.append(acc.summary())
-    return Catalog(out, specs, root.resolve(), source=f"csv:{Path(csv_path).name}"), msgs
