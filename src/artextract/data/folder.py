@@ -90,30 +90,9 @@ def ingest_folder(images: str | Path, *, task: str = DEFAULT_TASK, val_fraction:
     msgs: list[str] = []
     acc = account if account is not None else RowAccount()
     acc.source = f"ingest folder {root}"
-    files = sorted(p for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not any(
-                       part.startswith(".") for part in p.relative_to(root).parts))
-    acc.records = len(files)
-    loose = [p for p in files if p.parent == root]
-    if loose:
-        msgs.append(f"left out {len(loose)} image(s) directly in {root} (not in a class folder), "
-                    f"e.g. {[ascii(p.name) if not _utf8(p.name) else p.name for p in loose[:3]]}")
-        acc.leave_out("not in a class folder", len(loose))
-    files = [p for p in files if p.parent != root]
+    files = _class_files(root, acc, msgs)
     skipped = SkipReport("ingest folder")
-    bad_names = [p for p in files if not _utf8(p.relative_to(root).as_posix())]
-    for p in bad_names:   # a catalogue stores paths as UTF-8 text: such a name cannot be kept
-        skipped.add(ascii(p.relative_to(root).as_posix()), "the file or folder name is not valid UTF-8; rename it")
-    files = [p for p in files if _utf8(p.relative_to(root).as_posix())]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        reasons = list(pool.map(_check, files))
-    rows = []
-    for p, why in zip(files, reasons):
-        rel = p.relative_to(root).as_posix()
-        if why is not None:
-            skipped.add(rel, why)
-            continue
-        rows.append({"id": rel, "path": rel, task: rel.split("/", 1)[0]})
+    rows = _readable_rows(root, files, task, workers, skipped)
     if len(skipped):
         msgs.append(skipped.summary())
     acc.leave_out("unreadable or unusable", len(skipped))
@@ -130,3 +109,36 @@ def ingest_folder(images: str | Path, *, task: str = DEFAULT_TASK, val_fraction:
     msgs.append(f"{len(df):,} image(s) in {len(classes)} class(es); seeded split, {val_fraction:.0%} val "
                 f"stratified on {task}")
     return Catalog(df, {task: TaskSpec(task, classes)}, root.resolve(), source="folder"), msgs, skipped
+
+
+def _class_files(root: Path, acc: RowAccount, msgs: list[str]) -> list[Path]:
+    """The image files under ``root`` (hidden ones aside), counted in ``acc``; those lying directly in
+    ``root`` are left out and reported."""
+    files = sorted(p for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not any(
+                       part.startswith(".") for part in p.relative_to(root).parts))
+    acc.records = len(files)
+    loose = [p for p in files if p.parent == root]
+    if loose:
+        msgs.append(f"left out {len(loose)} image(s) directly in {root} (not in a class folder), "
+                    f"e.g. {[ascii(p.name) if not _utf8(p.name) else p.name for p in loose[:3]]}")
+        acc.leave_out("not in a class folder", len(loose))
+    return [p for p in files if p.parent != root]
+
+
+def _readable_rows(root: Path, files: list[Path], task: str, workers: int, skipped: SkipReport) -> list[dict]:
+    """A catalogue row per file with a UTF-8 name that decodes as an image; the others go to ``skipped``."""
+    bad_names = [p for p in files if not _utf8(p.relative_to(root).as_posix())]
+    for p in bad_names:   # a catalogue stores paths as UTF-8 text: such a name cannot be kept
+        skipped.add(ascii(p.relative_to(root).as_posix()), "the file or folder name is not valid UTF-8; rename it")
+    files = [p for p in files if _utf8(p.relative_to(root).as_posix())]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = list(pool.map(_check, files))
+    rows = []
+    for p, why in zip(files, reasons):
+        rel = p.relative_to(root).as_posix()
+        if why is not None:
+            skipped.add(rel, why)
+            continue
+        rows.append({"id": rel, "path": rel, task: rel.split("/", 1)[0]})
+    return rows
