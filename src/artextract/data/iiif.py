@@ -638,6 +638,95 @@ def _norm_ref(ref: str) -> str:
     return ref.strip().rstrip("/")
 
 
+class _Walk:
+    """One walk over manifests and collections: the documents met, the rows found and the report."""
+
+    def __init__(self, fetcher: Fetcher, report: IngestReport, lang: str | None, all_canvases: bool,
+                 max_depth: int):
+        self.fetcher, self.report = fetcher, report
+        self.lang, self.all_canvases, self.max_depth = lang, all_canvases, max_depth
+        self.seen: set[str] = set()
+        self.rows: list[dict] = []
+
+    def _first_time(self, ref: str) -> bool:
+        """Whether ``ref`` is met for the first time (it is marked as met); a repeat is counted."""
+        key = _norm_ref(ref)
+        if key in self.seen:
+            self.report.skipped_repeats += 1
+            return False
+        self.seen.add(key)
+        return True
+
+    def visit(self, ref: str | None, doc: dict | None, depth: int, via: str | None, label: str,
+              remote: bool = False) -> None:
+        """Read ``ref`` (or the embedded ``doc``). ``remote``: the reference was found in a document
+        read over http(s), so it must be an http(s) URL too: such a document must not make the
+        importer open local files (nor learn which exist)."""
+        report = self.report
+        if doc is None and remote and not _is_url(ref):
+            report.fail(ref, REFUSED_LOCAL, via)
+            return
+        if ref is not None and not self._first_time(ref):
+            return
+        if doc is None:
+            try:
+                doc = self.fetcher.load(ref)
+            except IIIFError as exc:
+                report.fail(label, str(exc), via)
+                return
+            report.documents_read += 1
+            remote = _is_url(ref)
+        own_id = _id(doc)
+        if own_id and (ref is None or _norm_ref(own_id) != _norm_ref(ref)) and not self._first_time(own_id):
+            return
+        kind = _kind(doc)
+        if kind == "manifest":
+            self._manifest(doc, own_id, via, label)
+        elif kind == "collection":
+            self._collection(doc, own_id, depth, via, label, remote)
+        else:
+            t = doc.get("type", doc.get("@type"))
+            report.fail(own_id or label, f"not a IIIF manifest or collection (type {t!r})" if t else
+                        "not a IIIF manifest or collection (no type)", via)
+
+    def _manifest(self, doc: dict, own_id: str | None, via: str | None, label: str) -> None:
+        """Add the rows of a manifest (or its failure to the report)."""
+        self.report.manifests += 1
+        try:
+            self.rows.extend(manifest_rows(doc, self.lang, self.all_canvases, source=label))
+        except IIIFError as exc:
+            self.report.fail(own_id or label, str(exc), via)
+        except RecursionError:
+            self.report.fail(own_id or label, "the manifest is nested too deeply to read", via)
+
+    def _collection(self, doc: dict, own_id: str | None, depth: int, via: str | None, label: str,
+                    remote: bool) -> None:
+        """Visit the members of a collection, at most ``max_depth`` levels deep."""
+        report = self.report
+        report.collections += 1
+        if depth >= self.max_depth:
+            report.fail(own_id or label, f"collection nested deeper than {self.max_depth} levels: not followed", via)
+            return
+        for m in collection_members(doc):
+            mref = _id(m)
+            embedded = isinstance(m, dict) and (
+                (_kind(m) == "manifest" and manifest_canvases(m)) or
+                (_kind(m) == "collection" and collection_members(m)))
+            if isinstance(m, dict) and _kind(m) is None and not mref:
+                report.fail(label, "a collection entry has neither an id nor a type", via)
+                continue
+            if embedded:
+                self.visit(mref, m, depth + 1, own_id or label, mref or label, remote)
+            elif mref:
+                if isinstance(m, dict) and _kind(m) is None and m.get("type", m.get("@type")):
+                    report.fail(mref, f"unknown type {m.get('type', m.get('@type'))!r} in a collection", own_id or label)
+                    continue
+                self.visit(mref, None, depth + 1, own_id or label, mref, remote)
+            else:  # an entry without an id and without content: nothing to read, but said
+                report.fail(own_id or label, f"a collection entry ({_kind(m) or 'no type'}) has neither an id "
+                            "nor canvases or members", via)
+
+
 def collect_rows(sources: list[str], *, lang: str | None = "en", all_canvases: bool = False,
                  max_depth: int = DEFAULT_MAX_DEPTH, fetcher: Fetcher | None = None,
                  report: IngestReport | None = None) -> tuple[list[dict], IngestReport]:
@@ -645,87 +734,15 @@ def collect_rows(sources: list[str], *, lang: str | None = "en", all_canvases: b
     report = report or IngestReport()
     own = fetcher is None
     fetcher = fetcher or Fetcher()
-    seen: set[str] = set()
-    rows: list[dict] = []
-
-    def visit(ref: str | None, doc: dict | None, depth: int, via: str | None, label: str,
-              remote: bool = False) -> None:
-        """Read ``ref`` (or the embedded ``doc``). ``remote``: the reference was found in a document
-        read over http(s), so it must be an http(s) URL too: such a document must not make the
-        importer open local files (nor learn which exist)."""
-        if doc is None and remote and not _is_url(ref):
-            report.fail(ref, REFUSED_LOCAL, via)
-            return
-        if ref is not None:
-            key = _norm_ref(ref)
-            if key in seen:
-                report.skipped_repeats += 1
-                return
-            seen.add(key)
-        if doc is None:
-            try:
-                doc = fetcher.load(ref)
-            except IIIFError as exc:
-                report.fail(label, str(exc), via)
-                return
-            report.documents_read += 1
-            remote = _is_url(ref)
-        own_id = _id(doc)
-        if own_id and ref is not None and _norm_ref(own_id) != _norm_ref(ref):
-            if _norm_ref(own_id) in seen:
-                report.skipped_repeats += 1
-                return
-            seen.add(_norm_ref(own_id))
-        elif own_id and ref is None:
-            if _norm_ref(own_id) in seen:
-                report.skipped_repeats += 1
-                return
-            seen.add(_norm_ref(own_id))
-        kind = _kind(doc)
-        if kind == "manifest":
-            report.manifests += 1
-            try:
-                rows.extend(manifest_rows(doc, lang, all_canvases, source=label))
-            except IIIFError as exc:
-                report.fail(own_id or label, str(exc), via)
-            except RecursionError:
-                report.fail(own_id or label, "the manifest is nested too deeply to read", via)
-        elif kind == "collection":
-            report.collections += 1
-            if depth >= max_depth:
-                report.fail(own_id or label, f"collection nested deeper than {max_depth} levels: not followed", via)
-                return
-            for m in collection_members(doc):
-                mref = _id(m)
-                embedded = isinstance(m, dict) and (
-                    (_kind(m) == "manifest" and manifest_canvases(m)) or
-                    (_kind(m) == "collection" and collection_members(m)))
-                if isinstance(m, dict) and _kind(m) is None and not mref:
-                    report.fail(label, "a collection entry has neither an id nor a type", via)
-                    continue
-                if embedded:
-                    visit(mref, m, depth + 1, own_id or label, mref or label, remote)
-                elif mref:
-                    if isinstance(m, dict) and _kind(m) is None and m.get("type", m.get("@type")):
-                        report.fail(mref, f"unknown type {m.get('type', m.get('@type'))!r} in a collection", own_id or label)
-                        continue
-                    visit(mref, None, depth + 1, own_id or label, mref, remote)
-                else:  # an entry without an id and without content: nothing to read, but said
-                    report.fail(own_id or label, f"a collection entry ({_kind(m) or 'no type'}) has neither an id "
-                                "nor canvases or members", via)
-        else:
-            t = doc.get("type", doc.get("@type"))
-            report.fail(own_id or label, f"not a IIIF manifest or collection (type {t!r})" if t else
-                        "not a IIIF manifest or collection (no type)", via)
-
+    walk = _Walk(fetcher, report, lang, all_canvases, max_depth)
     try:
         for src in sources:
             report.sources.append(str(src))
-            visit(str(src), None, 0, None, str(src))
+            walk.visit(str(src), None, 0, None, str(src))
     finally:
         if own:
             fetcher.close()
-    return rows, report
+    return walk.rows, report
 
 
 def image_filename(row_id: str, fmt: str | None = None, url: str | None = None) -> str:
@@ -777,7 +794,29 @@ def ingest_iiif(sources: list[str], *, images: str | os.PathLike | None = None,
     rows, report = collect_rows(list(sources), lang=lang, all_canvases=all_canvases, max_depth=max_depth,
                                 fetcher=fetcher)
     fetcher.close()
-    # one row per id (a manifest listed by two collections is read once; canvas ids may repeat)
+    uniq = _unique_rows(rows, all_canvases, report)
+    if not uniq:
+        raise CatalogError("no manifest with an image could be read:\n  " + "\n  ".join(
+            f"{f['source']}: {f['reason']}" for f in report.failures[:10]) if report.failures else
+            "no manifest with an image could be read")
+    df = _frame(uniq)
+    specs = _task_specs(df, tasks, ordered, report)
+    df["split"] = stratified_split(df[tasks[0]] if tasks else pd.Series([None] * len(df)), val_fraction, seed)
+    if images is not None:
+        root = Path(images).resolve()
+    else:
+        base = Path(catalog_path).resolve().parent if catalog_path else Path.cwd()
+        root = base / "iiif_images"
+    n_service = int(df["image_service"].notna().sum())
+    report.messages.append(f"{n_service:,} row(s) with an image service, {len(df) - n_service:,} with a direct "
+                           "image URL only")
+    extra = {"iiif": {"sources": [str(s) for s in sources], "lang": lang, "all_canvases": all_canvases}}
+    return Catalog(df.reset_index(drop=True), specs, root, source="iiif", extra=extra), report
+
+
+def _unique_rows(rows: list[dict], all_canvases: bool, report: IngestReport) -> list[dict]:
+    """One row per id, the id set (a manifest listed by two collections is read once; canvas ids may
+    repeat); the repeats go to ``report.duplicates``."""
     uniq, seen = [], set()
     for r in rows:
         rid = r["canvas_id"] if all_canvases and r.get("canvas_id") else r["manifest_id"]
@@ -789,11 +828,13 @@ def ingest_iiif(sources: list[str], *, images: str | os.PathLike | None = None,
         r["id"] = rid
         uniq.append(r)
     report.rows = len(uniq)
-    if not uniq:
-        raise CatalogError("no manifest with an image could be read:\n  " + "\n  ".join(
-            f"{f['source']}: {f['reason']}" for f in report.failures[:10]) if report.failures else
-            "no manifest with an image could be read")
-    df = pd.DataFrame(uniq)
+    return uniq
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """The rows as a frame: every :data:`ROW_COLUMNS` (``split`` aside) first, then the metadata
+    columns sorted, image paths named by :func:`image_filename`, numbers as Int64."""
+    df = pd.DataFrame(rows)
     for c in ROW_COLUMNS:
         if c not in df.columns and c not in ("path", "split"):
             df[c] = None
@@ -803,6 +844,12 @@ def ingest_iiif(sources: list[str], *, images: str | os.PathLike | None = None,
     df = df.astype(object).where(df.notna(), None)
     for c in ("image_service_version", "image_width", "image_height", "iiif_version"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
+    return df
+
+
+def _task_specs(df: pd.DataFrame, tasks: list[str], ordered: list[str], report: IngestReport) -> dict[str, TaskSpec]:
+    """The specs of ``tasks`` (their values as strings in ``df``, classes sorted); raises
+    :class:`CatalogError` for a task no manifest has."""
     specs = {}
     for t in tasks:
         if t not in df.columns:
@@ -817,14 +864,4 @@ def ingest_iiif(sources: list[str], *, images: str | os.PathLike | None = None,
         report.messages.append(f"task {t}: {len(specs[t].classes)} class(es)"
                                + (", ordered" if t in ordered else "")
                                + (f"; {n_missing:,} row(s) without a value" if n_missing else ""))
-    df["split"] = stratified_split(df[tasks[0]] if tasks else pd.Series([None] * len(df)), val_fraction, seed)
-    if images is not None:
-        root = Path(images).resolve()
-    else:
-        base = Path(catalog_path).resolve().parent if catalog_path else Path.cwd()
-        root = base / "iiif_images"
-    n_service = int(df["image_service"].notna().sum())
-    report.messages.append(f"{n_service:,} row(s) with an image service, {len(df) - n_service:,} with a direct "
-                           "image URL only")
-    extra = {"iiif": {"sources": [str(s) for s in sources], "lang": lang, "all_canvases": all_canvases}}
-    return Catalog(df.reset_index(drop=True), specs, root, source="iiif", extra=extra), report
+    return specs
