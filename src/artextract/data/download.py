@@ -671,6 +671,30 @@ def download_images(targets: list[ImageTarget], out_dir: str | os.PathLike, opti
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", removed)
 
+    todo = _to_download(targets, opts, summary)
+    dl = _Downloader(out_dir, opts, summary)
+    try:
+        if todo:
+            _download_all(dl, todo, opts, summary, desc)
+    except KeyboardInterrupt:
+        done = len(summary.downloaded) + len(summary.failed)
+        summary.not_attempted = len(todo) - done
+        summary.aborted = "interrupted"
+        raise
+    finally:
+        summary.aborted = summary.aborted or dl.abort_reason
+        dl.close()
+        summary.elapsed_s = round(time.monotonic() - t0, 3)
+        try:
+            summary.write(report_path)
+        except OSError as exc:
+            log.warning("could not write the download report %s: %s", report_path, exc)
+    return summary
+
+
+def _to_download(targets: list[ImageTarget], opts: DownloadOptions, summary: DownloadSummary) -> list[ImageTarget]:
+    """The targets to fetch: those without a file, or (``verify_existing``) whose file does not decode;
+    the others are recorded as already present."""
     # existing files: verify in parallel (decoding releases the GIL)
     todo: list[ImageTarget] = []
     if opts.verify_existing:
@@ -685,56 +709,45 @@ def download_images(targets: list[ImageTarget], out_dir: str | os.PathLike, opti
             if state is False:
                 summary.replaced_invalid.append(t.id)
             todo.append(t)
+    return todo
 
-    dl = _Downloader(out_dir, opts, summary)
-    bar = None
+
+def _download_all(dl: _Downloader, todo: list[ImageTarget], opts: DownloadOptions, summary: DownloadSummary,
+                  desc: str) -> None:
+    """Fetch ``todo`` (not empty) with a progress bar, recording each outcome in ``summary``: the first
+    request alone (no network: stop at once, before anything else is tried), then the rest with
+    ``opts.workers`` threads."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), unit="img", desc=desc, disable=not opts.progress, dynamic_ncols=True)
+
+    def record(t: ImageTarget, result):
+        status, reason, attempts, url = result
+        if status == "ok":
+            summary.downloaded.append(t.id)
+        elif status == "failed":
+            summary.failed.append({"id": t.id, "url": url, "reason": reason, "attempts": attempts})
+        else:
+            summary.not_attempted += 1
+        bar.update(1)
+        if summary.failed:
+            bar.set_postfix(failed=len(summary.failed), refresh=False)
+
     try:
-        if todo:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), unit="img", desc=desc, disable=not opts.progress, dynamic_ncols=True)
-
-            def record(t: ImageTarget, result):
-                status, reason, attempts, url = result
-                if status == "ok":
-                    summary.downloaded.append(t.id)
-                elif status == "failed":
-                    summary.failed.append({"id": t.id, "url": url, "reason": reason, "attempts": attempts})
-                else:
-                    summary.not_attempted += 1
-                bar.update(1)
-                if summary.failed:
-                    bar.set_postfix(failed=len(summary.failed), refresh=False)
-
-            # the first request alone: no network -> stop at once, before anything else is tried
-            record(todo[0], dl.download(todo[0], probe=True))
-            rest = todo[1:]
-            if rest and not dl.stop.is_set():
-                ex = ThreadPoolExecutor(max_workers=max(1, opts.workers), thread_name_prefix="iiif-download")
-                try:
-                    futures = {ex.submit(dl.download, t): t for t in rest}
-                    for fut in as_completed(futures):
-                        record(futures[fut], fut.result())
-                except BaseException:
-                    dl.stop.set()
-                    ex.shutdown(wait=False, cancel_futures=True)
-                    raise
-                ex.shutdown(wait=True)
-            elif rest:
-                summary.not_attempted += len(rest)
-    except KeyboardInterrupt:
-        done = len(summary.downloaded) + len(summary.failed)
-        summary.not_attempted = len(todo) - done
-        summary.aborted = "interrupted"
-        raise
+        record(todo[0], dl.download(todo[0], probe=True))
+        rest = todo[1:]
+        if rest and not dl.stop.is_set():
+            ex = ThreadPoolExecutor(max_workers=max(1, opts.workers), thread_name_prefix="iiif-download")
+            try:
+                futures = {ex.submit(dl.download, t): t for t in rest}
+                for fut in as_completed(futures):
+                    record(futures[fut], fut.result())
+            except BaseException:
+                dl.stop.set()
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
+            ex.shutdown(wait=True)
+        elif rest:
+            summary.not_attempted += len(rest)
     finally:
-        if bar is not None:
-            bar.close()
-        summary.aborted = summary.aborted or dl.abort_reason
-        dl.close()
-        summary.elapsed_s = round(time.monotonic() - t0, 3)
-        try:
-            summary.write(report_path)
-        except OSError as exc:
-            log.warning("could not write the download report %s: %s", report_path, exc)
-    return summary
+        bar.close()
