@@ -169,32 +169,11 @@ def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, te
     >>> find_similar(index, text="a ship in a storm at night", k=5)["results"][0]["id"]  # doctest: +SKIP
     """
     log = log or _log.info
-    if mode not in MODES:
-        raise SimilarityError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if sum(q is not None for q in (image, id, text)) != 1:
-        raise SimilarityError("give one of an image, the id of an indexed painting, or a text")
-    k = int(k)
-    if k < 1:
-        raise SimilarityError("k must be at least 1")
+    k = _checked_query(image, id, text, k, mode)
     if text is not None:
-        if mode != "image":
-            raise SimilarityError(f"a text query ranks whole paintings; it cannot be used with mode {mode!r}")
-        text = _check_text(text)
-        results = index.search(embed_text(index, text), k)
-        for r in results:
-            r["path"] = index.paths[index.position(r["id"])]
-        return {"mode": mode, "query": {"text": text}, "results": results,
-                "message": None if results else "the index holds no paintings"}
-    if id is not None:
-        id = str(id)
-        index.position(id)  # raises a clear error for an unknown id
-        query: dict = {"id": id}
-        img = None
-    else:
-        if isinstance(image, (str, os.PathLike)) and not Path(image).exists():
-            raise SimilarityError(f"query image {image} does not exist")
-        img = as_image(image)
-        query = {"image": _describe_source(image), "size": list(img.size)}
+        return _text_query(index, text, k, mode)
+    id = None if id is None else str(id)
+    img, query = _query(index, image, id)
     out = {"mode": mode, "query": query, "results": [], "message": None}
     if mode == "image":
         if img is None:
@@ -211,6 +190,42 @@ def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, te
     if not results and out["message"] is None:
         out["message"] = "the index has no other painting to compare with"
     return out
+
+
+def _checked_query(image, id, text, k, mode: str) -> int:
+    """``k`` as an int, once the mode, the query (exactly one of ``image``, ``id`` and ``text``) and
+    ``k`` are checked; raises :class:`SimilarityError` otherwise."""
+    if mode not in MODES:
+        raise SimilarityError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if sum(q is not None for q in (image, id, text)) != 1:
+        raise SimilarityError("give one of an image, the id of an indexed painting, or a text")
+    k = int(k)
+    if k < 1:
+        raise SimilarityError("k must be at least 1")
+    return k
+
+
+def _text_query(index: EmbeddingIndex, text: str, k: int, mode: str) -> dict:
+    """The answer of :func:`find_similar` to a text query."""
+    if mode != "image":
+        raise SimilarityError(f"a text query ranks whole paintings; it cannot be used with mode {mode!r}")
+    text = _check_text(text)
+    results = index.search(embed_text(index, text), k)
+    for r in results:
+        r["path"] = index.paths[index.position(r["id"])]
+    return {"mode": mode, "query": {"text": text}, "results": results,
+            "message": None if results else "the index holds no paintings"}
+
+
+def _query(index: EmbeddingIndex, image, item_id: str | None) -> tuple[Image.Image | None, dict]:
+    """The query image (None for the id of an indexed painting) and the ``query`` entry of the answer."""
+    if item_id is not None:
+        index.position(item_id)  # raises a clear error for an unknown id
+        return None, {"id": item_id}
+    if isinstance(image, (str, os.PathLike)) and not Path(image).exists():
+        raise SimilarityError(f"query image {image} does not exist")
+    img = as_image(image)
+    return img, {"image": _describe_source(image), "size": list(img.size)}
 
 
 def _face(index, out, img, item_id, k, catalog, progress, log) -> list[dict]:
