@@ -132,57 +132,16 @@ def parse_period(value) -> tuple[int, int] | None:
         y = int(m.group("y"))
         return (y, y)
     low = text.lower()
-    cent = re.sub(r"\s+", " ", _NOISE.sub(" ", low)).strip(" ,;.")
-    for rx in (_CENTURY, _CENTURY_WORD):
-        spans = []
-        for c in rx.finditer(cent):
-            n = int(c.group("n")) if c.groupdict().get("n") else _ORD[c.group("w").lower()]
-            if 1 <= n <= 21:
-                spans.append(_century(n, _bc(c.group("era")), c.group("mod")))
-        if spans:
-            return min(s for s, _ in spans), max(e for _, e in spans)
-    circa = bool(_CIRCA.search(low))
-    low = _CIRCA.sub(" ", low)
-    plain = re.sub(r"\bnot (?:before|after)\b", " ", low)   # "not after X" is "X or before"
-    after = re.search(r"\bnot before\b", low) is not None or re.search(r"\b(?:after|post|from|since)\b", plain) is not None
-    before = re.search(r"\bnot after\b", low) is not None or re.search(r"\b(?:before|ante|by|until)\b", plain) is not None
-    low = re.sub(r"\b(?:after|post|from|since|not before|before|ante|by|not after)\b", " ", low)
-    low = _NOISE.sub(" ", low)
-    low = re.sub(r"\s+", " ", low).strip(" ,;.")
-
-    d = _DECADE.search(low)
-    if d:
-        y = int(d.group("y"))
-        if y % 10 == 0:
-            start, end = y * 10, y * 10 + 99  # "1600s": the century
-        else:
-            start, end = y * 10, y * 10 + 9   # "1630s": the decade
-        return _part(start, end, d.group("mod"))
-    r = _RANGE.search(low)
-    if r:
-        a, b = r.group("a"), r.group("b")
-        bc = _bc(r.group("era"))
-        bc1 = _bc(r.group("era1")) or bc
-        ya = int(a)
-        if len(b) < len(a) and not bc:  # "1850-99", "1665/7"
-            yb = int(a[: len(a) - len(b)] + b)
-            if yb < ya:  # "1895-05": the next century
-                yb += 10 ** len(b)
-        else:
-            yb = int(b)
-        if bc1:
-            ya = -ya
-        if bc:
-            yb = -yb
-        if len(a) >= 3 or len(b) >= 3 or bc or bc1:
-            start, end = min(ya, yb), max(ya, yb)
-            return start, end
-    years = [(-int(y.group("y")) if _bc(y.group("era")) else int(y.group("y"))) for y in _YEAR.finditer(low)]
-    if not years:
-        bare = re.fullmatch(r"(?P<y>\d{1,4})" + _ERA, low)
-        if not bare:
-            return None
-        years = [-int(bare.group("y")) if _bc(bare.group("era")) else int(bare.group("y"))]
+    span = _centuries(low)
+    if span:
+        return span
+    circa, after, before, low = _qualifiers(low)
+    span = _decade(low) or _range(low)
+    if span:
+        return span
+    years = _years(low)
+    if years is None:
+        return None
     start, end = min(years), max(years)
     if start == end:
         if after and not before:
@@ -192,6 +151,84 @@ def parse_period(value) -> tuple[int, int] | None:
         if circa:
             return start - CIRCA_YEARS, start + CIRCA_YEARS
     return start, end
+
+
+def _centuries(low: str) -> tuple[int, int] | None:
+    """The span of the centuries named in ``low`` (lower-case text): "17th century", "early
+    nineteenth century" ...; None when it names none."""
+    cent = re.sub(r"\s+", " ", _NOISE.sub(" ", low)).strip(" ,;.")
+    for rx in (_CENTURY, _CENTURY_WORD):
+        spans = []
+        for c in rx.finditer(cent):
+            n = int(c.group("n")) if c.groupdict().get("n") else _ORD[c.group("w").lower()]
+            if 1 <= n <= 21:
+                spans.append(_century(n, _bc(c.group("era")), c.group("mod")))
+        if spans:
+            return min(s for s, _ in spans), max(e for _, e in spans)
+    return None
+
+
+def _qualifiers(low: str) -> tuple[bool, bool, bool, str]:
+    """``(circa, after, before, rest)``: whether ``low`` says "c."/"circa", "after"/"not before" or
+    "before"/"not after", and the text without these words and without noise."""
+    circa = bool(_CIRCA.search(low))
+    low = _CIRCA.sub(" ", low)
+    plain = re.sub(r"\bnot (?:before|after)\b", " ", low)   # "not after X" is "X or before"
+    after = re.search(r"\bnot before\b", low) is not None or re.search(r"\b(?:after|post|from|since)\b", plain) is not None
+    before = re.search(r"\bnot after\b", low) is not None or re.search(r"\b(?:before|ante|by|until)\b", plain) is not None
+    low = re.sub(r"\b(?:after|post|from|since|not before|before|ante|by|not after)\b", " ", low)
+    low = _NOISE.sub(" ", low)
+    low = re.sub(r"\s+", " ", low).strip(" ,;.")
+    return circa, after, before, low
+
+
+def _decade(low: str) -> tuple[int, int] | None:
+    """The span of "1630s" (a decade), "1600s" (a century), "late 1630s" ...; None when there is none."""
+    d = _DECADE.search(low)
+    if not d:
+        return None
+    y = int(d.group("y"))
+    if y % 10 == 0:
+        start, end = y * 10, y * 10 + 99  # "1600s": the century
+    else:
+        start, end = y * 10, y * 10 + 9   # "1630s": the decade
+    return _part(start, end, d.group("mod"))
+
+
+def _range(low: str) -> tuple[int, int] | None:
+    """The span of a range of years ("1850-1899", "1850-99", "1665/7", "500-400 BC"); None when there
+    is none (or its years are too short to be years)."""
+    r = _RANGE.search(low)
+    if not r:
+        return None
+    a, b = r.group("a"), r.group("b")
+    bc = _bc(r.group("era"))
+    bc1 = _bc(r.group("era1")) or bc
+    ya = int(a)
+    if len(b) < len(a) and not bc:  # "1850-99", "1665/7"
+        yb = int(a[: len(a) - len(b)] + b)
+        if yb < ya:  # "1895-05": the next century
+            yb += 10 ** len(b)
+    else:
+        yb = int(b)
+    if bc1:
+        ya = -ya
+    if bc:
+        yb = -yb
+    if len(a) >= 3 or len(b) >= 3 or bc or bc1:
+        return min(ya, yb), max(ya, yb)
+    return None
+
+
+def _years(low: str) -> list[int] | None:
+    """The years written in ``low`` (BC negative), or a bare number standing alone; None when none."""
+    years = [(-int(y.group("y")) if _bc(y.group("era")) else int(y.group("y"))) for y in _YEAR.finditer(low)]
+    if not years:
+        bare = re.fullmatch(r"(?P<y>\d{1,4})" + _ERA, low)
+        if not bare:
+            return None
+        years = [-int(bare.group("y")) if _bc(bare.group("era")) else int(bare.group("y"))]
+    return years
 
 
 # ---------------------------------------------------------------------- bins
