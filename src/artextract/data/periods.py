@@ -45,7 +45,6 @@ NGA_BOUNDS: list[tuple[int | None, int | None]] = [
 ]
 assert len(NGA_BOUNDS) == len(NGA_TIMEFRAMES)
 
-_DASH = re.compile(r"\s*(?:[-\u2010-\u2015\u2212]|\bto\b|\buntil\b|\bthrough\b)\s*")
 # (the "c" of "B.C." / "b. c." is an era, not circa)
 _CIRCA = re.compile(r"(?<!b\.)(?<!b\. )\b(?:c|ca|circa|about|around|approx(?:imately)?)\b\.?\s*", re.I)
 _NOISE = re.compile(r"\b(?:probably|possibly|perhaps|dated|made|painted|executed|begun|completed|"
