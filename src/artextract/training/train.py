@@ -656,19 +656,12 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
     """Unfreeze the backbone and train end to end from the best stage-1 head."""
     is_main = rank == 0
     torch.manual_seed(cfg.seed)
-    kw = {"image_size": cfg.image_size} if cfg.image_size and cfg.backbone.startswith(("timm:", "open_clip:")) else {}
-    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights, **kw)
-    head.load_state_dict(load_file(str(out / MODEL)))
-    model = MultiTaskCRNN(backbone, head).to(device)
-    model = model.to(memory_format=torch.channels_last)
+    model, backbone = _finetune_model(cfg, head, out, device)
     amp = _autocast_dtype(device)
     ordered = {t: cat.task(t).ordered for t in tasks}
     y_all = targets_for(cat, train_ids, tasks)
     yv = targets_for(cat, val_ids, tasks)
-    num_classes = {t: cat.task(t).num_classes for t in tasks}
-    cw = class_weights_for(y_all, num_classes, cfg.class_weighting)
-    cw = {t: w.to(device) for t, w in cw.items()} if cw else None
-    ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
+    loss_kw = _finetune_loss_settings(cfg, cat, tasks, y_all, ordered, device)
     cache_dir = default_cache_dir(cat)
     ensure_prepared(cat, cfg.cache_size, cache_dir, progress=False, log=say)
     ds = _CacheImages(cache_dir, cfg.cache_size, train_ids, cfg.image_size, train=True,
@@ -677,8 +670,54 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
     opt = torch.optim.AdamW(finetune_param_groups(model, cfg.finetune_lr, cfg.weight_decay, cfg.finetune_layer_decay))
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    start = 0
     st_path = out / STATE
+    start, best = _finetune_resume(model, opt, out, st_path, resume, say)
+    val_ds = _CacheImages(cache_dir, cfg.cache_size, val_ids, cfg.image_size, train=False,
+                          preprocess=backbone.preprocess)
+    for epoch in range(start, cfg.finetune_epochs):
+        torch.manual_seed(cfg.seed * 7919 + epoch)
+        if sampler:
+            sampler.set_epoch(epoch)
+        dl = torch.utils.data.DataLoader(ds, batch_size=max(1, cfg.finetune_batch_size // world), sampler=sampler,
+                                         shuffle=sampler is None, num_workers=cfg.num_workers, drop_last=len(ds) > cfg.finetune_batch_size)
+        bar = tqdm(dl, desc=f"fine-tune {epoch + 1}/{cfg.finetune_epochs}", disable=not (cfg.progress and is_main),
+                   file=sys.stderr)
+        _finetune_epoch(ddp, bar, opt, scaler, y_all, tasks, loss_kw, device, amp)
+        P = _finetune_predict(model, val_ds, tasks, cfg, device, amp)
+        vm = {t: task_metrics(P[t], yv[t].numpy(), ordered[t]) for t in tasks} if val_ids else {}
+        vl = _val_loss(P, yv) if P is not None else None
+        score = _score(vm, vl, cfg.select_by)
+        say(f"fine-tune epoch {epoch + 1}: val macro-F1 {_macro_f1(vm):.4f}"
+            + (f", val loss {vl:.4f}" if vl is not None else "")
+            + (f" (best score so far {best:.4f})" if math.isfinite(best) else ""))
+        if is_main:
+            best = _save_finetune_epoch(model, opt, out, st_path, epoch, score, best)
+        distributed.barrier(world)
+
+
+def _finetune_model(cfg, head: CRNNHead, out: Path, device) -> tuple[MultiTaskCRNN, torch.nn.Module]:
+    """The whole network (channels_last, on ``device``), its head the best stage-1 head; and its backbone."""
+    kw = {"image_size": cfg.image_size} if cfg.image_size and cfg.backbone.startswith(("timm:", "open_clip:")) else {}
+    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights, **kw)
+    head.load_state_dict(load_file(str(out / MODEL)))
+    model = MultiTaskCRNN(backbone, head).to(device)
+    return model.to(memory_format=torch.channels_last), backbone
+
+
+def _finetune_loss_settings(cfg, cat: Catalog, tasks: list[str], y_all: dict[str, torch.Tensor],
+                            ordered: dict[str, bool], device) -> dict:
+    """The keyword arguments of :func:`masked_multitask_loss`: class weights, label smoothing, ordinal weights."""
+    num_classes = {t: cat.task(t).num_classes for t in tasks}
+    cw = class_weights_for(y_all, num_classes, cfg.class_weighting)
+    cw = {t: w.to(device) for t, w in cw.items()} if cw else None
+    ord_w = {t: cfg.ordinal_weight for t in tasks if ordered[t]} if cfg.ordinal_weight else None
+    return dict(class_weights=cw, label_smoothing=cfg.label_smoothing, ordinal=ord_w)
+
+
+def _finetune_resume(model: MultiTaskCRNN, opt, out: Path, st_path: Path, resume: bool, say) -> tuple[int, float]:
+    """The first epoch to run and the best score so far; a fine-tuning checkpoint's weights and optimiser
+    state are loaded into ``model`` and ``opt``."""
+    start = 0
     st = torch.load(st_path, map_location="cpu", weights_only=False) if resume and st_path.exists() else None
     best = float("-inf")
     if st and st.get("stage") == "finetune":
@@ -688,52 +727,49 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
         say(f"resuming fine-tuning after epoch {start}")
     elif st:
         best = st["best"]
-    val_ds = _CacheImages(cache_dir, cfg.cache_size, val_ids, cfg.image_size, train=False,
-                          preprocess=backbone.preprocess)
-    for epoch in range(start, cfg.finetune_epochs):
-        torch.manual_seed(cfg.seed * 7919 + epoch)
-        if sampler:
-            sampler.set_epoch(epoch)
-        dl = torch.utils.data.DataLoader(ds, batch_size=max(1, cfg.finetune_batch_size // world), sampler=sampler,
-                                         shuffle=sampler is None, num_workers=cfg.num_workers, drop_last=len(ds) > cfg.finetune_batch_size)
-        ddp.train()
-        bar = tqdm(dl, desc=f"fine-tune {epoch + 1}/{cfg.finetune_epochs}", disable=not (cfg.progress and is_main),
-                   file=sys.stderr)
-        for xb, idx in bar:
-            xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            yb = {t: y_all[t][idx].to(device) for t in tasks}
+    return start, best
+
+
+def _finetune_epoch(ddp, bar, opt, scaler, y_all: dict[str, torch.Tensor], tasks: list[str], loss_kw: dict,
+                    device, amp) -> None:
+    """One epoch of end-to-end training over the batches of ``bar``."""
+    ddp.train()
+    for xb, idx in bar:
+        xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        yb = {t: y_all[t][idx].to(device) for t in tasks}
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss, _ = masked_multitask_loss(ddp(xb), yb, **loss_kw)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+
+
+def _finetune_predict(model: MultiTaskCRNN, val_ds, tasks: list[str], cfg, device, amp) -> dict[str, np.ndarray] | None:
+    """Class probabilities of every validation image, per task; None when there is none."""
+    model.eval()
+    probs = {t: [] for t in tasks}
+    with torch.no_grad():
+        for xb, _ in torch.utils.data.DataLoader(val_ds, batch_size=64, num_workers=cfg.num_workers):
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                loss, _ = masked_multitask_loss(ddp(xb), yb, class_weights=cw, label_smoothing=cfg.label_smoothing,
-                                                ordinal=ord_w)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        model.eval()
-        probs = {t: [] for t in tasks}
-        with torch.no_grad():
-            for xb, _ in torch.utils.data.DataLoader(val_ds, batch_size=64, num_workers=cfg.num_workers):
-                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    o = model(xb.to(device).contiguous(memory_format=torch.channels_last))
-                for t in tasks:
-                    probs[t].append(torch.softmax(o[t].float(), 1).cpu().numpy())
-        P = {t: np.concatenate(probs[t]) for t in tasks} if val_ids else None
-        vm = {t: task_metrics(P[t], yv[t].numpy(), ordered[t]) for t in tasks} if val_ids else {}
-        vl = _val_loss(P, yv) if P is not None else None
-        score = _score(vm, vl, cfg.select_by)
-        say(f"fine-tune epoch {epoch + 1}: val macro-F1 {_macro_f1(vm):.4f}"
-            + (f", val loss {vl:.4f}" if vl is not None else "")
-            + (f" (best score so far {best:.4f})" if math.isfinite(best) else ""))
-        if is_main:
-            sd = model.state_dict()
-            if score > best:
-                best = score
-                _atomic_save_tensors(sd, out / MODEL, {"epoch": epoch + 1, "stage": "finetune"})
-                c = json.loads((out / CONFIG).read_text())
-                c["backbone"]["finetuned"] = True
-                (out / CONFIG).write_text(json.dumps(c, indent=2))
-            _atomic_save_tensors(sd, out / LAST, {"epoch": epoch + 1})
-            _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": 0, "history": [],
-                                "optimizer": opt.state_dict(), "stage": "finetune"}, st_path)
-        distributed.barrier(world)
+                o = model(xb.to(device).contiguous(memory_format=torch.channels_last))
+            for t in tasks:
+                probs[t].append(torch.softmax(o[t].float(), 1).cpu().numpy())
+    return {t: np.concatenate(probs[t]) for t in tasks} if len(val_ds) else None
+
+
+def _save_finetune_epoch(model: MultiTaskCRNN, opt, out: Path, st_path: Path, epoch: int, score: float,
+                         best: float) -> float:
+    """Write the epoch's checkpoint (and the best weights when ``score`` beats ``best``); the best score."""
+    sd = model.state_dict()
+    if score > best:
+        best = score
+        _atomic_save_tensors(sd, out / MODEL, {"epoch": epoch + 1, "stage": "finetune"})
+        c = json.loads((out / CONFIG).read_text())
+        c["backbone"]["finetuned"] = True
+        (out / CONFIG).write_text(json.dumps(c, indent=2))
+    _atomic_save_tensors(sd, out / LAST, {"epoch": epoch + 1})
+    _atomic_torch_save({"epoch": epoch, "best": best, "bad_epochs": 0, "history": [],
+                        "optimizer": opt.state_dict(), "stage": "finetune"}, st_path)
+    return best
