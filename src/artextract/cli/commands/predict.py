@@ -1,77 +1,39 @@
-"""``artextract predict``: a trained run's top-k labels per task for images or folders of images."""
+"""``artextract predict``: a trained run's top-k labels per task for images or folders of images
+(:func:`artextract.training.predict.predict_files`)."""
 from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 from ..base import UserError, add_command
 from ..options import add_json_option
 
 logger = logging.getLogger(__name__)
 
-PREDICT_BATCH = 32   # images decoded and classified together by `predict`
 DEFAULT_TOP_K = 3
 
 
-def _expand(inputs: list[str]) -> list[Path]:
-    from ...data.images import IMAGE_EXTS
-
-    files: list[Path] = []
-    for s in inputs:
-        p = Path(s)
-        if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
-        else:
-            files.append(p)  # a missing or unreadable file is reported by the loader
-    return files
-
-
 def _cmd_predict(args) -> int:
-    from ...data.images import ImageLoadError, load_image
     from ...training.inference import Run
+    from ...training.predict import image_files, predict_files
 
     run = Run.load(args.run)
-    files = _expand(args.images)
+    files = image_files(args.images)
     if not files:
         raise UserError("no images found in " + ", ".join(args.images))
-    results, errors, explained = [], [], []
-    batch: list = []
-    names: list[Path] = []
-
-    def flush():
-        if batch:
-            for f, r in zip(names, run.predict_images(batch, top_k=args.top_k)):
-                results.append({"image": str(f), "predictions": {t: [{"label": lab, "prob": round(p, 4)} for lab, p in v]
-                                                                 for t, v in r.items()}})
-            if args.explain:
-                from ...training.explain import write_explanations
-
-                explained.extend(write_explanations(run, batch, names, args.explain))
-            batch.clear()
-            names.clear()
-
-    for f in files:
-        try:
-            batch.append(load_image(f))
-            names.append(f)
-        except ImageLoadError as exc:
-            errors.append({"image": str(f), "error": exc.reason})
-        if len(batch) >= PREDICT_BATCH:
-            flush()
-    flush()
+    found = predict_files(run, files, top_k=args.top_k, explain_dir=args.explain)
     if args.json:
-        print(json.dumps({"results": results, "errors": errors}, indent=2))
+        print(json.dumps({"results": found.results, "errors": found.errors}, indent=2))
     else:
-        for r in results:
+        for r in found.results:
             print(r["image"])
             for t, v in r["predictions"].items():
                 print(f"  {t:<10} " + ", ".join(f"{x['label']} {x['prob']:.2f}" for x in v))
-        for e in errors:
+        for e in found.errors:
             logger.warning(f"{e['image']}: skipped: {e['error']}")
-    if explained:
-        logger.info(f"wrote {len(explained)} explanation(s) to {args.explain}")
-    return 1 if errors and not results else 0
+    if found.explained:
+        logger.info(f"wrote {len(found.explained)} explanation(s) to {args.explain}")
+    return 1 if found.errors and not found.results else 0
 
 
 def register(sub) -> None:
