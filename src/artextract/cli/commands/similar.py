@@ -1,5 +1,6 @@
 """``artextract similar``: the paintings most similar to an image, an indexed painting or a text
-(:func:`artextract.similarity.api.find_similar`), or the neighbours of every indexed painting."""
+(:func:`artextract.similarity.api.find_similar`), or the neighbours of every indexed painting
+(:func:`artextract.similarity.neighbours.every_neighbour`)."""
 from __future__ import annotations
 
 import csv
@@ -52,46 +53,6 @@ def _print_result(res: dict, labels: dict) -> None:
         print(f"{r['rank']:>4}  {r['score']:>6.3f}  {r['id']:<60} {lab}{flag}")
 
 
-def _rows_all(index, args, catalog_arg):
-    """(query_id, rank, neighbor_id, score) rows for every indexed painting, and a note on the left-out."""
-    left_out: list[str] = []
-    if args.mode == "image":
-        from tqdm.auto import tqdm
-
-        # batches of queries, so a 10M-painting index streams its rows in bounded memory
-        with tqdm(total=len(index), desc="similar --all", unit="painting", file=sys.stderr,
-                  disable=args.no_progress) as bar:
-            for qp, scores, pos in index.search_all(args.k):
-                for q, srow, prow in zip(qp, scores, pos):
-                    for r, (s, p) in enumerate(((s, p) for s, p in zip(srow, prow) if p >= 0), 1):
-                        yield index.ids[q], r, index.ids[p], float(s)
-                bar.update(len(qp))
-    elif args.mode == "face":
-        from ...similarity.face import face_index
-        fi = face_index(index, catalog_arg, progress=not args.no_progress)
-        for k_ in index.ids:
-            faces = fi.faces_of(k_)
-            if not faces:
-                left_out.append(k_)
-                continue
-            for r in fi.search(faces, args.k, exclude=k_):
-                yield k_, r["rank"], r["id"], r["score"]
-    else:
-        from ...similarity.pose import pose_index
-        pi = pose_index(index, catalog_arg, progress=not args.no_progress)
-        for k_ in index.ids:
-            kp, size = pi.keypoints_of(k_)
-            if kp is None:
-                left_out.append(k_)
-                continue
-            for r in pi.search(kp, size, args.k, exclude=k_):
-                yield k_, r["rank"], r["id"], r["score"]
-    if left_out:
-        what = "face" if args.mode == "face" else "body"
-        logger.warning(f"{len(left_out):,} of {len(index):,} paintings have no detected {what} and have no rows"
-             f" (e.g. {', '.join(left_out[:3])})")
-
-
 def _write_all(rows, args) -> None:
     """``similar --all``: the rows as one JSON document, or as CSV on stdout or into ``--out``."""
     if args.json:
@@ -140,7 +101,9 @@ def _cmd_similar(args) -> int:
         if why is not None:
             raise UserError(why)
     if args.all:
-        _write_all(_rows_all(index, args, catalog_arg), args)
+        from ...similarity.neighbours import every_neighbour
+
+        _write_all(every_neighbour(index, args.k, args.mode, catalog_arg, progress=not args.no_progress), args)
         return 0
     res = find_similar(index, image=args.image, id=args.id, text=args.text, k=args.k, mode=args.mode,
                        catalog=catalog_arg, progress=not args.no_progress)
