@@ -7,7 +7,8 @@ Every module under ``src/artextract`` is parsed with :mod:`ast`; an edge A -> B 
 ``"artextract.b"`` in a module-level list named ``COMMAND_MODULES`` (``artextract.cli`` imports its
 command modules, ``artextract.cli.commands.<verb>``, by name when it builds the parser, so they are its
 imports too). A submodule's import of its own package's ``__init__`` is drawn like any other import
-(``from .. import main`` in ``artextract.cli.commands.demo`` is an edge to ``artextract.cli``). The strict version counts imports
+(``from .. import main`` in ``artextract.cli.commands.demo`` is an edge to ``artextract.cli``); the
+package ``__init__`` that Python runs before any of its submodules is not an edge of its own. The strict version counts imports
 inside functions and methods too (a lazy import is still a dependency, and a cycle through one is a
 loop a reader has to untangle); only imports under ``if TYPE_CHECKING:`` are left out, since they never
 run. The graph must have no cycle, apart from the edges in :data:`ALLOWED_LAZY_EDGES` (each with its reason).
