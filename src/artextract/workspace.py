@@ -6,7 +6,7 @@ One painting's way from ingest to report, as files::
     CATALOG.cache-location             the cache folder ``prepare --cache DIR`` chose (else CATALOG.cache)
     <cache>/s<SIZE>/                   prepared images, a slot store (``prepare``)
     <cache>/features/<store>/          maps/, pooled/, stats/ slot stores + engine.json (feature extraction)
-    <cache>/web-thumbs/                the explorer's thumbnails
+    <cache>/web-thumbs/                thumbnails: <kind>/<size>/<hash[:2]>/<hash>.jpg (``serve``)
     RUN/config.json                    a trained run: its config (written first) ...
     RUN/model.safetensors              ... the best weights, last.safetensors, state.pt (``--resume``)
     RUN/eval-<SPLIT>/                  an evaluation: metrics.json, confusion_*.png, per_class_*.csv, and
@@ -106,6 +106,11 @@ def features_dir(cache_dir: str | os.PathLike, store: str | None = None) -> Path
 
 def thumbs_dir(cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / THUMBS_DIR
+
+
+def thumb_file(thumbs: str | os.PathLike, kind: str, size: int, digest: str) -> Path:
+    """One kept thumbnail: ``THUMBS/<kind>/<size>/<digest[:2]>/<digest>.jpg`` (``kind``: thumb or display)."""
+    return Path(thumbs) / kind / str(int(size)) / digest[:2] / f"{digest}.jpg"
 
 
 def engine_cache_dir() -> Path:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pandas as pd
 from PIL import Image
 
+from ..data import thumbs
 from ..data.catalog import Catalog, title_from_id
 from ..errors import ArtExtractError
 from .db import ReviewStore
@@ -65,14 +66,6 @@ def default_db_path(catalog_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".reviews.sqlite")
 
 
-def default_thumb_dir(catalog: Catalog) -> Path:
-    """``web-thumbs`` in the catalogue's prepared-image cache folder (:func:`~artextract.data.cache.default_cache_dir`)."""
-    from ..data.cache import default_cache_dir
-
-    from ..workspace import thumbs_dir
-    return thumbs_dir(default_cache_dir(catalog))
-
-
 NOT_CONFIGURED = {
     "run": "No model run loaded: start the server with --run RUN_DIR to see predictions "
            "(train one with `artextract train --catalog CATALOG --out RUN_DIR`).",
@@ -100,7 +93,7 @@ class Explorer:
                         ).str.lower()
         thumb_dir = config.thumb_cache
         if thumb_dir is None:
-            thumb_dir = default_thumb_dir(self.catalog)
+            thumb_dir = thumbs.default_dir(self.catalog)
         self.images = ImageServer(self.catalog, thumb_dir or None)
         self.db_path = Path(config.db) if config.db else default_db_path(config.catalog)
         try:

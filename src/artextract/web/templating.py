@@ -1,13 +1,13 @@
-"""The explorer's page templates: the Jinja environment, its URL helpers and filters, and :func:`render`.
+"""The explorer's page templates: the Jinja environment (:func:`artextract.render.environment`, shared with
+the written report and outlier page), its URL helpers, and :func:`render`.
 
 A leaf module: it imports nothing of the web package (the explorer of a request is read from
 ``request.app.state``), so the routers, the shared helpers (:mod:`.deps`) and the sign-in pages
 (:mod:`.auth`) can all render pages without importing each other. :mod:`.deps` adds the
-explorer-specific globals (the similarity modes). Needs the ``web`` extra (fastapi, jinja2).
+explorer-specific globals (the similarity modes). Needs the ``web`` extra (fastapi).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,12 +15,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from .. import __version__
+from ..render import environment
 
 HERE = Path(__file__).parent
 
 
-# ---------------------------------------------------------------------- formatting
+# ---------------------------------------------------------------------- URLs
 def pid_url(item_id: str) -> str:
     return "/painting/" + quote(item_id, safe="/")
 
@@ -33,36 +33,9 @@ def image_url(item_id: str) -> str:
     return "/image/" + quote(item_id, safe="/")
 
 
-def fmt(v) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "—"
-        if float(v).is_integer() and abs(v) < 1e12:
-            return str(int(v))
-        return f"{v:.3f}"
-    return str(v).replace("|", " · ")
-
-
-def pct(p) -> str:
-    try:
-        return f"{float(p) * 100:.1f}%"
-    except (TypeError, ValueError):
-        return "—"
-
-
-def labelize(s) -> str:
-    return str(s).replace("_", " ") if s is not None else "—"
-
-
 # ---------------------------------------------------------------------- templates
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.globals.update(pid_url=pid_url, thumb_url=thumb_url, image_url=image_url, version=__version__,
-                             quote=quote)
-templates.env.filters.update(fmt=fmt, pct=pct, labelize=labelize)
+templates = Jinja2Templates(env=environment(HERE / "templates"))
+templates.env.globals.update(pid_url=pid_url, thumb_url=thumb_url, image_url=image_url, quote=quote)
 
 
 def current_user(request: Request) -> str | None:
