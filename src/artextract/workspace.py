@@ -47,6 +47,7 @@ METRICS = "metrics.json"
 FINGERPRINT = "fingerprint.json"
 
 INDEX_FILE, IDS_FILE, META_FILE, MEAN_FILE = "index.faiss", "ids.json", "meta.json", "mean.npy"
+MAP_LAYOUT = "map_layout"               # the explorer's map layout, kept beside the index or the run
 
 MISSING, PARTIAL, COMPLETE, STALE = "missing", "partial", "complete", "stale"
 
@@ -129,6 +130,17 @@ def eval_dir(run_dir: str | os.PathLike, split: str) -> Path:
 
 def run_file(run_dir: str | os.PathLike, name: str) -> Path:
     return Path(run_dir) / name
+
+
+def map_layout_file(*, index_dir: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
+                    catalog_path: str | os.PathLike | None = None) -> Path:
+    """The explorer's cached map layout: ``INDEX/map_layout.npz`` when laid out from an index, else
+    ``RUN/map_layout-<catalogue stem>-<hash of its path>.npz`` (a run can embed several catalogues)."""
+    if index_dir is not None:
+        return Path(index_dir) / f"{MAP_LAYOUT}.npz"
+    stem = Path(str(catalog_path)).stem
+    tag = hashlib.sha1(str(Path(str(catalog_path)).resolve()).encode()).hexdigest()[:8]
+    return Path(run_dir) / f"{MAP_LAYOUT}-{stem}-{tag}.npz"
 
 
 # ---------------------------------------------------------------------- fingerprints

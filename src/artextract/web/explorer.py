@@ -6,6 +6,7 @@ The model and the index are imported lazily, so the explorer runs on a bare cata
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -17,11 +18,13 @@ from typing import Any, Callable
 import pandas as pd
 from PIL import Image
 
+from .. import workspace
 from ..data import thumbs
 from ..data.catalog import Catalog, title_from_id
 from ..errors import ArtExtractError
 from .db import ReviewStore
 from .images import LRU, ImageServer
+from .map import CollectionMap, MapData
 from .review import OutlierTable
 
 log = logging.getLogger(__name__)
@@ -131,9 +134,7 @@ class Explorer:
         self._sim_cache = _ObjLRU(2048)
         self.uploads = _ObjLRU(32)  # token -> recent uploaded image, for the face/pose tabs
         self.selections = _ObjLRU(256)  # token -> ids chosen on the map, for the gallery and the queue
-        from .map import CollectionMap
-
-        self.map = CollectionMap(self)
+        self.map = CollectionMap(self._map_data())
 
     # ------------------------------------------------------------------ loading
     @staticmethod
@@ -154,6 +155,28 @@ class Explorer:
             return EmbeddingIndex.load(path), find_similar
         except Exception as exc:
             raise ExplorerError(f"cannot load the similarity index {path}: {exc}") from exc
+
+    def _map_data(self) -> MapData:
+        """What the collection map is drawn from: the index's embedding, else the run's, else none."""
+        data = MapData(df=self.df, tasks=self.tasks, title_col=self.title_col, sample=self.config.map_sample,
+                       flagged_ids=self.outliers.flagged_ids if self.outliers is not None else set())
+        index, run = self.index, self.run
+        if index is not None and getattr(index, "path", None) is not None:
+            data.cache_file = workspace.map_layout_file(index_dir=index.path)
+        elif run is not None:
+            data.cache_file = workspace.map_layout_file(run_dir=run.path, catalog_path=self.catalog.path)
+        if index is not None:
+            data.embedding = lambda: (list(index.ids), index.vectors())
+            data.cache_key = f"index|{len(index)}|{getattr(index, 'updated', '')}"
+        elif run is not None:
+            def embed():
+                with self._model_lock:
+                    return run.embed_catalog(self.catalog, progress=False)
+
+            ids = "\n".join(map(str, self.df["id"]))
+            data.embedding, data.source = embed, "run"
+            data.cache_key = f"run|{hashlib.sha1(ids.encode()).hexdigest()}|{run.config.get('created', '')}"
+        return data
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:

@@ -3,8 +3,8 @@
 Two layouts:
 
 - ``embedding``: the 2-D map of :func:`artextract.report.layout.embed_2d` (openTSNE of a bounded
-  sample, the rest placed among it), computed once and cached beside the index (``map_layout.npz``)
-  or the run (``map_layout-<catalogue>.npz``);
+  sample, the rest placed among it), computed once and cached beside the index or the run
+  (:func:`artextract.workspace.map_layout_file`);
 - ``timeline``: x is the year (a numeric ``year``/``date`` column) or, without one, the class of an
   ordered task (with a little jitter), and y is the embedding's first principal axis.
 
@@ -12,15 +12,19 @@ The payload is columnar and compact: coordinates are integers in ``[0, SCALE]``,
 integer codes into a legend of at most ``MAX_COLOURS`` values (the rest is grey), and the parts
 (``points``, ``xy``, ``color``) can be fetched on their own, so a page loads the points once and
 then asks only for new coordinates or colours.
+
+:class:`CollectionMap` is given a :class:`MapData` (the catalogue's rows and tasks, the flagged ids,
+a function that returns the embedding, and where the layout is kept); the explorer builds it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -49,51 +53,74 @@ def _write_npz(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
-class CollectionMap:
-    """The map of one explorer's catalogue (layouts computed once, payload parts cached)."""
+@dataclass
+class MapData:
+    """What the map is drawn from: the catalogue's rows, and the embedding when there is one.
 
-    def __init__(self, explorer):
-        self.ex = explorer
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The catalogue's rows (``id``, the task columns, the other fields).
+    tasks : dict
+        Task name -> :class:`~artextract.data.catalog.TaskSpec` (its classes; ``ordered``).
+    title_col : str, optional
+        The column of the paintings' titles (titles are made from the ids without one).
+    flagged_ids : set
+        Ids of the paintings the outlier table flags.
+    embedding : callable, optional
+        Returns ``(ids, X [N, D])``, the embedding to lay out; None when there is none (no index, no run).
+    source : str
+        Where the embedding comes from (``index`` or ``run``), shown on the page.
+    cache_file : Path, optional
+        Where the layout is kept between starts (:func:`artextract.workspace.map_layout_file`).
+    cache_key : str
+        What the kept layout must have been computed from (a layout of another key is recomputed).
+    sample : int, optional
+        Largest number of paintings t-SNE lays out itself.
+    """
+
+    df: pd.DataFrame
+    tasks: dict
+    title_col: str | None = None
+    flagged_ids: set = field(default_factory=set)
+    embedding: Callable[[], tuple[list[str], np.ndarray]] | None = None
+    source: str = "index"
+    cache_file: Path | None = None
+    cache_key: str = ""
+    sample: int | None = None
+
+
+class CollectionMap:
+    """The map of one catalogue (layouts computed once, payload parts cached)."""
+
+    def __init__(self, data: MapData):
+        self.data = data
         self._lock = threading.Lock()
         self._layout: dict | None = None
         self._cache: dict[tuple, bytes] = {}
 
     # ------------------------------------------------------------------ layout
+    def _need_embedding(self) -> None:
+        if self.data.embedding is None or self.data.cache_file is None:
+            raise MapUnavailable("The map needs an embedding: start the server with --index INDEX_DIR "
+                                 "(or --run RUN_DIR).")
+
     def cache_path(self) -> Path:
-        ex = self.ex
-        if ex.index is not None and getattr(ex.index, "path", None) is not None:
-            return Path(ex.index.path) / "map_layout.npz"
-        if ex.run is not None:
-            stem = Path(str(ex.catalog.path)).stem
-            tag = hashlib.sha1(str(Path(str(ex.catalog.path)).resolve()).encode()).hexdigest()[:8]
-            return Path(ex.run.path) / f"map_layout-{stem}-{tag}.npz"
-        raise MapUnavailable("The map needs an embedding: start the server with --index INDEX_DIR (or --run RUN_DIR).")
+        """The file the layout is kept in."""
+        self._need_embedding()
+        return self.data.cache_file
 
     def cache_key(self) -> str:
         """What the cache file must have been computed from (the index's count and update time, or
         the run and the catalogue's ids)."""
-        return self._key()
-
-    def _key(self) -> str:
-        ex = self.ex
-        if ex.index is not None:
-            return f"index|{len(ex.index)}|{getattr(ex.index, 'updated', '')}"
-        ids = "\n".join(map(str, ex.df["id"]))
-        return f"run|{hashlib.sha1(ids.encode()).hexdigest()}|{ex.run.config.get('created', '')}"
-
-    def _embedding(self) -> tuple[list[str], np.ndarray]:
-        ex = self.ex
-        if ex.index is not None:
-            return list(ex.index.ids), ex.index.vectors()
-        with ex._model_lock:
-            return ex.run.embed_catalog(ex.catalog, progress=False)
+        return self.data.cache_key
 
     def layout(self) -> dict:
         """``{"ids", "xy" [N, 2], "pc1" [N], "source"}``, from the cache file or computed (and cached)."""
         with self._lock:
             if self._layout is not None:
                 return self._layout
-            path, key = self.cache_path(), self._key()
+            path, key = self.cache_path(), self.data.cache_key
             if path.is_file():
                 try:
                     z = np.load(path, allow_pickle=False)
@@ -103,10 +130,9 @@ class CollectionMap:
                         return self._layout
                 except (OSError, KeyError, ValueError) as exc:
                     logger.warning("map: ignoring the unreadable cache %s (%s)", path, exc)
-            ids, X = self._embedding()
+            ids, X = self.data.embedding()
             logger.info("map: laying out %s paintings (once; the layout is cached)", f"{len(ids):,}")
-            self._layout = compute_layout(ids, X, source="index" if self.ex.index is not None else "run",
-                                          sample=self.ex.config.map_sample)
+            self._layout = compute_layout(ids, X, source=self.data.source, sample=self.data.sample)
             try:
                 save_layout(path, self._layout, key)
                 logger.info("map: layout of %s paintings cached in %s", f"{len(ids):,}", path)
@@ -144,7 +170,7 @@ class CollectionMap:
         lay = self.layout()
         rows = self._rows(lay["ids"])
         head = {"n": len(rows), "layout": layout, "source": lay["source"],
-                "not_on_map": int(len(self.ex.df) - len(rows))}
+                "not_on_map": int(len(self.data.df) - len(rows))}
         pieces = [_encode(head)[1:-1]]
         if "points" in parts:
             pieces.append(self._part(("points",), lambda: self._points(rows, lay["ids"])))
@@ -167,26 +193,26 @@ class CollectionMap:
 
     def fields(self) -> list[str]:
         """What the map can be coloured by: the tasks, then the other catalogue columns."""
-        ex = self.ex
-        skip = {"id", "path", ex.title_col}
-        return list(ex.tasks) + [c for c in ex.df.columns if c not in skip and c not in ex.tasks]
+        d = self.data
+        skip = {"id", "path", d.title_col}
+        return list(d.tasks) + [c for c in d.df.columns if c not in skip and c not in d.tasks]
 
     def _rows(self, ids: list[str]) -> np.ndarray:
         """Catalogue row of each laid-out painting (paintings not in the catalogue are left out)."""
         key = ("rows", len(ids))
         if getattr(self, "_rows_cache", (None,))[0] != key:
-            self._rows_cache = (key, pd.Index(self.ex.df["id"]).get_indexer(pd.Index(ids)).astype(np.int64))
+            self._rows_cache = (key, pd.Index(self.data.df["id"]).get_indexer(pd.Index(ids)).astype(np.int64))
         rows = self._rows_cache[1]
         return rows[rows >= 0] if (rows < 0).any() else rows
 
     def _points(self, rows: np.ndarray, ids: list[str]) -> dict:
         """Ids (their common prefix and suffix sent once, the rest joined by newlines), titles (joined
         by newlines), dates (the year, or the ordered class) and the positions of flagged paintings."""
-        ex = self.ex
-        df = ex.df
+        d = self.data
+        df = d.df
         ids_col = pd.Series(df["id"].to_numpy()[rows], dtype=object).astype(str)
-        if ex.title_col:
-            t = pd.Series(df[ex.title_col].to_numpy()[rows], dtype=object)
+        if d.title_col:
+            t = pd.Series(df[d.title_col].to_numpy()[rows], dtype=object)
             ok = t.fillna("").astype(str).str.strip().ne("").to_numpy(bool)
             t = t.where(ok, "").astype(str).str.slice(0, TITLE_CHARS)
         else:
@@ -207,7 +233,7 @@ class CollectionMap:
             dates = [s if isinstance(s, str) else None for s in df["timeframe"].to_numpy()[rows]]
         else:
             dates = [None] * len(rows)
-        flagged_ids = ex.outliers.flagged_ids if ex.outliers is not None else set()
+        flagged_ids = d.flagged_ids
         flagged = np.flatnonzero(ids_col.isin(flagged_ids).to_numpy()).tolist() if flagged_ids else []
         prefix, suffix = _common_ends(ids_col.tolist())
         middles = ids_col.str.slice(len(prefix), -len(suffix) if suffix else None)
@@ -217,7 +243,7 @@ class CollectionMap:
 
     def _year_col(self) -> str | None:
         if not hasattr(self, "_ycol"):
-            self._ycol = _year_column(self.ex.df)
+            self._ycol = _year_column(self.data.df)
         return self._ycol
 
     def _xy(self, layout: str, lay: dict, rows: np.ndarray) -> dict:
@@ -236,8 +262,8 @@ class CollectionMap:
         return self._rows_cache[1] >= 0
 
     def _timeline_x(self, rows: np.ndarray) -> tuple[np.ndarray, dict]:
-        ex = self.ex
-        df = ex.df
+        d = self.data
+        df = d.df
         rng = np.random.default_rng(0)
         jitter = rng.uniform(-0.35, 0.35, len(rows))
         ycol = self._year_col()
@@ -248,11 +274,11 @@ class CollectionMap:
                 lo, hi = np.nanmin(x), np.nanmax(x)
                 x = x + jitter * max(1.0, (hi - lo) / 200)
         else:
-            task = next((t for t, s in ex.tasks.items() if s.ordered), None)
+            task = next((t for t, s in d.tasks.items() if s.ordered), None)
             if task is None:
                 raise ValueError("the timeline needs a year column or an ordered task (such as timeframe); "
                                  "this catalogue has neither")
-            classes = ex.tasks[task].classes
+            classes = d.tasks[task].classes
             code = {c: i for i, c in enumerate(classes)}
             x = np.array([code.get(v, np.nan) if isinstance(v, str) else np.nan for v in df[task].to_numpy()[rows]],
                          dtype=float) + jitter
@@ -277,8 +303,8 @@ class CollectionMap:
         return x, {"label": label, "ticks": tick_out, "undated": int(missing.sum())}
 
     def _colour(self, field: str, rows: np.ndarray) -> dict:
-        col = self.ex.df[field].to_numpy()[rows]
-        numeric = pd.api.types.is_numeric_dtype(self.ex.df[field]) and not pd.api.types.is_bool_dtype(self.ex.df[field])
+        col = self.data.df[field].to_numpy()[rows]
+        numeric = pd.api.types.is_numeric_dtype(self.data.df[field]) and not pd.api.types.is_bool_dtype(self.data.df[field])
         num = pd.Series(col, dtype=float) if numeric else None
         if num is not None and num.notna().any() and num.nunique() > MAX_COLOURS:
             bins = pd.qcut(num, NUMERIC_BINS, duplicates="drop")
@@ -289,7 +315,7 @@ class CollectionMap:
                     "other": 0, "missing": int((codes == MISSING).sum()), "binned": True}
         text = pd.Series(col, dtype=object)
         missing = text.isna().to_numpy() | (text == "").to_numpy()
-        if not pd.api.types.is_string_dtype(self.ex.df[field]):
+        if not pd.api.types.is_string_dtype(self.data.df[field]):
             text = text.where(~missing, None).map(lambda v: v if v is None or isinstance(v, str) else str(v))
         fcodes, uniques = pd.factorize(text.where(~missing, None), use_na_sentinel=True)
         counts_all = np.bincount(fcodes[fcodes >= 0], minlength=len(uniques))
