@@ -181,7 +181,7 @@ class Thumbnailer:
         size = next((s for s in sizes if s >= PREPARED_ENOUGH), sizes[-1])
         try:
             cache = PreparedCache(root, size)
-            logger.info("thumbnails from the prepared-image cache %s", cache.dir)
+            logger.debug("thumbnails from the prepared-image cache %s", cache.dir)
             return cache
         except Exception as exc:  # a broken cache must not stop thumbnails
             logger.warning("prepared-image cache at %s not used: %s", root, exc)

@@ -8,12 +8,16 @@ the catalogue's thumbnail folder.
 """
 from __future__ import annotations
 
+import logging
+
 from PIL import Image
 
 from ..data.thumbs import LRU, ImageNotFound, Thumbnailer, encode_jpeg, jpeg_data_uri
 
 __all__ = ["DISPLAY_SIZE", "THUMB_SIZES", "ImageNotFound", "ImageServer", "LRU", "data_url", "encode_jpeg",
            "snap_size"]
+
+log = logging.getLogger(__name__)
 
 THUMB_SIZES = (128, 256, 512)
 DISPLAY_SIZE = 1600
@@ -38,6 +42,11 @@ def snap_size(size: int | None) -> int:
 
 class ImageServer(Thumbnailer):
     """The explorer's thumbnails (at :data:`THUMB_SIZES`) and display-size images of one catalogue."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._prepared is not None:
+            log.info("thumbnails from the prepared-image cache %s", self._prepared.dir)
 
     def thumbnail(self, item_id: str, size: int | None = None) -> bytes:
         return super().thumbnail(item_id, snap_size(size))
