@@ -239,3 +239,17 @@ def test_stream_returns_every_painting_of_many_batches_once():
     for ids, *_ in ov.stream(([f"{b}-{i}" for i in range(3)], u8) for b in range(20)):
         seen += ids
     assert sorted(seen) == sorted(f"{b}-{i}" for b in range(20) for i in range(3))
+
+
+def test_stream_runs_at_the_size_it_is_given_not_only_the_backbones():
+    from artextract.models.base import crop_box, images_to_tensor
+    torch.manual_seed(0)
+    net = create_backbone("tiny_cnn", pretrained=False).eval()
+    size = net.preprocess.size // 2
+    for s in (next(s for s in range(size, 2 * size) if crop_box(s)[1] == size), 3 * size):  # in the graph; resized
+        u8 = _prepared(3, s)
+        run = E.FeatureEngine(net, engine="openvino", precision="fp32", device=torch.device("cpu"))
+        got = _collect(run.stream([(["a", "b", "c"], u8)], size=size))
+        ref = run(images_to_tensor(u8, size, "center", net.preprocess))
+        for i in range(3):
+            assert _rel_err(torch.from_numpy(np.stack([got[k][i] for k in "abc"])), ref[i]) < 1e-4

@@ -239,7 +239,8 @@ class FeatureEngine:
             return self._openvino(x)
         return self._torch(x)
 
-    def stream(self, batches: Iterable, *, view: str = "center", maps_dtype=np.float32) -> Iterator[tuple]:
+    def stream(self, batches: Iterable, *, view: str = "center", size: int | None = None,
+               maps_dtype=np.float32) -> Iterator[tuple]:
         """Run batches of prepared images through the backbone, the next batches queued while one runs.
 
         Parameters
@@ -248,6 +249,8 @@ class FeatureEngine:
             ``ids`` (a list; empty batches are skipped) and their prepared images, uint8 ``[B, S, S, 3]``.
         view : {"center", "flip"}
             The crop of :func:`~artextract.models.base.images_to_tensor`.
+        size : int, optional
+            The input size (default: the backbone's).
         maps_dtype : numpy dtype
             The dtype the maps are returned in (feature stores keep float16).
 
@@ -256,13 +259,14 @@ class FeatureEngine:
         (ids, maps, pooled, stats)
             numpy arrays for a part of one batch, as parts finish (with OpenVINO, not necessarily in order).
         """
+        size = size or self.size
         if self.engine != "openvino":
             for ids, u8 in batches:
                 if len(ids):
-                    fm, pv, sv = self(images_to_tensor(u8, self.size, view, self.backbone.preprocess))
+                    fm, pv, sv = self(images_to_tensor(u8, size, view, self.backbone.preprocess))
                     yield ids, fm.numpy().astype(maps_dtype), pv.numpy(), sv.numpy()
             return
-        yield from self._stream_openvino(batches, view, np.dtype(maps_dtype))
+        yield from self._stream_openvino(batches, view, size, np.dtype(maps_dtype))
 
     # ------------------------------------------------------------------ torch
     @torch.no_grad()
@@ -304,7 +308,7 @@ class FeatureEngine:
         fm, pv, sv = (torch.from_numpy(np.concatenate([p[k] for p in parts])) for k in range(3))
         return fm, pv, sv
 
-    def _stream_openvino(self, batches: Iterable, view: str, maps_dtype: np.dtype) -> Iterator[tuple]:
+    def _stream_openvino(self, batches: Iterable, view: str, size: int, maps_dtype: np.dtype) -> Iterator[tuple]:
         """Each batch is cut into requests of :data:`PART` images; :data:`IN_FLIGHT` requests per stream are
         queued, so the next ones wait in the engine while this thread reads, converts and stores. The
         preprocessing is in the graph when the crop needs no resizing (else it runs here, as for
@@ -331,13 +335,13 @@ class FeatureEngine:
                     continue
                 if queue is None:
                     s = u8.shape[1]
-                    in_graph = crop_box(s)[1] == self.size
+                    in_graph = crop_box(s)[1] == size
                     with self._lock:
-                        compiled = self._graph(("u8", s, view) if in_graph else ("f32", self.size))
+                        compiled = self._graph(("u8", s, view) if in_graph else ("f32", size))
                     queue = ov.AsyncInferQueue(compiled, IN_FLIGHT * _streams(compiled))
                     queue.set_callback(finished)
                 arr = (np.ascontiguousarray(u8) if in_graph else
-                       images_to_tensor(u8, self.size, view, self.backbone.preprocess).numpy())
+                       images_to_tensor(u8, size, view, self.backbone.preprocess).numpy())
                 for a, b in _parts(len(ids)):
                     queue.start_async(arr[a:b], list(ids[a:b]))  # waits for a free request
                     while done:

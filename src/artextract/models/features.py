@@ -201,7 +201,7 @@ def _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, we
             flushed = time.monotonic()
             batches = (_batches(cache, mine, batch_size) if decoder is None else
                        decoder.batches(mine, batch_size, skipped))
-            for chunk, fm, pv, sv in run.stream(batches, view=view, maps_dtype=np.float16):
+            for chunk, fm, pv, sv in run.stream(batches, view=view, size=size, maps_dtype=np.float16):
                 for j, k in enumerate(chunk):
                     maps.put(k, fm[j])
                     pooled.put(k, pv[j])
