@@ -268,11 +268,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         return out
     history = progress["history"]
 
-    # validation metrics of the best stage-1 epoch, measured before a refit sees the held-out rows
-    first_val = st.get("first_val") if stage_name == "refit" else None
-    if first_val is None and va is not None:
-        stage.head.load_state_dict(load_file(str(out / MODEL)))
-        first_val, _ = _evaluate_head(stage.head, va, ordered, device)
+    first_val = _stage1_val(st, stage_name, stage, va, ordered, out, device)
     refit = None
     if cfg.finetune:
         if cfg.refit:
@@ -289,6 +285,17 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         _finish_run(out, history, first_val, refit, t0, say)
     distributed.shutdown(world)
     return out
+
+
+def _stage1_val(st: dict | None, stage_name: str | None, stage: _Stage, va: StoredMaps | None, ordered: dict,
+                out: Path, device) -> dict | None:
+    """Validation metrics of the best stage-1 epoch, measured before a refit sees the held-out rows (a
+    refit's checkpoint keeps them); None without validation rows."""
+    first_val = st.get("first_val") if stage_name == "refit" else None
+    if first_val is None and va is not None:
+        stage.head.load_state_dict(load_file(str(out / MODEL)))
+        first_val, _ = _evaluate_head(stage.head, va, ordered, device)
+    return first_val
 
 
 def _train_device(rank: int, world: int):
