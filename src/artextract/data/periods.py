@@ -365,10 +365,3 @@ def add_period_arguments(parser) -> None:
                         help="'nga' (default): the NGA's 20 timeframes; or a number: bins of that many years")
     parser.add_argument("--period-name", default="period", metavar="NAME",
                         help="name of the period task (default: period)")
-
-
-def apply_period_arguments(catalog: Catalog, args) -> tuple[Catalog, list[str]]:
-    """Apply ``--period-from`` (when given) to a freshly ingested catalogue."""
-    if not getattr(args, "period_from", None):
-        return catalog, []
-    return add_period_task(catalog, args.period_from, args.period_bins, name=args.period_name)

@@ -20,10 +20,12 @@ def _csv_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _period(cat, args):
-    from ...data.periods import apply_period_arguments
+def _finish(cat, args, **kw):
+    """Add the period task (``--period-from``), save to ``--out`` and log: the end every source shares."""
+    from ...data.ingest import finish_ingest
 
-    return apply_period_arguments(cat, args)
+    return finish_ingest(cat, args.out, period_from=args.period_from, period_bins=args.period_bins,
+                         period_name=args.period_name, **kw)
 
 
 # ---------------------------------------------------------------------- wikiart
@@ -37,12 +39,7 @@ def _cmd_ingest_wikiart(args) -> int:
             f"none of the {report.rows_listed:,} listed images were found under {args.images}; "
             "point --images at the folder that holds the style folders (Impressionism/, Baroque/, ...)"
         )
-    cat, period_msgs = _period(cat, args)
-    cat.save(args.out)
-    logger.info(report.summary())
-    for m in period_msgs:
-        logger.info(m)
-    logger.info("wrote %s (%s paintings) in %.1fs", args.out, f"{len(cat):,}", time.time() - t0)
+    _finish(cat, args, messages=[report.summary()], t0=t0)
     return 0
 
 
@@ -69,12 +66,7 @@ def _cmd_ingest_csv(args) -> int:
                            tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], split_col=args.split_col,
                            ordered=[t.strip() for t in args.ordered.split(",") if t.strip()], seed=args.seed,
                            val_fraction=args.val_fraction, encoding=args.encoding)
-    cat, period_msgs = _period(cat, args)
-    msgs += period_msgs
-    cat.save(args.out)
-    for m in msgs:
-        logger.info(m)
-    logger.info("wrote %s (%s paintings)", args.out, f"{len(cat):,}")
+    _finish(cat, args, messages=msgs)
     return 0
 
 
@@ -109,15 +101,8 @@ def _cmd_ingest_folder(args) -> int:
     t0 = time.time()
     cat, msgs, skipped = ingest_folder(args.images, task=args.task, val_fraction=args.val_fraction,
                                        seed=args.seed, workers=args.workers)
-    cat, period_msgs = _period(cat, args)
-    msgs += period_msgs
-    cat.save(args.out)
-    for m in msgs:
-        logger.info(m)
-    if len(skipped):
-        report = skipped.write(Path(args.out).with_suffix(".skipped.json"))
-        logger.info("skip report: %s", report)
-    logger.info("wrote %s (%s paintings) in %.1fs", args.out, f"{len(cat):,}", time.time() - t0)
+    _finish(cat, args, messages=msgs, report=skipped, report_label="skip report", t0=t0,
+            report_path=Path(args.out).with_suffix(".skipped.json") if len(skipped) else None)
     return 0
 
 
@@ -152,12 +137,7 @@ def _cmd_ingest_nga(args) -> int:
                            artist_min_count=args.artist_min_count, catalog_path=args.out)
     if len(cat) == 0:
         raise UserError(f"no {args.classification} object with an image or an image URL in {args.opendata}")
-    cat, period_msgs = _period(cat, args)
-    msgs += period_msgs
-    cat.save(args.out)
-    for m in msgs:
-        logger.info(m)
-    logger.info(f"wrote {args.out} ({len(cat):,} objects, image root {cat.image_root}) in {time.time() - t0:.1f}s")
+    _finish(cat, args, messages=msgs, noun="objects", show_root=True, t0=t0)
     return 0
 
 
@@ -207,15 +187,10 @@ def _cmd_ingest_iiif(args) -> int:
                               all_canvases=args.all_canvases, max_depth=args.max_depth, seed=args.seed,
                               val_fraction=args.val_fraction, rewrite=parse_rewrites(args.rewrite),
                               timeout=args.timeout, retries=args.retries)
-    cat, msgs = _period(cat, args)
-    report.messages += msgs
-    cat.save(args.out)
     out = Path(args.out)
-    rpath = Path(args.report) if args.report else out.with_name(out.stem + REPORT_SUFFIX)
-    report.write(rpath)
-    logger.info(report.summary())
-    logger.info("wrote %s (%s row(s), image root %s) in %.1fs; get the images with `artextract download iiif "
-                "--catalog %s`", args.out, f"{len(cat):,}", cat.image_root, time.time() - t0, args.out)
+    _finish(cat, args, messages=report.messages, report=report, summary=True, noun="row(s)", show_root=True, t0=t0,
+            report_path=Path(args.report) if args.report else out.with_name(out.stem + REPORT_SUFFIX),
+            hint=f"get the images with `artextract download iiif --catalog {args.out}`")
     return 1 if report.failures else 0
 
 
