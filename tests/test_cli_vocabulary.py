@@ -109,7 +109,7 @@ def test_train_flags_are_the_trainconfig_fields():
     assert fields - {"pretrained", "progress"} <= dests            # one flag per field ...
     assert {"pretrained", "no_progress"} <= dests                    # ... the shared ones included
     # and nothing else but the inference-engine options every command with a forward pass shares
-    assert dests - fields <= {"config", "resume", "no_progress", "engine", "precision", "threads"}
+    assert dests - fields <= {"config", "resume", "no_progress", "engine", "precision", "threads", "workspace"}
     for f in dataclasses.fields(TrainConfig):
         assert f.metadata.get("help"), f"TrainConfig.{f.name} has no help"
 

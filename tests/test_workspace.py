@@ -108,3 +108,43 @@ def test_the_design_docs_stores_table_is_the_workspaces_own():
     doc = (SRC.parents[1] / "docs" / "design.md").read_text()
     table = doc.split("<!-- workspace-table:start -->\n")[1].split("\n<!-- workspace-table:end -->")[0]
     assert table == workspace.layout_table()
+
+
+def test_a_workspace_gathers_each_catalogues_cache_and_review_database(tmp_path, monkeypatch):
+    monkeypatch.delenv(workspace.WORKSPACE_ENV, raising=False)
+    monkeypatch.delenv("ARTEXTRACT_ENGINE_CACHE", raising=False)
+    a, b = tmp_path / "a" / "catalog.parquet", tmp_path / "b" / "catalog.parquet"
+    assert workspace.default_cache_path(a) == tmp_path / "a" / "catalog.cache"
+    assert workspace.review_db_path(a) == tmp_path / "a" / "catalog.reviews.sqlite"
+    with workspace.using(tmp_path / "ws") as ws:
+        assert ws == (tmp_path / "ws").resolve()
+        ca, cb = workspace.default_cache_path(a), workspace.default_cache_path(b)
+        assert ca.parent == ws / "caches" and ca != cb                 # same file name, different catalogues
+        assert ca.name.startswith("catalog-")
+        assert workspace.review_db_path(a).parent == ws / "reviews"
+        assert workspace.engine_cache_dir() == ws / "engines"
+        with workspace.using(None):                                     # a command run from inside a command
+            assert workspace.default_cache_path(a) == ca
+    assert workspace.default_cache_path(a) == tmp_path / "a" / "catalog.cache"
+    monkeypatch.setenv(workspace.WORKSPACE_ENV, str(tmp_path / "env"))
+    assert workspace.default_cache_path(a).parent == (tmp_path / "env" / "caches").resolve()
+
+
+def test_every_command_honours_workspace(demo_catalog, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(workspace.WORKSPACE_ENV, raising=False)
+    shutil.copytree(Path(demo_catalog.path).parent, tmp_path / "demo",
+                    ignore=shutil.ignore_patterns("*.cache", "*.cache-location"))
+    cat = tmp_path / "demo" / Path(demo_catalog.path).name
+    ws = tmp_path / "ws"
+    assert main(["prepare", "--catalog", str(cat), "--size", "64", "--workspace", str(ws)]) == 0
+    with workspace.using(ws):
+        cache = workspace.default_cache_path(cat)
+    assert workspace.prepared_dir(cache, 64).is_dir()
+    assert not cat.with_suffix(".cache").exists()                      # nothing written beside the catalogue
+    capsys.readouterr()
+    assert main(["--workspace", str(ws), "status", "--catalog", str(cat), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert str(cache) in json.dumps(out)
+    # without the workspace the same catalogue has no prepared images yet
+    assert main(["status", "--catalog", str(cat), "--json"]) == 0
+    assert str(cache) not in capsys.readouterr().out

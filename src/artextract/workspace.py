@@ -12,6 +12,12 @@ One painting's way from ingest to report, as files::
     RUN/eval-<SPLIT>/                  an evaluation: metrics.json, confusion_*.png, per_class_*.csv, and
                                        fingerprint.json (the catalogue and weights it was made from)
     INDEX/                             index.faiss, ids.json, mean.npy, then meta.json (written last)
+    CATALOG's folder/<name>.reviews.sqlite   the review database (``serve``, ``review``)
+
+A workspace (``--workspace DIR`` on any command, or ``$ARTEXTRACT_WORKSPACE``) gathers what would
+otherwise sit beside each catalogue and in the home folder: ``WORKSPACE/caches/<name>-<hash>/`` is each
+catalogue's default cache, ``WORKSPACE/reviews/`` its review database, ``WORKSPACE/engines/`` the
+converted models. Runs, indexes and tables stay where ``--out`` puts them.
 
 Each artefact has a state: ``missing``, ``partial`` (a killed job's leftovers, which the next run of
 the command that builds it resumes or rebuilds), ``complete``, or ``stale`` (made from another
@@ -25,6 +31,7 @@ path rules from here. Importable without torch.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,6 +44,9 @@ LOCATION_SUFFIX = ".cache-location"     # CATALOG.cache-location: the folder `pr
 FEATURES_DIR = "features"
 ENGINE_RECORD = "engine.json"
 THUMBS_DIR = "web-thumbs"
+REVIEWS_SUFFIX = ".reviews.sqlite"      # CATALOG's folder/<name>.reviews.sqlite: the review database
+WORKSPACE_ENV = "ARTEXTRACT_WORKSPACE"  # the workspace folder when --workspace is not given
+CACHES_DIR, REVIEWS_DIR, ENGINES_DIR, REVIEW_DB_SUFFIX = "caches", "reviews", "engines", ".sqlite"
 
 RUN_CONFIG = "config.json"              # written first: its presence makes a folder a run
 RUN_MODEL = "model.safetensors"         # best weights so far
@@ -60,20 +70,24 @@ CACHE_HELP = ("prepared-image cache folder (the prepared images and the feature 
 ARTEFACTS = (
     ("catalogue", "CATALOG.parquet", "`ingest`", "it loads and validates"),
     ("cache location", f"CATALOG{LOCATION_SUFFIX}", "`prepare --cache DIR`",
-     f"absent: the cache is CATALOG{CACHE_SUFFIX}"),
+     f"absent: the cache is CATALOG{CACHE_SUFFIX} (in a workspace, WORKSPACE/{CACHES_DIR}/<name>-<hash>/)"),
     ("prepared images", "CACHE/s<SIZE>/", "`prepare`, or any command that needs them",
      "every painting prepared or failed"),
     ("feature store", f"CACHE/{FEATURES_DIR}/<backbone>-<size>-<view>[-bf16]/",
      "train, outliers, duplicates, index", f"every prepared painting's pooled vector done; {ENGINE_RECORD} "
      "names its engine"),
     ("thumbnails", f"CACHE/{THUMBS_DIR}/", "`serve`", "made on demand"),
+    ("review store", f"CATALOG's folder/<name>{REVIEWS_SUFFIX} (in a workspace, "
+     f"WORKSPACE/{REVIEWS_DIR}/<name>-<hash>{REVIEW_DB_SUFFIX})", "`serve`, `review`, `users`",
+     "SQLite: each decision is committed as it is made"),
     ("run", f"RUN/{RUN_CONFIG}, {RUN_MODEL}, {RUN_LAST}, {RUN_STATE}, {RUN_SPLIT}", "`train`",
      f"{RUN_MODEL} there and the config's history written"),
     ("evaluation", f"RUN/eval-<SPLIT>/{METRICS}, {FINGERPRINT}", "`evaluate`, `report`",
      "its fingerprint matches the catalogue and the run's weights (else stale)"),
     ("index", f"INDEX/{INDEX_FILE}, {IDS_FILE}, {MEAN_FILE}, {META_FILE}", "`index`",
      f"{META_FILE} (written last) agrees with the other files"),
-    ("converted models", "$ARTEXTRACT_ENGINE_CACHE or ~/.cache/artextract/engines/", "the OpenVINO engine",
+    ("converted models", f"$ARTEXTRACT_ENGINE_CACHE, else WORKSPACE/{ENGINES_DIR}/ in a workspace, else "
+     "~/.cache/artextract/engines/", "the OpenVINO engine",
      "keyed by backbone, input size and weights hash"),
 )
 
@@ -85,10 +99,67 @@ def layout_table() -> str:
     return "\n".join(rows)
 
 
+# ---------------------------------------------------------------------- the workspace folder
+_root: Path | None = None
+
+
+def set_root(path: str | os.PathLike | None) -> None:
+    """Make ``path`` the workspace of this process (``--workspace DIR``; None: ``$ARTEXTRACT_WORKSPACE`` or none).
+
+    In a workspace, every catalogue's default cache folder, its review database and the converted models
+    live under one folder instead of beside each catalogue and in the home folder; explicit ``--cache``,
+    ``--db`` and a cache recorded by ``prepare --cache`` still win."""
+    global _root
+    _root = Path(path).expanduser().resolve() if path else None
+
+
+@contextlib.contextmanager
+def using(path: str | os.PathLike | None):
+    """``set_root(path)`` for the duration of a block, then the previous workspace again (None: keep the
+    current one, so that a command run from inside another inherits its workspace)."""
+    global _root
+    before = _root
+    if path:
+        set_root(path)
+    try:
+        yield root()
+    finally:
+        _root = before
+
+
+def root() -> Path | None:
+    """The workspace folder, or None when artefacts live beside their catalogue."""
+    if _root is not None:
+        return _root
+    env = os.environ.get(WORKSPACE_ENV)
+    return Path(env).expanduser().resolve() if env else None
+
+
+def catalog_key(catalog_path: str | os.PathLike) -> str:
+    """``<name>-<hash of the absolute path>``: a catalogue's folder name in a workspace (two catalogues
+    called ``catalog.parquet`` in different folders get different ones)."""
+    p = Path(catalog_path).expanduser().resolve()
+    return f"{p.stem}-{hashlib.sha1(str(p).encode()).hexdigest()[:8]}"
+
+
 # ---------------------------------------------------------------------- path rules
 def default_cache_path(catalog_path: str | os.PathLike) -> Path:
-    """``CATALOG.cache``: the cache folder when none was chosen."""
+    """The cache folder when none was chosen: ``WORKSPACE/caches/<name>-<hash>/`` in a workspace, else
+    ``CATALOG.cache`` beside the catalogue."""
+    ws = root()
+    if ws is not None:
+        return ws / CACHES_DIR / catalog_key(catalog_path)
     return Path(catalog_path).with_suffix(CACHE_SUFFIX)
+
+
+def review_db_path(catalog_path: str | os.PathLike) -> Path:
+    """The review database when ``--db`` is not given: ``WORKSPACE/reviews/<name>-<hash>.sqlite`` in a
+    workspace, else ``<name>.reviews.sqlite`` beside the catalogue."""
+    ws = root()
+    if ws is not None:
+        return ws / REVIEWS_DIR / f"{catalog_key(catalog_path)}{REVIEW_DB_SUFFIX}"
+    p = Path(catalog_path)
+    return p.with_name(p.stem + REVIEWS_SUFFIX)
 
 
 def cache_location_file(catalog_path: str | os.PathLike) -> Path:
@@ -116,10 +187,14 @@ def thumb_file(thumbs: str | os.PathLike, kind: str, size: int, digest: str) -> 
 
 def engine_cache_dir() -> Path:
     """Where the inference engine keeps converted models: ``$ARTEXTRACT_ENGINE_CACHE``, else
-    ``$XDG_CACHE_HOME/artextract/engines`` (``~/.cache/artextract/engines``)."""
+    ``WORKSPACE/engines`` in a workspace, else ``$XDG_CACHE_HOME/artextract/engines``
+    (``~/.cache/artextract/engines``)."""
     env = os.environ.get("ARTEXTRACT_ENGINE_CACHE")
     if env:
         return Path(env)
+    ws = root()
+    if ws is not None:
+        return ws / ENGINES_DIR
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "artextract" / "engines"
 
 

@@ -97,13 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", dest="log_verbose", action="store_true", help="show debug messages on stderr")
     parser.add_argument("-q", "--quiet", dest="log_quiet", action="store_true",
                         help="show only warnings and errors on stderr")
+    parser.add_argument("--workspace", metavar="DIR", default=None, help=WORKSPACE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     from .options import ENGINE_COMMANDS, add_engine_options
     for name in ENGINE_COMMANDS:
         add_engine_options(sub.choices[name])
+    for leaf in _leaves(sub):  # accepted after the command too; the value given last wins
+        leaf.add_argument("--workspace", metavar="DIR", default=argparse.SUPPRESS, help=WORKSPACE_HELP)
     return parser
+
+
+WORKSPACE_HELP = ("keep every catalogue's default cache, review database and converted models under DIR "
+                  "(default: $ARTEXTRACT_WORKSPACE, else beside each catalogue); --cache and --db still win")
+
+
+def _leaves(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
+    """The parsers that run a command (sub-commands of sub-commands included)."""
+    out = []
+    for p in dict.fromkeys(sub.choices.values()):  # aliases name the same parser
+        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        out += _leaves(nested[0]) if nested else [p]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,10 +147,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..extras import require_backbone
 
+    from ..workspace import using
+
     try:
-        apply_engine_options(args)
-        require_backbone(getattr(args, "backbone", None))  # a missing extra is said before any work
-        rc = args.func(args)
+        with using(args.workspace):
+            apply_engine_options(args)
+            require_backbone(getattr(args, "backbone", None))  # a missing extra is said before any work
+            rc = args.func(args)
     except (ArtExtractError, FileNotFoundError) as exc:
         print(f"artextract {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -65,8 +65,9 @@ class WebConfig:
 
 
 def default_db_path(catalog_path: str | os.PathLike) -> Path:
-    p = Path(catalog_path)
-    return p.with_name(p.stem + ".reviews.sqlite")
+    """The review database when ``--db`` is not given (:func:`artextract.workspace.review_db_path`)."""
+    from ..workspace import review_db_path
+    return review_db_path(catalog_path)
 
 
 NOT_CONFIGURED = {

@@ -100,7 +100,8 @@ def register(sub) -> None:
                    "Host are refused with 400; the --host address on --port is always answered (on loopback also "
                    "localhost, 127.0.0.1 and [::1])")
     p.add_argument("--db", default=None,
-                   help="review database (SQLite; default: CATALOG's folder, <name>.reviews.sqlite)")
+                   help="review database (SQLite; default: <name>.reviews.sqlite in CATALOG's folder, or in the "
+                   "workspace's reviews/ folder with --workspace)")
     add_cache_option(p)
     p.add_argument("--thumb-cache", default=None,
                    help="thumbnail folder (default: web-thumbs in the prepared-image cache folder, see --cache)")
