@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-ENGINE_FORMAT = 2  # bump when the exported graph's outputs change
+ENGINE_FORMAT = 3  # bump when the exported graph's outputs change
 PART = int(os.environ.get("ARTEXTRACT_ENGINE_PART", "2"))  # images per OpenVINO request
 IN_FLIGHT = 4  # requests per stream: the next ones wait in the engine while Python reads and stores
 
@@ -191,9 +191,10 @@ class _FromPrepared(nn.Module):
 
     def forward(self, x):
         o, c = self.offset, self.side
-        x = x.permute(0, 3, 1, 2).float().div(255.0)[:, :, o:o + c, o:o + c]
-        if self.flip:
-            x = x.flip(-1)
+        if self.flip:  # the mirror image of the uint8 crop, before the layout changes (cheaper than of floats)
+            x = x[:, o:o + c, o:o + c, :].flip(2).permute(0, 3, 1, 2).float().div(255.0)
+        else:  # the crop after the layout change (it fuses into it)
+            x = x.permute(0, 3, 1, 2).float().div(255.0)[:, :, o:o + c, o:o + c]
         return self.backbone.forward_all((x - self.mean) / self.std)
 
 
