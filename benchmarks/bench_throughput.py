@@ -8,8 +8,9 @@ by ``images_to_tensor`` (so laid out channels_last in memory, as every command l
 backbones start from random weights (``pretrained=False``; the pretrained ones have the same
 architecture and cost). What is timed is what the product runs:
 
-  embed      the frozen forward pass through the inference engine (``FeatureEngine``: map, pooled
-             vector and style statistics in one call), one row per ``--engines`` entry; what
+  embed      the frozen forward pass through the inference engine (``FeatureEngine.stream``: the
+             prepared uint8 images in, their preprocessing included; map, pooled vector and style
+             statistics out), one row per ``--engines`` entry; what
              ``train``, ``outliers``, ``index``, ``duplicates`` and ``predict`` run per image
   head       one training step of the CRNN head on stored maps and style statistics, masked
              multi-task loss over artist (23), genre (10) and style (27), AdamW: the default
@@ -104,7 +105,9 @@ def bench_backbone(name: str, args, device: torch.device) -> list[dict]:
     kw = {"image_size": args.size or 224} if name.startswith(("timm:", "open_clip:")) else {}
     bb = create_backbone(name, pretrained=False, **kw).eval()
     size = kw.get("image_size") or args.size or bb.preprocess.size
-    x = images_to_tensor(_paintings(args.batch), size, "center", bb.preprocess)   # channels_last in memory
+    u8 = _paintings(args.batch)
+    ids = [f"p{i}" for i in range(args.batch)]
+    x = images_to_tensor(u8, size, "center", bb.preprocess)   # channels_last in memory
     rows = []
 
     def row(what: str, seconds: float, n: int, **extra) -> dict:
@@ -131,8 +134,9 @@ def bench_backbone(name: str, args, device: torch.device) -> list[dict]:
         if fmap is None:
             fmap, _, stats = out
 
-        def embed():
-            run(x)
+        def embed():  # the prepared images in, as the features stage gives them (FeatureEngine.stream)
+            for _ in run.stream([(ids, u8)], size=size):
+                pass
         rows.append(row("embed", _timed(embed, args.steps, args.warmup, device), args.steps * args.batch,
                         engine=run.engine, precision=run.precision))
     bb.to(device).to(memory_format=torch.contiguous_format)

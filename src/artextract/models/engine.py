@@ -2,7 +2,9 @@
 
 One call takes a batch of normalised images ``[B, 3, S, S]`` and returns the backbone's map
 ``[B, C, h, w]``, its pooled vector ``[B, P]`` and its style statistics ``[B, D]`` (the taps are outputs
-of the one graph). Feature stores, ``predict``, the web app's uploads, similar-by-image and the report all
+of the one graph). :meth:`FeatureEngine.stream` runs whole collections of prepared uint8 images (the
+feature stores): with OpenVINO their crop, mirror image and normalisation are part of the graph, and
+requests of :data:`PART` images are queued so that the engine never waits for Python. Feature stores, ``predict``, the web app's uploads, similar-by-image and the report all
 call it; training and Grad-CAM keep torch, since they need gradients.
 
 ==============  ======================================================================================

@@ -262,7 +262,7 @@ class _OverlappedDecoder:
         from concurrent.futures import ProcessPoolExecutor
 
         self.cache, self.paths, self.missing = cache, paths, missing
-        workers = max(1, min(4, (os.cpu_count() or 2) // 2))  # the other cores run the engine
+        workers = max(2, min(8, (os.cpu_count() or 2) // 2))  # beside the engine: measured in docs/benchmarks.md
         self.pool = ProcessPoolExecutor(workers)
         self.futures: dict[str, object] = {}
 
