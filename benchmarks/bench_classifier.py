@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from artextract.data.catalog import Catalog  # noqa: E402
 from artextract.data.tabular import stratified_split  # noqa: E402
 from artextract.data.wikiart import ingest_wikiart  # noqa: E402
+from artextract.job import Job  # noqa: E402
 from artextract.models.features import extract_features  # noqa: E402
 from artextract.training.inference import Run  # noqa: E402
 from artextract.training.metrics import task_metrics  # noqa: E402
@@ -81,7 +82,7 @@ def score_run(run_dir: Path, cat: Catalog, test_ids: list[str], tasks: list[str]
     run = Run.load(run_dir)
     sub = cat.subset(cat.df["id"].isin(set(test_ids)))
     sub.path = cat.path
-    ids, probs = run.predict_catalog(sub, progress=False, log=quiet)
+    ids, probs = run.predict_catalog(sub, job=Job(progress=False, log=quiet))
     return {t: task_metrics(probs[t], test_targets(cat, ids, t)) for t in tasks}
 
 
@@ -91,7 +92,7 @@ def crnn(cat: Catalog, out: Path, tasks: list[str], args, **kw) -> tuple[dict, f
     t0 = time.time()
     cfg = TrainConfig(catalog=str(cat.path), out=str(out), tasks=tasks, backbone=args.backbone, seed=args.seed,
                       epochs=args.epochs, progress=False, **kw)
-    train(cfg, log=quiet)
+    train(cfg, job=Job(log=quiet))
     return score_run(out, cat, cat.df.loc[cat.df["split"] == "test", "id"].tolist(), tasks), time.time() - t0
 
 
@@ -100,7 +101,7 @@ def linear_probe(cat: Catalog, args, style_stats: bool = False) -> tuple[dict, f
     from sklearn.preprocessing import StandardScaler
 
     t0 = time.time()
-    fs = extract_features(cat, args.backbone, progress=False, log=quiet)
+    fs = extract_features(cat, args.backbone, job=Job(progress=False, log=quiet))
     train_ids = cat.df.loc[cat.df["split"] == "train", "id"].tolist()
     test_ids = cat.df.loc[cat.df["split"] == "test", "id"].tolist()
     Xtr, Xte = fs.get_pooled(train_ids), fs.get_pooled(test_ids)
@@ -202,7 +203,7 @@ def one_split(work: Path, args, split_seed: int, t_all: float) -> dict:
           f"test labels: " + ", ".join(f"{t} {int(test[t].notna().sum())}" for t in TASKS))
     t0 = time.time()
     for view in ("center", "flip"):
-        extract_features(cat, args.backbone, view=view, progress=False, log=quiet)
+        extract_features(cat, args.backbone, view=view, job=Job(progress=False, log=quiet))
     t_feat = time.time() - t0
     print(f"backbone {args.backbone}: features (2 views) for the catalogue in {t_feat:.0f}s, shared by all recipes\n")
 

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from artextract.data.cache import PreparedCache, decode_resized  # noqa: E402
 from artextract.data.catalog import Catalog  # noqa: E402
+from artextract.job import Job  # noqa: E402
 from artextract.models import engine as E  # noqa: E402
 from artextract.models.backbones import create_backbone  # noqa: E402
 from artextract.models.features import extract_features, images_to_tensor  # noqa: E402
@@ -231,7 +232,7 @@ def main() -> int:
                                       "path": [str(p) for p in big_paths], "split": "train",
                                       "style": [p.parent.name for p in pick]}), work / "big.parquet")
         cache = PreparedCache(work / "prep", 256)
-        cache.prepare(cat_small, progress=False)
+        cache.prepare(cat_small, job=Job(progress=False))
         ids = cat_small.ids
         torch.manual_seed(0)
         net = create_backbone(args.backbone, pretrained=args.pretrained != "none").eval()
@@ -262,7 +263,7 @@ def main() -> int:
             times["decode"].append(time.perf_counter() - t0)
             d = work / f"prep-big-{r}"
             t0 = time.perf_counter()
-            PreparedCache(d, 256).prepare(cat_big, workers=args.workers, progress=False)
+            PreparedCache(d, 256).prepare(cat_big, workers=args.workers, job=Job(progress=False))
             times["prepare"].append(time.perf_counter() - t0)
             shutil.rmtree(d)
             for spec, run in runs.items():
@@ -274,7 +275,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 for view in ("center", "flip"):
                     extract_features(cat_small, net, cache_dir=str(work / "prep"), view=view, batch_size=args.batch,
-                                     progress=False, log=lambda *_: None)
+                                     job=Job(progress=False, log=lambda *_: None))
                 times["stored features"].append(time.perf_counter() - t0)
                 shutil.rmtree(work / "prep" / "features")
             if not args.no_end_to_end:
@@ -282,8 +283,8 @@ def main() -> int:
                 E.configure("auto", "fp32")
                 t0 = time.perf_counter()
                 for view in ("center", "flip"):
-                    extract_features(cat_big, net, cache_dir=str(d), view=view, batch_size=args.batch, progress=False,
-                                     log=lambda *_: None)
+                    extract_features(cat_big, net, cache_dir=str(d), view=view, batch_size=args.batch,
+                                     job=Job(progress=False, log=lambda *_: None))
                 times["end-to-end"].append(time.perf_counter() - t0)
                 shutil.rmtree(d)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)

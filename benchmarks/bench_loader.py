@@ -41,6 +41,7 @@ from artextract.data.cache import PreparedCache
 from artextract.data.catalog import Catalog, TaskSpec
 from artextract.data.images import load_image
 from artextract.data.wikiart import ingest_wikiart
+from artextract.job import Job
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_root = args.out / f"{Path(c.path).stem}.cache"
         cache = PreparedCache(cache_root, args.size)
         t0 = time.perf_counter()
-        res = cache.prepare(c, workers=args.workers, progress=False)
+        res = cache.prepare(c, workers=args.workers, job=Job(progress=False))
         prep = res.added / (time.perf_counter() - t0) if res.added else float("nan")
         if len(res.failed):
             print(res.failed.summary())

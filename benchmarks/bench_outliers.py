@@ -91,6 +91,7 @@ def flip_ordered(y: np.ndarray, rate: float, kind: str, rng: np.random.Generator
 def ordered_main(args, cat, work: Path) -> int:
     """The ordered-style table (see the module docstring)."""
     from artextract.data.catalog import Catalog, TaskSpec
+    from artextract.job import Job
     from artextract.outliers import methods as M
     from artextract.outliers.detect import LABEL_METHODS, backbone_features, rank_label_issues
 
@@ -103,7 +104,7 @@ def ordered_main(args, cat, work: Path) -> int:
     base.path = cat.path   # the feature cache lives beside the catalogue
     fspec = args.features.split(",")[0]
     t0 = time.time()
-    feats = backbone_features(base, fspec, progress=False, log=lambda m: print(m, file=sys.stderr))
+    feats = backbone_features(base, fspec, job=Job(progress=False, log=lambda m: print(m, file=sys.stderr)))
     print(f"features {feats.source}: {len(feats.ids)} paintings ({time.time() - t0:.0f}s)", file=sys.stderr)
     y = base.label_indices("style")
     row_of = {k: i for i, k in enumerate(base.ids)}
@@ -117,7 +118,8 @@ def ordered_main(args, cat, work: Path) -> int:
             df["style"] = [order[v] if v >= 0 else None for v in yn]
             noisy = Catalog(df, tasks, base.image_root, base.source, dict(base.extra))
             t1 = time.time()
-            res = rank_label_issues(noisy, "style", feats, seed=seed, log=lambda m: print(m, file=sys.stderr))
+            res = rank_label_issues(noisy, "style", feats, seed=seed,
+                                    job=Job(log=lambda m: print(m, file=sys.stderr)))
             e = err[[row_of[k] for k in res["id"]]]
             true = y[[row_of[k] for k in res["id"]]]
             none = np.zeros(len(e), bool)
@@ -250,6 +252,7 @@ def main(argv=None) -> int:
         return 0
 
     from artextract.data.catalog import Catalog
+    from artextract.job import Job
     from artextract.outliers.detect import METHODS, backbone_features, rank_label_issues
 
     work = Path(args.work)
@@ -263,7 +266,7 @@ def main(argv=None) -> int:
     rows = []
     for fspec in [f for f in args.features.split(",") if f]:
         t0 = time.time()
-        feats = backbone_features(cat, fspec, progress=False, log=lambda m: print(m, file=sys.stderr))
+        feats = backbone_features(cat, fspec, job=Job(progress=False, log=lambda m: print(m, file=sys.stderr)))
         print(f"features {feats.source}: {len(feats.ids)} paintings, {feats.X.shape[1]} dims "
               f"({time.time() - t0:.0f}s)", file=sys.stderr)
         pos = {k: i for i, k in enumerate(feats.ids)}
@@ -279,7 +282,7 @@ def main(argv=None) -> int:
                 t1 = time.time()
                 ctx = None if args.context == "none" else "auto"
                 res = rank_label_issues(noisy, task, feats, seed=seed, context=ctx,
-                                        log=lambda m: print(m, file=sys.stderr))
+                                        job=Job(log=lambda m: print(m, file=sys.stderr)))
                 dt = time.time() - t1
                 row_of = {k: i for i, k in enumerate(cat.ids)}
                 e = err[[row_of[k] for k in res["id"]]]
@@ -288,7 +291,8 @@ def main(argv=None) -> int:
                                  **metrics(res[f"score_{m}"].to_numpy(), res[f"flag_{m}"].to_numpy(bool), e)})
                 if args.context == "both":
                     img = rank_label_issues(noisy, task, feats, seed=seed, context=None,
-                                            log=lambda m: print(m, file=sys.stderr)).set_index("id").loc[res["id"]]
+                                            job=Job(log=lambda m: print(m, file=sys.stderr)))
+                    img = img.set_index("id").loc[res["id"]]
                     rows.append({"features": fspec, "task": task, "rate": rate, "method": "cleanlab_img",
                                  **metrics(img["score_cleanlab"].to_numpy(), img["flag_cleanlab"].to_numpy(bool), e)})
                     rows.append({"features": fspec, "task": task, "rate": rate, "method": "ensemble_img",

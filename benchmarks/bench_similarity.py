@@ -30,6 +30,7 @@ OUT = ROOT / "benchmarks" / "out"
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
+from artextract.job import Job  # noqa: E402
 from artextract.similarity.embed import l2_normalize  # noqa: E402
 from artextract.similarity.index import EmbeddingIndex  # noqa: E402
 
@@ -46,7 +47,7 @@ def colour_histograms(catalog, ids: list[str], size: int = 256) -> np.ndarray:
 
     from artextract.data.cache import ensure_prepared
 
-    cache = ensure_prepared(catalog, size, progress=False, log=log)
+    cache = ensure_prepared(catalog, size, job=Job(progress=False, log=log))
     out = np.zeros((len(ids), 256), np.float32)
     slots = cache.slots(ids)
     for j, s in enumerate(slots):
@@ -124,12 +125,12 @@ def quality(args) -> dict:
             continue
         t0 = time.time()
         log(f"embedding with {name}")
-        ids, vecs, _ = BackboneEmbedder(name).embed_catalog(cat, progress=False, log=log)
+        ids, vecs, _ = BackboneEmbedder(name).embed_catalog(cat, job=Job(progress=False, log=log))
         rows.append({"method": f"ImageNet {name}", "dim": vecs.shape[1],
                      **evaluate_vectors(cat, ids, vecs, eval_ids), "seconds": time.time() - t0})
     if args.run:
         t0 = time.time()
-        ids, vecs, _ = RunEmbedder(args.run).embed_catalog(cat, progress=False, log=log)
+        ids, vecs, _ = RunEmbedder(args.run).embed_catalog(cat, job=Job(progress=False, log=log))
         rows.append({"method": f"trained multi-task run ({Path(args.run).name})", "dim": vecs.shape[1],
                      **evaluate_vectors(cat, ids, vecs, eval_ids), "seconds": time.time() - t0})
     else:

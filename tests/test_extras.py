@@ -15,6 +15,7 @@ import pytest
 
 from artextract.cli import main
 from artextract.extras import ExtraMissing, require
+from artextract.job import Job
 
 # the import names each extra brings (jinja2 is not here: torch requires it, so every install has it)
 EXTRA_MODULES = {
@@ -94,8 +95,8 @@ def small_index(small_catalog, tmp_path_factory):
     from artextract.similarity.index import index_catalog
 
     out = tmp_path_factory.mktemp("extras") / "demo.index"
-    index_catalog(small_catalog, BackboneEmbedder("tiny_cnn", pretrained=False), out, progress=False,
-                  log=lambda *a: None)
+    index_catalog(small_catalog, BackboneEmbedder("tiny_cnn", pretrained=False), out,
+                  job=Job(progress=False, log=lambda *a: None))
     return out, small_catalog.df["id"].iloc[0]
 
 

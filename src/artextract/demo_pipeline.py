@@ -14,6 +14,7 @@ from typing import Callable
 
 from . import workspace
 from .defaults import DEFAULT_BACKBONE
+from .job import Job, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ Step = Callable[[str, list[str]], None]
 
 
 def run_demo(out: str | Path, step: Step, *, n: int = DEMO_N, epochs: int = DEMO_EPOCHS,
-             backbone: str = DEFAULT_BACKBONE, fresh: bool = False, progress: bool | None = None,
-             cache: str | Path | None = None) -> tuple[Path, list[str]]:
+             backbone: str = DEFAULT_BACKBONE, fresh: bool = False, cache: str | Path | None = None,
+             job: Job | None = None) -> tuple[Path, list[str]]:
     """Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, evaluate
     retrieval, and write ``OUT/report.html``.
 
@@ -88,12 +89,13 @@ def run_demo(out: str | Path, step: Step, *, n: int = DEMO_N, epochs: int = DEMO
         Backbone of the classifier.
     fresh : bool
         Delete ``out`` first.
-    progress : bool, optional
-        Progress bars (default: when stderr is a terminal).
     cache : str or Path, optional
         The prepared-image cache folder (``prepare --cache``: recorded, and used by every step); default:
         the one recorded for the demo catalogue, else ``OUT/data/catalog.cache``. ``fresh`` does not
         delete it.
+    job : Job, optional
+        The job (default: the current one): its steps show progress bars when it does and stderr is a
+        terminal.
 
     Returns
     -------
@@ -108,8 +110,7 @@ def run_demo(out: str | Path, step: Step, *, n: int = DEMO_N, epochs: int = DEMO
     out.mkdir(parents=True, exist_ok=True)
     data, run, index = out / "data", out / "run", out / "index"
     cat = str(data / "catalog.parquet")
-    if progress is None:
-        progress = sys.stderr.isatty()
+    progress = resolve(job).progress and sys.stderr.isatty()
     no_progress = [] if progress else ["--no-progress"]
     with_cache = ["--cache", str(cache)] if cache else []
     if not Path(cat).exists():

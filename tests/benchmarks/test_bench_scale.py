@@ -16,11 +16,12 @@ import bench_scale as B
 @pytest.mark.slow
 def test_synthetic_collection_is_a_complete_mobilenet_store(tmp_path):
     from artextract.data.catalog import Catalog
+    from artextract.job import Job
     from artextract.models.features import extract_features
 
     path = B.make_collection(tmp_path / "c", 120)
     cat = Catalog.load(path)
-    fs = extract_features(cat, "mobilenet_v2", progress=False)  # complete: read without pixels or a model
+    fs = extract_features(cat, "mobilenet_v2", job=Job(progress=False))  # complete: read without pixels or a model
     assert fs.maps.item_shape == B.SHAPE and fs.stats_dim == B.STATS
     maps = fs.get_maps(cat.ids[:10])
     np.testing.assert_allclose(fs.get_pooled(cat.ids[:10]), maps.astype(np.float32).mean((2, 3)), rtol=1e-3, atol=1e-3)

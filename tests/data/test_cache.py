@@ -21,6 +21,7 @@ from artextract.cli import main
 from artextract.data.cache import PreparedCache, decode_resized, ensure_prepared
 from artextract.data.catalog import Catalog, TaskSpec
 from artextract.data.store import OK, SlotStore
+from artextract.job import Job
 
 SIZE = 16
 
@@ -59,7 +60,7 @@ def assert_ok_slots_hold_reference(cache: PreparedCache, ref: dict[str, np.ndarr
 def test_prepare_then_nothing_to_do(tmp_path):
     cat = make_catalog(tmp_path, 12)
     cache = PreparedCache(tmp_path / "c", SIZE)
-    res = cache.prepare(cat, workers=1, progress=False)
+    res = cache.prepare(cat, workers=1, job=Job(progress=False))
     assert (res.added, res.already, len(res.failed)) == (12, 0, 0)
     ref = reference(cat)
     assert assert_ok_slots_hold_reference(cache, ref) == 12
@@ -67,7 +68,7 @@ def test_prepare_then_nothing_to_do(tmp_path):
     # reopening reads the same pixels; a second run decodes nothing
     again = PreparedCache(tmp_path / "c", SIZE)
     assert assert_ok_slots_hold_reference(again, ref) == 12
-    res = again.prepare(cat, workers=1, progress=False)
+    res = again.prepare(cat, workers=1, job=Job(progress=False))
     assert (res.added, res.already) == (0, 12)
     assert (again.slots(cat.ids) >= 0).all() and again.slots(["unknown"]).tolist() == [-1]
     # other sizes live side by side
@@ -77,7 +78,7 @@ def test_prepare_then_nothing_to_do(tmp_path):
 def test_process_pool_gives_the_same_pixels(tmp_path):
     cat = make_catalog(tmp_path, 40)  # more than 32 items: the worker-pool path
     cache = PreparedCache(tmp_path / "c", SIZE)
-    assert cache.prepare(cat, workers=2, batch=8, progress=False).added == 40
+    assert cache.prepare(cat, workers=2, batch=8, job=Job(progress=False)).added == 40
     assert assert_ok_slots_hold_reference(cache, reference(cat)) == 40
 
 
@@ -85,13 +86,13 @@ def test_incremental_add_decodes_only_new_images(tmp_path, monkeypatch):
     full = make_catalog(tmp_path, 30)
     first = full.subset(np.arange(30) < 20)
     cache = PreparedCache(tmp_path / "c", SIZE)
-    assert cache.prepare(first, workers=1, progress=False).added == 20
+    assert cache.prepare(first, workers=1, job=Job(progress=False)).added == 20
     before = {k: cache.get(k).copy() for k in first.ids}
 
     decoded = []
     real = cache_mod._decode
     monkeypatch.setattr(cache_mod, "_decode", lambda a: decoded.append(a[0]) or real(a))
-    res = PreparedCache(tmp_path / "c", SIZE).prepare(full, workers=1, progress=False)
+    res = PreparedCache(tmp_path / "c", SIZE).prepare(full, workers=1, job=Job(progress=False))
     assert (res.added, res.already) == (10, 20)
     assert decoded == full.ids[20:]  # only the new ones
     cache = PreparedCache(tmp_path / "c", SIZE)
@@ -102,12 +103,12 @@ def test_incremental_add_decodes_only_new_images(tmp_path, monkeypatch):
 def test_limit_then_resume_equals_uninterrupted_run(tmp_path):
     cat = make_catalog(tmp_path, 25)
     part = PreparedCache(tmp_path / "part", SIZE)
-    assert part.prepare(cat, workers=1, batch=4, progress=False, limit=10).added == 10
+    assert part.prepare(cat, workers=1, batch=4, limit=10, job=Job(progress=False)).added == 10
     assert len(part.store.todo(cat.ids)) == 15
-    res = PreparedCache(tmp_path / "part", SIZE).prepare(cat, workers=1, progress=False)
+    res = PreparedCache(tmp_path / "part", SIZE).prepare(cat, workers=1, job=Job(progress=False))
     assert (res.added, res.already) == (15, 10)
     whole = PreparedCache(tmp_path / "whole", SIZE)
-    whole.prepare(cat, workers=1, progress=False)
+    whole.prepare(cat, workers=1, job=Job(progress=False))
     part = PreparedCache(tmp_path / "part", SIZE)
     assert np.array_equal(part.store.gather(cat.ids), whole.store.gather(cat.ids))
 
@@ -117,13 +118,14 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     import artextract.data.cache as c
     from artextract.data.catalog import Catalog
+    from artextract.job import Job
     real = c._decode
     def slow(a):  # a few ms per image so the parent can kill us in the middle of the run
         time.sleep(0.004)
         return real(a)
     c._decode = slow
     c.PreparedCache(sys.argv[2], int(sys.argv[3])).prepare(Catalog.load(sys.argv[1]), workers=1, batch=16,
-                                                            progress=False)
+                                                            job=Job(progress=False))
     print("finished")
 """)
 
@@ -172,12 +174,12 @@ def test_kill_9_midway_then_resume(tmp_path):
     data.flush()
     del data
 
-    res = PreparedCache(cache_dir, SIZE).prepare(cat, workers=1, batch=16, progress=False)
+    res = PreparedCache(cache_dir, SIZE).prepare(cat, workers=1, batch=16, job=Job(progress=False))
     assert (res.added, res.already, len(res.failed)) == (n - done, done, 0)
     resumed = PreparedCache(cache_dir, SIZE)
     assert assert_ok_slots_hold_reference(resumed, ref) == n
     whole = PreparedCache(tmp_path / "whole", SIZE)
-    whole.prepare(cat, workers=1, progress=False)
+    whole.prepare(cat, workers=1, job=Job(progress=False))
     assert np.array_equal(resumed.store.gather(cat.ids), whole.store.gather(cat.ids))
 
 
@@ -188,14 +190,14 @@ def test_failures_are_kept_until_retried(tmp_path):
     good_bytes = broken.read_bytes()
     broken.write_bytes(good_bytes[:40])
     cache = PreparedCache(tmp_path / "c", SIZE)
-    res = cache.prepare(cat, workers=1, progress=False)
+    res = cache.prepare(cat, workers=1, job=Job(progress=False))
     assert res.added == 4 and [s["id"] for s in res.failed.skipped] == [cat.ids[2]]
     assert json.loads((cache.dir / "failures.json").read_text()) == {cat.ids[2]: res.failed.skipped[0]["reason"]}
     broken.write_bytes(good_bytes)  # fixed on disk, but not retried unless asked
     cache = PreparedCache(tmp_path / "c", SIZE)
-    assert cache.prepare(cat, workers=1, progress=False).added == 0
+    assert cache.prepare(cat, workers=1, job=Job(progress=False)).added == 0
     cache.retry_failures()
-    res = cache.prepare(cat, workers=1, progress=False)
+    res = cache.prepare(cat, workers=1, job=Job(progress=False))
     assert (res.added, res.already, len(res.failed)) == (1, 4, 0)
     assert cache.failures == {}
 
@@ -227,10 +229,10 @@ def test_cli_prepare_and_skip_report(demo_catalog, tmp_path, capsys):
 def test_ensure_prepared(tmp_path):
     cat = make_catalog(tmp_path, 6)
     said = []
-    cache = ensure_prepared(cat, SIZE, progress=False, log=said.append)
+    cache = ensure_prepared(cat, SIZE, job=Job(progress=False, log=said.append))
     assert cache.dir == tmp_path / "catalog.cache" / f"s{SIZE}"
     assert len(said) == 1 and "preparing 6 image(s)" in said[0]
-    ensure_prepared(cat, SIZE, progress=False, log=said.append)
+    ensure_prepared(cat, SIZE, job=Job(progress=False, log=said.append))
     assert len(said) == 1  # nothing to say the second time
 
 

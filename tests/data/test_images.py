@@ -14,6 +14,7 @@ from PIL import Image
 from artextract.data.cache import PreparedCache
 from artextract.data.catalog import Catalog, TaskSpec
 from artextract.data.images import ImageLoadError, SkipReport, load_image, resize_center_crop
+from artextract.job import Job
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -231,7 +232,7 @@ def test_long_job_collects_bad_files_and_prepares_the_good_ones(tmp_path):
     cat = Catalog(df, {"style": TaskSpec("style", ["A"])}, root)
 
     cache = PreparedCache(tmp_path / "cache", 16)
-    res = cache.prepare(cat, workers=1, progress=False)
+    res = cache.prepare(cat, workers=1, job=Job(progress=False))
     assert res.added == len(good) and res.already == 0
     skipped = {s["id"]: s["reason"] for s in res.failed.skipped}
     assert set(skipped) == {*bad, "gone"}
@@ -244,6 +245,6 @@ def test_long_job_collects_bad_files_and_prepares_the_good_ones(tmp_path):
         with pytest.raises(KeyError):
             cache.get(k)
     # nothing vanishes silently: a second run reports the same failures without retrying them
-    again = cache.prepare(cat, workers=1, progress=False)
+    again = cache.prepare(cat, workers=1, job=Job(progress=False))
     assert again.added == 0 and again.already == len(good)
     assert {s["id"] for s in again.failed.skipped} == set(skipped)

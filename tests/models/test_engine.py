@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from artextract.errors import EngineUnavailable
+from artextract.job import Job
 from artextract.models import engine as E
 from artextract.models.backbones import create_backbone
 
@@ -125,7 +126,7 @@ def test_feature_stores_from_both_engines_agree_and_bf16_has_its_own(demo_catalo
     shutil.copytree(Path(demo_catalog.path).parent, tmp_path / "d", ignore=shutil.ignore_patterns("*.cache"))
     cat = Catalog.load(tmp_path / "d" / "catalog.parquet")
     cat = cat.subset(np.arange(len(cat)) < 24)
-    kw = dict(pretrained=False, cache_size=64, progress=False)
+    kw = dict(pretrained=False, cache_size=64, job=Job(progress=False))
     E.configure("openvino", "fp32")
     a = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "c1"), **kw)
     E.configure("torch", "fp32")
@@ -158,13 +159,15 @@ def test_a_first_run_decodes_while_the_engine_runs_and_equals_prepare_then_featu
     cat = cat.subset(np.arange(len(cat)) < 30)
     bad = cat.image_paths()[7]
     Path(bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")     # one corrupt file among them
-    kw = dict(pretrained=False, cache_size=64, progress=False, batch_size=4)
+    kw = dict(pretrained=False, cache_size=64, batch_size=4)
+    quiet = Job(progress=False)
     E.configure("torch", "fp32")
     logs = []
-    a = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "overlap"), log=logs.append, **kw)
+    said = quiet.replace(log=logs.append)
+    a = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "overlap"), job=said, **kw)
     assert any("decoding while the backbone runs" in m for m in logs)
-    ensure_prepared(cat, 64, tmp_path / "sequential", progress=False)
-    b = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "sequential"), **kw)
+    ensure_prepared(cat, 64, tmp_path / "sequential", job=quiet)
+    b = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "sequential"), job=quiet, **kw)
     good = [k for i, k in enumerate(cat.ids) if i != 7]
     assert a.available(good).all() and not a.available([cat.ids[7]]).any()
     assert [s["id"] for s in a.skipped.skipped] == [cat.ids[7]]
@@ -173,7 +176,7 @@ def test_a_first_run_decodes_while_the_engine_runs_and_equals_prepare_then_featu
     cache = PreparedCache(tmp_path / "overlap", 64)                 # the decoded images stayed in the cache
     assert all(cache.has(k) for k in good) and cat.ids[7] in cache.failures
     logs.clear()
-    c = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "overlap"), view="flip", log=logs.append, **kw)
+    c = extract_features(cat, "tiny_cnn", cache_dir=str(tmp_path / "overlap"), view="flip", job=said, **kw)
     assert not any("preparing" in m for m in logs) and c.available(good).all()
 
 

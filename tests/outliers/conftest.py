@@ -1,5 +1,7 @@
 import pytest
 
+from artextract.job import Job
+
 
 @pytest.fixture(scope="session")
 def demo_outliers_corpus(tmp_path_factory):
@@ -18,7 +20,7 @@ def demo_outliers(demo_outliers_corpus):
 
     root, cat = demo_outliers_corpus
     try:
-        feats = backbone_features(cat, "mobilenet_v2", progress=False, log=lambda *_: None)
+        feats = backbone_features(cat, "mobilenet_v2", job=Job(progress=False, log=lambda *_: None))
     except WeightsUnavailable as exc:  # pragma: no cover - the Makefile installs them
         pytest.skip(f"ImageNet MobileNetV2 weights not installed: {exc}")
     return root, cat, feats

@@ -8,6 +8,7 @@ from PIL import Image
 
 from artextract.cli import main
 from artextract.data.catalog import Catalog
+from artextract.job import Job
 from artextract.outliers.duplicates import COLUMNS, find_duplicates, hamming_pairs, relation
 
 
@@ -33,7 +34,7 @@ def corpus_with_copies(root, tmp_path):
 def test_copies_are_found_within_and_across_splits(demo_outliers_corpus, tmp_path):
     root, _ = demo_outliers_corpus
     cat, a, b = corpus_with_copies(root, tmp_path)
-    df = find_duplicates(cat, progress=False, log=lambda *_: None)
+    df = find_duplicates(cat, job=Job(progress=False, log=lambda *_: None))
     assert list(df.columns) == COLUMNS
     pairs = {frozenset((r.id_a, r.id_b)): r for r in df.itertuples()}
     leak = pairs[frozenset((a, "leak_copy"))]

@@ -9,6 +9,7 @@ import pytest
 
 from artextract.cli import main
 from artextract.data.catalog import Catalog
+from artextract.job import Job
 from artextract.outliers import methods as M
 from artextract.outliers.detect import COLUMNS, ORDERED_COLUMNS, rank_label_issues
 
@@ -62,7 +63,7 @@ def demo_tiny(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo_ordered")
     cat = generate_demo(root, n=200, size=48, seed=3)
-    feats = backbone_features(cat, "tiny_cnn", pretrained=False, progress=False, log=lambda *_: None)
+    feats = backbone_features(cat, "tiny_cnn", pretrained=False, job=Job(progress=False, log=lambda *_: None))
     return root, cat, feats
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from artextract.job import Job
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,6 @@ def sim_index_dir(sim_demo, tmp_path_factory) -> Path:
     from artextract.similarity.index import index_catalog
 
     out = tmp_path_factory.mktemp("simindex") / "demo.index"
-    index_catalog(sim_demo, BackboneEmbedder("tiny_cnn", pretrained=False), out, progress=False,
-                  log=lambda *a: None)
+    index_catalog(sim_demo, BackboneEmbedder("tiny_cnn", pretrained=False), out,
+                  job=Job(progress=False, log=lambda *a: None))
     return out

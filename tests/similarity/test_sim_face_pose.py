@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from artextract.job import Job
 from artextract.similarity import EmbeddingIndex, find_similar
 from artextract.similarity.api import draw_result
 from artextract.similarity.face import draw_faces, face_index, face_model
@@ -46,7 +47,7 @@ def test_synthetic_portrait_face_search(tmp_path):
     }
     idx = picture_index(tmp_path, pics)
     logs = []
-    res = find_similar(idx, id="portrait_a", mode="face", k=10, log=logs.append)
+    res = find_similar(idx, id="portrait_a", mode="face", k=10, job=Job(log=logs.append))
     assert any("detecting faces in 5 painting(s)" in m for m in logs)  # built lazily, and said so
     assert res["coverage"] == {"with_face": 3, "without_face": 2}
     ids = [r["id"] for r in res["results"]]
@@ -57,7 +58,7 @@ def test_synthetic_portrait_face_search(tmp_path):
     # a second search reuses the stored descriptors
     logs.clear()
     idx2 = EmbeddingIndex.load(tmp_path / "pics.index")
-    find_similar(idx2, image=por, mode="face", log=logs.append)
+    find_similar(idx2, image=por, mode="face", job=Job(log=logs.append))
     assert not logs
     # no face: reported, not an error
     res = find_similar(idx, id="landscape", mode="face")

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from artextract.data.images import ImageLoadError
+from artextract.job import Job
 from artextract.similarity import EmbeddingIndex, SimilarityError, find_similar
 from artextract.similarity.embed import BackboneEmbedder, l2_normalize
 from artextract.similarity.index import index_catalog
@@ -100,12 +101,12 @@ def test_index_catalog_adds_only_new_paintings(sim_demo, tmp_path):
     first = sim_demo.subset(np.arange(len(sim_demo)) < 40)
     first.path = sim_demo.path
     out = tmp_path / "ix"
-    idx, s = index_catalog(first, emb, out, progress=False, log=lambda *a: None)
+    idx, s = index_catalog(first, emb, out, job=Job(progress=False, log=lambda *a: None))
     assert s["created"] and s["added"] == 40
     v7 = idx.vector("demo_0007")
     msgs = []
-    idx2, s2 = index_catalog(sim_demo, BackboneEmbedder("tiny_cnn", pretrained=False), out, progress=False,
-                             log=msgs.append)
+    idx2, s2 = index_catalog(sim_demo, BackboneEmbedder("tiny_cnn", pretrained=False), out,
+                             job=Job(progress=False, log=msgs.append))
     assert not s2["created"] and s2["added"] == 20 and s2["already"] == 40
     assert any("20 painting(s) not yet in" in m for m in msgs)
     assert len(EmbeddingIndex.load(out)) == 60
@@ -113,7 +114,7 @@ def test_index_catalog_adds_only_new_paintings(sim_demo, tmp_path):
     # another model cannot be mixed into the same index
     with pytest.raises(SimilarityError, match="--rebuild"):
         index_catalog(sim_demo, BackboneEmbedder("tiny_cnn", pretrained=False, center=False), out,
-                      progress=False, log=lambda *a: None)
+                      job=Job(progress=False, log=lambda *a: None))
 
 
 def test_clear_errors(sim_index_dir, tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from artextract.cli import build_parser, main
+from artextract.job import Job
 
 QUERY = "a ship in a storm at night"
 
@@ -49,8 +50,8 @@ def tiny_index_dir(text_demo, tmp_path_factory):
     from artextract.similarity.index import index_catalog
 
     out = tmp_path_factory.mktemp("tinyindex") / "tiny.index"
-    index_catalog(text_demo, BackboneEmbedder("tiny_cnn", pretrained=False), out, progress=False,
-                  log=lambda *a: None)
+    index_catalog(text_demo, BackboneEmbedder("tiny_cnn", pretrained=False), out,
+                  job=Job(progress=False, log=lambda *a: None))
     return out
 
 

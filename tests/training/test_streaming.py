@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from artextract.data.catalog import Catalog
+from artextract.job import Job
 from artextract.training.config import TrainConfig
 from artextract.training.data import StoredMaps, epoch_order, train_loader
 from artextract.training.train import _feature_sets, targets_for, train
@@ -30,7 +31,7 @@ def demo(tmp_path, demo_catalog):
 def test_batches_are_the_recipes_order_and_views_read_from_the_store(demo):
     cat = Catalog.load(demo)
     cfg = TrainConfig(catalog=str(demo), out="unused", **TINY)
-    fsets = _feature_sets(cat, cfg, 0, 1, lambda *a: None)
+    fsets = _feature_sets(cat, cfg, Job(progress=False, log=lambda *a: None))
     ids = cat.ids[::2]
     tasks = list(cat.tasks)
     ds = StoredMaps(fsets, ids, targets_for(cat, ids, tasks), stats=True, flip_augment=True, seed=3)
@@ -53,8 +54,8 @@ def test_batches_are_the_recipes_order_and_views_read_from_the_store(demo):
                 assert torch.equal(b["y"][t], y[t][idx])
         assert flip.any() and (~flip).any()
     # two ranks together read every painting of the epoch once, each its half of every global batch
-    r0 = list(train_loader(ds, 16, 3, 1, rank=0, world=2))
-    r1 = list(train_loader(ds, 16, 3, 1, rank=1, world=2))
+    r0 = list(train_loader(ds, 16, 3, 1, job=Job(rank=0, world=2)))
+    r1 = list(train_loader(ds, 16, 3, 1, job=Job(rank=1, world=2)))
     perm, _, _ = epoch_order(len(ids), 3, 1)
     assert torch.equal(r0[0]["idx"], perm[0:16:2]) and torch.equal(r1[0]["idx"], perm[1:16:2])
     seen = torch.cat([b["idx"] for b in r0 + r1])

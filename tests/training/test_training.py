@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from artextract.cli import main
 from artextract.data.catalog import Catalog
+from artextract.job import Job
 from artextract.models.backbones import WeightsUnavailable, create_backbone
 from artextract.models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
 from artextract.training.train import TrainConfig, train
@@ -122,12 +123,12 @@ def _cfg(cat_path, out, **kw):
 
 @pytest.mark.slow
 def test_checkpoint_resume_matches_uninterrupted(demo, tmp_path):
-    full = train(_cfg(demo, tmp_path / "full"), log=lambda *a: None)
+    full = train(_cfg(demo, tmp_path / "full"), job=Job(log=lambda *a: None))
     # an interrupted run: stop after 2 epochs (as if killed), then resume to 4
-    train(_cfg(demo, tmp_path / "part", stop_after_epochs=2), log=lambda *a: None)
+    train(_cfg(demo, tmp_path / "part", stop_after_epochs=2), job=Job(log=lambda *a: None))
     st = torch.load(tmp_path / "part" / "state.pt", weights_only=False)
     assert st["epoch"] == 1
-    train(_cfg(demo, tmp_path / "part"), resume=True, log=lambda *a: None)
+    train(_cfg(demo, tmp_path / "part"), resume=True, job=Job(log=lambda *a: None))
     a, b = load_file(str(full / "last.safetensors")), load_file(str(tmp_path / "part" / "last.safetensors"))
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
@@ -172,7 +173,7 @@ def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path,
     cat = Catalog.load(demo)
     cat.df["split"] = "train"
     cat.save(demo)
-    out = train(_cfg(demo, tmp_path / "r", epochs=3), log=lambda *a: None)
+    out = train(_cfg(demo, tmp_path / "r", epochs=3), job=Job(log=lambda *a: None))
     cfg = json.loads((out / "config.json").read_text())
     assert "held out a seeded" in cfg["validation"]
     split = json.loads((out / "split.json").read_text())
@@ -183,7 +184,7 @@ def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path,
     assert all(h["score"] == -h["val_loss"] for h in cfg["history"])
     assert cfg["refit"] == {"epochs": best, "paintings": len(split["train"]) + len(split["val"])}
     assert set(cfg["val_metrics"]) == {"style", "genre", "timeframe"}
-    no_refit = train(_cfg(demo, tmp_path / "n", epochs=3, refit=False), log=lambda *a: None)
+    no_refit = train(_cfg(demo, tmp_path / "n", epochs=3, refit=False), job=Job(log=lambda *a: None))
     assert "refit" not in json.loads((no_refit / "config.json").read_text())
     # evaluate --split val: the held-out part of a run without refit; a refit run has none unseen
     assert main(["evaluate", "--run", str(no_refit), "--catalog", str(demo)]) == 0
@@ -193,7 +194,7 @@ def test_holdout_when_no_validation_rows_then_refit_on_every_row(demo, tmp_path,
     a, b = load_file(str(out / "model.safetensors")), load_file(str(no_refit / "model.safetensors"))
     assert any(not torch.allclose(a[k], b[k]) for k in a)
     # a catalogue with its own val split is never refit on it (evaluate --split val must stay honest)
-    own_val = train(_cfg(_with_val(demo), tmp_path / "v", epochs=2), log=lambda *a: None)
+    own_val = train(_cfg(_with_val(demo), tmp_path / "v", epochs=2), job=Job(log=lambda *a: None))
     assert "refit" not in json.loads((own_val / "config.json").read_text())
 
 
@@ -202,15 +203,15 @@ def test_resume_inside_the_refit_gives_the_uninterrupted_weights(demo, tmp_path)
     cat = Catalog.load(demo)
     cat.df["split"] = "train"
     cat.save(demo)
-    full = train(_cfg(demo, tmp_path / "full", epochs=4), log=lambda *a: None)
+    full = train(_cfg(demo, tmp_path / "full", epochs=4), job=Job(log=lambda *a: None))
     refit_epochs = json.loads((full / "config.json").read_text())["refit"]["epochs"]
     # stop after the 4 first-pass epochs and one refit epoch, as if killed, then resume
-    part = train(_cfg(demo, tmp_path / "part", epochs=4, stop_after_epochs=5), log=lambda *a: None)
+    part = train(_cfg(demo, tmp_path / "part", epochs=4, stop_after_epochs=5), job=Job(log=lambda *a: None))
     # the validation loss falls over the 4 epochs, so the refit has several and the stop lands inside it
     assert refit_epochs > 1
     st = torch.load(part / "state.pt", weights_only=False)
     assert (st["stage"], st["epoch"]) == ("refit", 0)
-    train(_cfg(demo, part, epochs=4), resume=True, log=lambda *a: None)
+    train(_cfg(demo, part, epochs=4), resume=True, job=Job(log=lambda *a: None))
     a, b = load_file(str(full / "model.safetensors")), load_file(str(part / "model.safetensors"))
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
@@ -328,7 +329,7 @@ def test_cli_evaluate_and_predict(tiny_run, tmp_path, capsys):
 def test_refuses_to_overwrite_a_run(tiny_run):
     before = {p: p.stat().st_mtime_ns for p in tiny_run.run.iterdir() if p.is_file()}
     with pytest.raises(Exception, match="--resume"):
-        train(_cfg(tiny_run.catalog, tiny_run.run, epochs=1), log=lambda *a: None)
+        train(_cfg(tiny_run.catalog, tiny_run.run, epochs=1), job=Job(log=lambda *a: None))
     assert {p: p.stat().st_mtime_ns for p in tiny_run.run.iterdir() if p.is_file()} == before
 
 
@@ -343,7 +344,7 @@ def test_run_predictions_match_between_catalog_and_single_images(tiny_run):
     cat = Catalog.load(tiny_run.catalog)
     sub = cat.subset(np.arange(len(cat)) < 8)
     sub.path = cat.path
-    ids, probs = run.predict_catalog(sub, progress=False, log=lambda *a: None)
+    ids, probs = run.predict_catalog(sub, job=Job(progress=False, log=lambda *a: None))
     assert ids == sub.ids
     images = [load_image(cat.image_root / p) for p in sub.df["path"]]
     single = run.predict_proba_images(images)
@@ -357,7 +358,7 @@ def test_run_predictions_match_between_catalog_and_single_images(tiny_run):
     moved = run.predict_proba_images([ImageOps.mirror(images[0]), ImageOps.crop(images[0], 8).resize((64, 64))])
     for row in moved["style"]:
         assert np.abs(row - style[0]).max() > 1e-3
-    e_ids, emb = run.embed_catalog(sub, progress=False, log=lambda *a: None)
+    e_ids, emb = run.embed_catalog(sub, job=Job(progress=False, log=lambda *a: None))
     assert e_ids == sub.ids and emb.shape[0] == 8 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
     np.testing.assert_allclose(emb, run.embed_images(images), atol=1e-4)
 
@@ -369,7 +370,8 @@ def test_best_epoch_follows_the_chosen_criterion(demo, tmp_path):
     from safetensors import safe_open
 
     for how, pick in (("loss", lambda h: -h["val_loss"]), ("macro_f1", lambda h: h["val_macro_f1"])):
-        out = train(_cfg(demo, tmp_path / how, epochs=6, select_by=how, refit=False, patience=100), log=lambda *a: None)
+        out = train(_cfg(demo, tmp_path / how, epochs=6, select_by=how, refit=False, patience=100),
+                    job=Job(log=lambda *a: None))
         hist = json.loads((out / "config.json").read_text())["history"]
         assert len(hist) == 6
         assert [h["score"] for h in hist] == [pick(h) for h in hist]
@@ -390,5 +392,5 @@ def test_validation_loss_is_the_mean_over_tasks_of_each_tasks_log_loss():
 
 def test_an_unknown_selection_criterion_stops_before_any_work(demo, tmp_path):
     with pytest.raises(ValueError, match="select_by must be one of loss, macro_f1"):
-        train(_cfg(demo, tmp_path / "x", select_by="accuracy"), log=lambda *a: None)
+        train(_cfg(demo, tmp_path / "x", select_by="accuracy"), job=Job(log=lambda *a: None))
     assert not (tmp_path / "x").exists()

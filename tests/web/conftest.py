@@ -20,6 +20,7 @@ def real_parts(tmp_path_factory):
     from artextract.cli import main
     from artextract.data.catalog import Catalog
     from artextract.data.demo import generate_demo
+    from artextract.job import Job
     from artextract.similarity.embed import RunEmbedder
     from artextract.similarity.index import index_catalog
 
@@ -30,7 +31,8 @@ def real_parts(tmp_path_factory):
     rc = main(["train", "--catalog", str(catalog), "--out", str(run_dir), "--backbone", "tiny_cnn",
                "--pretrained", "none", "--epochs", "2", "--cache-size", "64", "--no-progress"])
     assert rc == 0, "training the tiny test run failed"
-    index_catalog(Catalog.load(catalog), RunEmbedder(run_dir), index_dir, progress=False, log=lambda *a: None)
+    index_catalog(Catalog.load(catalog), RunEmbedder(run_dir), index_dir,
+                  job=Job(progress=False, log=lambda *a: None))
     outliers = make_outliers(catalog, work / "outliers.csv")
     return catalog, run_dir, index_dir, outliers
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from web_helpers import TEST_HOSTS
+from artextract.job import Job
 
 QUERY = "a ship in a storm at night"
 
@@ -22,7 +23,7 @@ def text_demo(tmp_path_factory):
 def _index(catalog, embedder, out):
     from artextract.similarity.index import EmbeddingIndex, index_catalog
 
-    index_catalog(catalog, embedder, out, progress=False, log=lambda *a: None)
+    index_catalog(catalog, embedder, out, job=Job(progress=False, log=lambda *a: None))
     return EmbeddingIndex.load(out)
 
 

@@ -147,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..extras import require_backbone
 
+    from ..job import Job, running
     from ..workspace import using
 
     try:
-        with using(args.workspace):
+        # the command's job: --no-progress (where the command has it) turns its progress bars off
+        with using(args.workspace), running(Job(progress=not getattr(args, "no_progress", False))):
             apply_engine_options(args)
             require_backbone(getattr(args, "backbone", None))  # a missing extra is said before any work
             rc = args.func(args)

@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .catalog import Catalog
-from .. import distributed
+from ..job import Job, resolve
 from ..utils import atomic_write_text
 from .images import ImageLoadError, SkipReport, load_image, resize_center_crop
 from .lock import job_lock
@@ -205,7 +203,7 @@ class PreparedCache:
         self.store.forget_failures()
 
     def prepare(self, catalog: Catalog, *, workers: int | None = None, batch: int = 64,
-                progress: bool = True, limit: int | None = None, rank: int = 0, world: int = 1) -> PrepareResult:
+                limit: int | None = None, job: Job | None = None) -> PrepareResult:
         """Decode every catalogue image not yet in the cache, holding the cache's lock.
 
         Parameters
@@ -214,50 +212,47 @@ class PreparedCache:
             The paintings to prepare.
         workers : int, optional
             Decoding processes (default: up to 4).
-        progress : bool
-            Show a progress bar on stderr.
         limit : int, optional
             Stop after that many images (as an interrupted run would).
-        rank, world : int
-            This process's rank and the number of ranks under torchrun: rank ``r`` decodes ``todo[r::world]``.
+        job : Job, optional
+            The job (default: the current one); under torchrun each rank decodes its share of the images.
 
         Returns
         -------
         PrepareResult
             Counts of images added and already there, and the report of those that failed.
         """
-        with job_lock(self.dir, "prepared-image cache", rank):
-            return self._prepare(catalog, workers=workers, batch=batch, progress=progress, limit=limit,
-                                 rank=rank, world=world)
+        job = resolve(job)
+        with job_lock(self.dir, "prepared-image cache", job.rank):
+            return self._prepare(catalog, workers=workers, batch=batch, limit=limit, job=job)
 
-    def _prepare(self, catalog: Catalog, *, workers, batch, progress, limit, rank, world) -> PrepareResult:
+    def _prepare(self, catalog: Catalog, *, workers, batch, limit, job: Job) -> PrepareResult:
         ids = catalog.df["id"].tolist()
         paths = dict(zip(ids, (str(p) for p in catalog.image_paths())))
-        if rank == 0:
+        if job.is_main:
             self.store.reload()  # what another job finished while this one waited for the lock
             todo = self.store.todo(ids)
             self.store.reserve(todo)
-        distributed.barrier(world)
-        if rank != 0:
+        job.barrier()
+        if not job.is_main:
             self.store.reload()
-            self.store.shard(rank)
-        todo = distributed.broadcast(todo if rank == 0 else None, world)
+            self.store.shard(job.rank)
+        todo = job.broadcast(todo if job.is_main else None)
         already = sum(1 for k in ids if self.store.has(k))
         report = SkipReport("prepare")
         for k in ids:
             if k in self.store.failures:
                 report.add(k, self.store.failures[k])
-        todo = todo[rank::world]
+        todo = job.shard(todo)
         if limit is not None:
             todo = todo[:limit]
         if not todo:
-            self._merge(world, rank, report)
+            self._merge(job, report)
             return PrepareResult(0, already, report)
         workers = workers or min(4, os.cpu_count() or 1)
         args = [(k, paths[k], self.size) for k in todo]
         added = 0
-        bar = tqdm(total=len(todo), desc=f"prepare {self.size}px", unit="img", disable=not progress,
-                   file=sys.stderr)
+        bar = job.bar(total=len(todo), desc=f"prepare {self.size}px", unit="img")
         try:
             if workers > 1 and len(args) > 32:
                 ex = ProcessPoolExecutor(workers)
@@ -282,7 +277,7 @@ class PreparedCache:
         finally:
             self.store.flush()
             bar.close()
-        self._merge(world, rank, report)
+        self._merge(job, report)
         return PrepareResult(added, already, report)
 
     def worker_args(self, ids, paths: dict[str, str]) -> list[tuple]:
@@ -292,31 +287,48 @@ class PreparedCache:
         data_file = str(self.store.dir / "data.bin")
         return [(k, paths[k], self.size, data_file, shape, self.store.slot[k]) for k in ids]
 
-    def _merge(self, world: int, rank: int, report: SkipReport) -> None:
+    def _merge(self, job: Job, report: SkipReport) -> None:
         """Under torchrun: wait for every rank, then rank 0 folds their failures into the store."""
-        if world == 1:
+        if job.world == 1:
             return
-        distributed.barrier(world)
-        if rank == 0:
+        job.barrier()
+        if job.is_main:
             self.store.merge_failure_shards()
             seen = {r["id"] for r in report.skipped}
             for k, why in self.store.failures.items():
                 if k not in seen:
                     report.add(k, why)
-        distributed.barrier(world)
+        job.barrier()
 
 
 def ensure_prepared(catalog: Catalog, size: int = DEFAULT_SIZE, cache_dir: str | os.PathLike | None = None,
-                    progress: bool = True, log=logger.info, rank: int = 0, world: int = 1) -> PreparedCache:
+                    *, job: Job | None = None) -> PreparedCache:
     """Open the cache for ``catalog`` and prepare whatever is missing (saying so); under torchrun every
-    rank prepares its share (``rank``/``world``), and every rank returns the whole cache."""
+    rank prepares its share, and every rank returns the whole cache.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The paintings.
+    size : int
+        Side of the stored square.
+    cache_dir : path, optional
+        The cache folder (default: the catalogue's).
+    job : Job, optional
+        The job (default: the current one): its rank's share, messages and progress bar.
+
+    Returns
+    -------
+    PreparedCache
+    """
+    job = resolve(job)
     cache = PreparedCache(cache_dir or default_cache_dir(catalog), size)
-    missing = distributed.broadcast(len(cache.store.todo(catalog.df["id"].tolist())) if rank == 0 else None, world)
+    missing = job.broadcast(len(cache.store.todo(catalog.df["id"].tolist())) if job.is_main else None)
     if missing:
-        log(f"preparing {missing} image(s) not yet in the {size}px cache at {cache.dir}")
-        res = cache.prepare(catalog, progress=progress and rank == 0, rank=rank, world=world)
-        if len(res.failed) and rank == 0:
-            log(res.failed.summary())
-        if rank != 0:
+        job.say(f"preparing {missing} image(s) not yet in the {size}px cache at {cache.dir}")
+        res = cache.prepare(catalog, job=job)
+        if len(res.failed):
+            job.say(res.failed.summary())
+        if not job.is_main:
             cache.store.reload()
     return cache

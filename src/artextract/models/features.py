@@ -16,21 +16,19 @@ import hashlib
 import logging
 import os
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .. import distributed
 from ..data.cache import DEFAULT_SIZE, PreparedCache, default_cache_dir, ensure_prepared
 from ..data.catalog import Catalog
 from ..data.images import SkipReport
 from ..data.lock import job_lock
 from ..data.store import SlotStore
+from ..job import Job, resolve as resolve_job
 from ..utils import atomic_write_text
 from ..workspace import ENGINE_RECORD, features_dir
 from .backbones import Backbone, Preprocess, create_backbone, default_size, default_taps
@@ -108,8 +106,7 @@ def _open_stores(sdir: Path, meta: dict) -> tuple[SlotStore, SlotStore, SlotStor
 def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2", *, pretrained: bool = True,
                      weights: str | None = None, image_size: int | None = None, view: str = "center",
                      cache_size: int = DEFAULT_SIZE, cache_dir: str | None = None, batch_size: int = 32,
-                     progress: bool = True, log=logger.info, device: torch.device | None = None,
-                     seed: int = 0, rank: int = 0, world: int = 1) -> FeatureSet:
+                     device: torch.device | None = None, seed: int = 0, job: Job | None = None) -> FeatureSet:
     """Compute (or reuse) the feature maps of every prepared catalogue image; builds the
     prepared-image cache first if it is missing (and says so).
 
@@ -123,15 +120,16 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
         Pretrained weights, a weights file, or (``pretrained=False``) a random init fixed by ``seed``.
     view : {"center", "flip"}
         The centre crop or its mirror image.
-    rank, world : int
-        Under torchrun: every rank computes ``todo[rank::world]`` into the one store (rank 0 holds its
-        lock and reserves the slots), and every rank returns the whole feature set.
+    job : Job, optional
+        The job (default: the current one). Under torchrun every rank computes its share into the one
+        store (rank 0 holds its lock and reserves the slots), and every rank returns the whole feature set.
 
     Returns
     -------
     FeatureSet
         The maps, pooled vectors and style statistics of every prepared painting.
     """
+    job = resolve_job(job)
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}")
     root = Path(cache_dir) if cache_dir else default_cache_dir(catalog)
@@ -153,9 +151,9 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     if done is not None:  # every painting's features are stored: no pixels, no model needed
         return FeatureSet(*done[:2], name, size, view, SkipReport("features"), done[2])
     with contextlib.ExitStack() as held:
-        decoder = _overlapped_decoder(catalog, cache_size, root, world, batch_size, held, log)
+        decoder = _overlapped_decoder(catalog, cache_size, root, batch_size, held, job)
         if decoder is None:
-            cache = ensure_prepared(catalog, cache_size, root, progress=progress, log=log, rank=rank, world=world)
+            cache = ensure_prepared(catalog, cache_size, root, job=job)
         else:
             cache = decoder.cache
         ready = cache.has if decoder is None else decoder.usable
@@ -165,24 +163,24 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
             if not ready(k):
                 skipped.add(k, cache.failures.get(k, "image not prepared"))
         return _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, weights, seed, image_size,
-                        net, cache, decoder, device, engine, precision, batch_size, progress, log, rank, world)
+                        net, cache, decoder, device, engine, precision, batch_size, job)
 
 
 def _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, weights, seed, image_size, net,
-             cache, decoder, device, engine, precision, batch_size, progress, log, rank, world) -> FeatureSet:
+             cache, decoder, device, engine, precision, batch_size, job: Job) -> FeatureSet:
     """Plan the feature store under its lock, then run the engine over every painting still to do."""
     if decoder is not None:  # the plan's probe reads one prepared image
         ids = list(ids)
         while ids and not decoder.ensure([ids[0]]):
             skipped.add(ids[0], cache.failures[ids[0]])
             ids.pop(0)
-    with job_lock(sdir, "feature store", rank):
+    with job_lock(sdir, "feature store", job.rank):
         plan = None
-        if rank == 0:
+        if job.is_main:
             net, plan = _plan(sdir, meta, ids, name, size, pretrained, weights, seed, net, cache, device,
                               engine, precision)
-        distributed.barrier(world)
-        plan = distributed.broadcast(plan, world)
+        job.barrier()
+        plan = job.broadcast(plan)
         maps, pooled, stats = _open_stores(sdir, meta)
         if not plan:
             return FeatureSet(maps, pooled, name, size, view, skipped, stats)
@@ -191,12 +189,12 @@ def _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, we
             net = _build(name, pretrained, weights, seed, image_size)
         run = FeatureEngine(net, engine=plan["engine"], precision=precision, device=device)
         todo = plan["todo"]
-        mine = todo[rank::world]
-        log(f"computing {name} features ({view}, {size}px, {run.engine} {run.precision}, {run.threads} "
-            f"thread(s)) for {len(todo)} painting(s)" + (f" on {world} ranks" if world > 1 else "") + f" -> {sdir}")
+        mine = job.shard(todo)
+        job.say(f"computing {name} features ({view}, {size}px, {run.engine} {run.precision}, {run.threads} "
+                f"thread(s)) for {len(todo)} painting(s)" + (f" on {job.world} ranks" if job.world > 1 else "")
+                + f" -> {sdir}")
         stores = [s for s in (maps, pooled, stats) if s is not None]
-        bar = tqdm(total=len(mine), desc=f"features {name}", unit="img", disable=not progress or rank != 0,
-                   file=sys.stderr)
+        bar = job.bar(total=len(mine), desc=f"features {name}", unit="img")
         try:
             flushed = time.monotonic()
             batches = (_batches(cache, mine, batch_size) if decoder is None else
@@ -216,8 +214,8 @@ def _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, we
             for st in stores:
                 st._flush_data()
             bar.close()
-        distributed.barrier(world)
-        if rank != 0:
+        job.barrier()
+        if not job.is_main:
             for st in stores:
                 st.reload()
     return FeatureSet(maps, pooled, name, size, view, skipped, stats)
@@ -229,11 +227,11 @@ def _build(name: str, pretrained: bool, weights, seed: int, image_size: int | No
     return create_backbone(name, pretrained=pretrained, weights=weights, **kw)
 
 
-def _overlapped_decoder(catalog: Catalog, cache_size: int, root: Path, world: int, batch_size: int,
-                        held: contextlib.ExitStack, log) -> "_OverlappedDecoder | None":
+def _overlapped_decoder(catalog: Catalog, cache_size: int, root: Path, batch_size: int,
+                        held: contextlib.ExitStack, job: Job) -> "_OverlappedDecoder | None":
     """When images are still to prepare (one process, enough of them): hold the cache's lock and decode
     them in worker processes while the engine runs, instead of preparing everything first."""
-    if world != 1:
+    if job.world != 1:
         return None
     cache = PreparedCache(root, cache_size)
     all_ids = catalog.df["id"].tolist()
@@ -244,8 +242,8 @@ def _overlapped_decoder(catalog: Catalog, cache_size: int, root: Path, world: in
     missing = cache.store.todo(all_ids)
     if not missing:
         return None
-    log(f"preparing {len(missing)} image(s) not yet in the {cache_size}px cache at {cache.dir}, "
-        "decoding while the backbone runs")
+    job.say(f"preparing {len(missing)} image(s) not yet in the {cache_size}px cache at {cache.dir}, "
+            "decoding while the backbone runs")
     cache.store.reserve(missing)
     dec = _OverlappedDecoder(cache, dict(zip(all_ids, (str(p) for p in catalog.image_paths()))), set(missing))
     held.callback(dec.close)

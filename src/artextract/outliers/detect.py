@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..data.catalog import Catalog, CatalogError
 from ..errors import OptionError
+from ..job import Job, resolve
 from . import methods as M
 from .ordered import ordered_scores
 
@@ -80,20 +81,19 @@ def parse_backbones(spec: str) -> list[str]:
 
 
 def backbone_features(catalog: Catalog, backbone: str = "mobilenet_v2", *, flip: bool = False,
-                      pretrained: bool = True, style_stats: bool = True, progress: bool = True, log=logger.info,
+                      pretrained: bool = True, style_stats: bool = True, job: Job | None = None,
                       **kwargs) -> Features:
     """Pooled backbone features of every painting whose image could be read, from the feature
     cache (computed where missing). ``backbone`` may join several names with ``+``
     (``mobilenet_v2+efficientnet_lite2``): each one's vectors are L2-normalised and concatenated.
     ``flip`` adds the mirrored image's features as an extra view (training rows and test-time
     averaging in the out-of-fold classifier). ``style_stats``: also return the backbones' style
-    statistics, for the out-of-fold classifier."""
+    statistics, for the out-of-fold classifier. ``job``: the job (default: the current one)."""
     from ..models.features import extract_features
 
     names = parse_backbones(backbone)
     views = ["center", "flip"] if flip else ["center"]
-    sets = {(n, v): extract_features(catalog, n, view=v, pretrained=pretrained, progress=progress, log=log,
-                                     **kwargs)
+    sets = {(n, v): extract_features(catalog, n, view=v, pretrained=pretrained, job=job, **kwargs)
             for n in names for v in views}
     ids = catalog.ids
     ok = np.ones(len(ids), bool)
@@ -110,19 +110,20 @@ def backbone_features(catalog: Catalog, backbone: str = "mobilenet_v2", *, flip:
                     style=style[0] if style else None, style_views=style[1:] if style else [])
 
 
-def run_features(catalog: Catalog, run_dir: str, *, progress: bool = True) -> Features:
+def run_features(catalog: Catalog, run_dir: str, *, job: Job | None = None) -> Features:
     """The embedding of a trained multi-task run (``artextract.training.inference.Run``).
 
     Only the pooled representation is used, without the class posteriors that the similarity index
     adds: the run's own predicted probabilities are not out-of-fold for the paintings it was trained
-    on, so the K-fold methods here are applied to the representation instead."""
+    on, so the K-fold methods here are applied to the representation instead. ``job``: the job (default:
+    the current one)."""
     try:
         from ..training.inference import Run  # type: ignore[import-not-found]
     except ImportError as exc:
         raise CatalogError(f"--run needs artextract.training.inference, which is not available ({exc}); "
                            "use --backbone instead") from None
     run = Run.load(run_dir)
-    ids, emb = run.embed_catalog(catalog, progress=progress, posteriors=False)
+    ids, emb = run.embed_catalog(catalog, posteriors=False, job=job)
     return Features(list(ids), np.asarray(emb, np.float32), [], source=f"run {run_dir}")
 
 
@@ -156,8 +157,7 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
                       folds: int = 5, seed: int = 0, C: float = 1e-3, repeats: int = 1,
                       weights: dict[str, float] | None = None, n_evidence: int = 5,
                       backbone: str = "mobilenet_v2", extra_views: list[np.ndarray] | None = None,
-                      context: Sequence[str] | str | None = "auto", progress: bool = False, log=logger.info
-                      ) -> pd.DataFrame:
+                      context: Sequence[str] | str | None = "auto", job: Job | None = None) -> pd.DataFrame:
     """Score every painting that has a ``task`` label for how likely the label is wrong.
 
     ``features``: a :class:`Features`, or an array ``[n, d]`` whose rows are ``ids`` (default: the
@@ -168,7 +168,8 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     (one-hot, beside the image features), because a catalogue's fields vouch for each other: a
     painting by Monet labelled Baroque is suspect whatever the pixels say. ``"auto"`` (default) =
     every other task of the catalogue; ``None`` or ``[]`` = the image alone. The neighbour and
-    class-centre methods stay in image space.
+    class-centre methods stay in image space. ``job``: the job (default: the current one), for messages and
+    the progress of ``backbone`` features computed here.
 
     ``suggested_label``/``suggested_prob`` come from the weighted mean of the three label models'
     probabilities (out-of-fold classifier, neighbour votes, class-centre posteriors). With the
@@ -179,9 +180,9 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
     Returns a DataFrame with ``COLUMNS``, sorted by ``rank`` (1 = most suspicious)."""
     if method not in CHOICES:
         raise OptionError(f"unknown method {method!r}; choose from {', '.join(CHOICES)} (--method)")
+    job = resolve(job)
     y_all, classes = labelled_rows(catalog, task)
-    features, keep, rows = _checked_features(catalog, task, y_all, features, ids, extra_views, backbone,
-                                             progress, log)
+    features, keep, rows = _checked_features(catalog, task, y_all, features, ids, extra_views, backbone, job)
     X, views, style, style_views = _kept_rows(features, keep)
     # renumber the classes that occur, 0..K-1
     present, y = np.unique(y_all[rows], return_inverse=True)
@@ -211,10 +212,10 @@ def rank_label_issues(catalog: Catalog, task: str, features: Features | np.ndarr
 
 
 def _checked_features(catalog: Catalog, task: str, y_all: np.ndarray, features, ids, extra_views, backbone: str,
-                      progress: bool, log) -> tuple[Features, np.ndarray, np.ndarray]:
+                      job: Job) -> tuple[Features, np.ndarray, np.ndarray]:
     """The :class:`Features`, the mask of its labelled rows and their catalogue rows (enough of them, or an error)."""
     if features is None:
-        features = backbone_features(catalog, backbone, progress=progress, log=log)
+        features = backbone_features(catalog, backbone, job=job)
     if not isinstance(features, Features):
         X = np.asarray(features, np.float32)
         fid = list(ids) if ids is not None else catalog.ids
@@ -229,8 +230,8 @@ def _checked_features(catalog: Catalog, task: str, y_all: np.ndarray, features, 
     keep = y_all[frow] >= 0
     n_lab = int((y_all >= 0).sum())
     if keep.sum() < n_lab:
-        log(f"{task}: {n_lab - int(keep.sum())} labelled painting(s) have no features (unreadable image?) "
-            "and are left out")
+        job.say(f"{task}: {n_lab - int(keep.sum())} labelled painting(s) have no features (unreadable image?) "
+                "and are left out")
     if keep.sum() < 4 or len(np.unique(y_all[frow[keep]])) < 2:
         raise UncheckableTask(f"task {task!r} cannot be checked: only {int(keep.sum())} labelled painting(s) "
                               f"with features in {len(np.unique(y_all[frow[keep]]))} class(es)")

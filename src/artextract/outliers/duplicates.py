@@ -14,14 +14,13 @@ distance is in the table.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..data.catalog import Catalog
+from ..job import Job, resolve
 from ..utils import quiet_faiss
 
 logger = logging.getLogger(__name__)
@@ -57,18 +56,20 @@ def _pack(h) -> np.ndarray:
     return np.packbits(np.asarray(h.hash, dtype=bool).ravel())
 
 
-def image_hashes(catalog: Catalog, *, size: int = 256, progress: bool = True, log=logger.info) -> Hashes:
-    """pHash and dHash of every prepared image (the cache is built where missing)."""
+def image_hashes(catalog: Catalog, *, size: int = 256, job: Job | None = None) -> Hashes:
+    """pHash and dHash of every prepared image (the cache is built where missing; ``job``: the job, default
+    the current one)."""
     import imagehash
     from PIL import Image
 
     from ..data.cache import ensure_prepared
 
-    cache = ensure_prepared(catalog, size, progress=progress, log=log)
+    job = resolve(job)
+    cache = ensure_prepared(catalog, size, job=job)
     ids = [k for k in catalog.ids if cache.has(k)]
     ph = np.zeros((len(ids), 8), np.uint8)
     dh = np.zeros((len(ids), 8), np.uint8)
-    for i, k in enumerate(tqdm(ids, desc="hashes", unit="img", disable=not progress, file=sys.stderr)):
+    for i, k in enumerate(job.bar(len(ids), "hashes", iterable=ids)):
         im = Image.fromarray(cache.get(k))
         ph[i] = _pack(imagehash.phash(im))
         dh[i] = _pack(imagehash.dhash(im))
@@ -121,7 +122,7 @@ def relation(split_a: str, split_b: str) -> str:
 def find_duplicates(catalog: Catalog, *, hashes: Hashes | None = None, features: np.ndarray | None = None,
                     feature_ids: list[str] | None = None, backbone: str | None = "mobilenet_v2",
                     phash_max: int = PHASH_MAX, dhash_max: int = DHASH_MAX, cosine_min: float = COSINE_MIN,
-                    progress: bool = True, log=logger.info, cache_size: int = 256) -> pd.DataFrame:
+                    cache_size: int = 256, job: Job | None = None) -> pd.DataFrame:
     """Pairs of paintings that look like the same picture, with their hash distances and embedding
     cosine; ``relation`` says ``within train`` / ``within val`` / ``leak train/val`` ...
 
@@ -132,13 +133,15 @@ def find_duplicates(catalog: Catalog, *, hashes: Hashes | None = None, features:
     WikiArt sample a dHash of 3-5 also joins unrelated flat, low-detail pictures.
 
     ``features``/``feature_ids`` give an embedding directly; otherwise ``backbone`` features are used
-    (``backbone=None``: hashes only). The hashes are taken from the prepared images of ``cache_size``."""
+    (``backbone=None``: hashes only). The hashes are taken from the prepared images of ``cache_size``.
+    ``job``: the job (default: the current one), for its messages and progress bars."""
+    job = resolve(job)
     if hashes is None:
-        hashes = image_hashes(catalog, size=cache_size, progress=progress, log=log)
+        hashes = image_hashes(catalog, size=cache_size, job=job)
     if features is None and backbone:
         from .detect import backbone_features
 
-        fs = backbone_features(catalog, backbone, progress=progress, log=log)
+        fs = backbone_features(catalog, backbone, job=job)
         features, feature_ids = fs.X, fs.ids
     ids = hashes.ids
     pos = {k: i for i, k in enumerate(ids)}

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import workspace
 from ..data.catalog import Catalog
+from ..job import Job, resolve
 from ..data.thumbs import Thumbnailer, jpeg_data_uri
 from ..render import write_page
 from ..utils import csv_unescape_frame
@@ -82,8 +83,10 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
                  outliers_csv: str | Path | list | None = None, index_dir: str | Path | None = None,
                  split: str = "val", color_task: str | None = None, n_outliers: int = 12, n_queries: int = 4,
                  k: int = 6, seed: int = 0, title: str | None = None, next_steps: list[str] | None = None,
-                 log=logger.info) -> Path:
-    """Write ``out_dir/report.html`` (the template ``templates/report.html``) and return its path."""
+                 job: Job | None = None) -> Path:
+    """Write ``out_dir/report.html`` (the template ``templates/report.html``) and return its path; ``job``
+    (default: the current one) says what is evaluated or embedded on the way, without progress bars."""
+    job = resolve(job).replace(progress=False)
     out_dir = Path(out_dir)
     assets = out_dir / "report_assets"
     assets.mkdir(parents=True, exist_ok=True)
@@ -95,10 +98,10 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
         run = Run.load(run_dir)
 
     # ---------------------------------------------------------------- metrics
-    metrics = _metrics_section(catalog, run, run_dir, split, log)
+    metrics = _metrics_section(catalog, run, run_dir, split, job)
 
     # ---------------------------------------------------------------- map
-    map_uri = _map_section(catalog, run, index_dir, color_task, labels, assets, seed, log)
+    map_uri = _map_section(catalog, run, index_dir, color_task, labels, assets, seed, job)
 
     # ---------------------------------------------------------------- outliers
     index = None
@@ -120,7 +123,7 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
                       map_uri=map_uri, outliers=outliers, similar=similar, next_steps="\n".join(next_steps or []))
 
 
-def _metrics_section(catalog: Catalog, run, run_dir, split: str, log) -> dict | None:
+def _metrics_section(catalog: Catalog, run, run_dir, split: str, job: Job) -> dict | None:
     """The metrics table and the confusion matrices (evaluating the run first when its evaluation is not
     current); None without a run."""
     if run is None:
@@ -132,8 +135,8 @@ def _metrics_section(catalog: Catalog, run, run_dir, split: str, log) -> dict | 
         from ..training.evaluate import evaluate
         why = f"no {mpath} yet" if ev.status in (workspace.MISSING, workspace.PARTIAL) else \
             f"{edir} is stale: {ev.detail}"
-        log(f"report: evaluating the run on {split} ({why})")
-        evaluate(run, catalog, split, progress=False, log=log)
+        job.say(f"report: evaluating the run on {split} ({why})")
+        evaluate(run, catalog, split, job=job)
     metrics = json.loads(mpath.read_text())
     rows = []
     for t, m in metrics.items():
@@ -149,13 +152,13 @@ def _metrics_section(catalog: Catalog, run, run_dir, split: str, log) -> dict | 
 
 
 def _map_section(catalog: Catalog, run, index_dir, color_task: str | None, labels: dict, assets: Path, seed: int,
-                 log) -> str | None:
+                 job: Job) -> str | None:
     """The t-SNE map of the run's (else the index's) embeddings, coloured by ``color_task``, as a ``data:``
     URI; None without embeddings."""
     color_task = color_task or ("style" if "style" in catalog.tasks else next(iter(catalog.tasks), None))
     emb_ids, emb = None, None
     if run is not None:
-        emb_ids, emb = run.embed_catalog(catalog, progress=False, log=log)
+        emb_ids, emb = run.embed_catalog(catalog, job=job)
         src = "the run's multi-task embedding"
     elif index_dir:
         from ..similarity.index import EmbeddingIndex

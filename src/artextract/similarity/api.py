@@ -20,17 +20,17 @@ The answer is a JSON-ready dict::
 Errors raise :class:`SimilarityError` (unknown id, bad mode, not exactly one of image, id and text),
 ``ImageLoadError`` (the query is not a readable image) or :class:`TextSearchUnavailable` (a text
 query to an index whose embedder has no text tower; a ValueError too). Face and pose descriptors
-of the indexed paintings are computed on first use and kept beside the index (``log`` says so).
+of the indexed paintings are computed on first use and kept beside the index (the job says so).
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..job import Job, resolve
 from .embed import BackboneEmbedder, RunEmbedder, TextSearchUnavailable, as_image
 from .index import EmbeddingIndex, SimilarityError
 
@@ -39,7 +39,6 @@ MODES = ("image", "face", "pose")
 MAX_TEXT_CHARS = 300
 TEXT_TOWER_HINT = ("text search needs an index built with an open_clip backbone, e.g. `artextract index "
                    "--catalog C --backbone open_clip:ViT-B-32 --out I`")
-_log = logging.getLogger(__name__)
 
 
 def _describe_source(image) -> str:
@@ -123,7 +122,7 @@ def _check_text(text) -> str:
 
 
 def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, text: str | None = None,
-                 k: int = 10, mode: str = "image", catalog=None, progress: bool = False, log=None) -> dict:
+                 k: int = 10, mode: str = "image", catalog=None, job: Job | None = None) -> dict:
     """The ``k`` paintings of ``index`` most similar to a query, by whole-image embedding, faces or
     body pose, or the ``k`` paintings a text describes best.
 
@@ -145,10 +144,9 @@ def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, te
         What is compared.
     catalog : Catalog or path, optional
         Overrides where the indexed images are found (face and pose modes).
-    progress : bool
-        Progress bars while face/pose descriptors are computed on first use.
-    log : callable, optional
-        Where messages go (default: this module's logger).
+    job : Job, optional
+        The job (default: the current one): its messages and progress bars while face/pose descriptors
+        are computed on first use.
 
     Returns
     -------
@@ -168,7 +166,7 @@ def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, te
     --------
     >>> find_similar(index, text="a ship in a storm at night", k=5)["results"][0]["id"]  # doctest: +SKIP
     """
-    log = log or _log.info
+    job = resolve(job)
     k = _checked_query(image, id, text, k, mode)
     if text is not None:
         return _text_query(index, text, k, mode)
@@ -181,9 +179,9 @@ def find_similar(index: EmbeddingIndex, *, image=None, id: str | None = None, te
         else:
             results = index.search(index.embed_images([img])[0], k)
     elif mode == "face":
-        results = _face(index, out, img, id, k, catalog, progress, log)
+        results = _face(index, out, img, id, k, catalog, job)
     else:
-        results = _pose(index, out, img, id, k, catalog, progress, log)
+        results = _pose(index, out, img, id, k, catalog, job)
     for r in results:
         r["path"] = index.paths[index.position(r["id"])]
     out["results"] = results
@@ -228,10 +226,10 @@ def _query(index: EmbeddingIndex, image, item_id: str | None) -> tuple[Image.Ima
     return img, {"image": _describe_source(image), "size": list(img.size)}
 
 
-def _face(index, out, img, item_id, k, catalog, progress, log) -> list[dict]:
+def _face(index, out, img, item_id, k, catalog, job: Job) -> list[dict]:
     from .face import face_index, face_model
 
-    fi = face_index(index, catalog, progress=progress, log=log)
+    fi = face_index(index, catalog, job=job)
     out["coverage"] = {"with_face": fi.with_face, "without_face": len(index) - fi.with_face}
     if img is None:
         faces = fi.faces_of(item_id)
@@ -253,10 +251,10 @@ def _face(index, out, img, item_id, k, catalog, progress, log) -> list[dict]:
     return fi.search(faces, k, exclude=item_id)
 
 
-def _pose(index, out, img, item_id, k, catalog, progress, log) -> list[dict]:
+def _pose(index, out, img, item_id, k, catalog, job: Job) -> list[dict]:
     from .pose import pose_index, pose_model
 
-    pi = pose_index(index, catalog, progress=progress, log=log)
+    pi = pose_index(index, catalog, job=job)
     out["coverage"] = {"with_body": pi.with_body, "without_body": len(index) - pi.with_body}
     if img is None:
         kp, size = pi.keypoints_of(item_id)

@@ -11,13 +11,12 @@ import logging
 import base64
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ..job import Job, resolve
 from ..utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -104,13 +103,15 @@ class RecordStore:
         self.version += 1
 
     def build(self, items: Sequence[tuple[str, str | None]], compute: Callable[[str | None], dict], *,
-              what: str, progress: bool = True, log=logger.info, batch: int = 32) -> int:
-        """Compute the records of ``(id, image path)`` pairs not in the store; returns how many."""
+              what: str, batch: int = 32, job: Job | None = None) -> int:
+        """Compute the records of ``(id, image path)`` pairs not in the store (saying so, with a progress bar
+        of ``job``, default the current one); returns how many."""
+        job = resolve(job)
         todo = [(k, p) for k, p in items if k not in self.records]
         if not todo:
             return 0
-        log(f"{what} in {len(todo):,} painting(s) not yet done -> {self.dir}")
-        bar = tqdm(total=len(todo), desc=what, unit="img", disable=not progress, file=sys.stderr)
+        job.say(f"{what} in {len(todo):,} painting(s) not yet done -> {self.dir}")
+        bar = job.bar(total=len(todo), desc=what, unit="img")
         pending: list[dict] = []
         try:
             for k, p in todo:

@@ -27,6 +27,7 @@ from ..defaults import DEFAULT_BACKBONE
 from ..data.catalog import Catalog
 from ..data.images import SkipReport, load_image, resize_center_crop
 from ..errors import ArtExtractError
+from ..job import Job
 from ..utils import l2_normalize  # noqa: F401  (re-exported for the index)
 
 logger = logging.getLogger(__name__)
@@ -60,17 +61,17 @@ class Embedder:
     mean: np.ndarray | None = None
     LENIENT = ("image_size",)  # None there means "the backbone's default"
 
-    def embed_catalog(self, catalog: Catalog, ids: Sequence[str] | None = None, *, progress: bool = True,
-                      log=logger.info) -> tuple[list[str], np.ndarray, SkipReport]:
+    def embed_catalog(self, catalog: Catalog, ids: Sequence[str] | None = None, *,
+                      job: Job | None = None) -> tuple[list[str], np.ndarray, SkipReport]:
+        """The ids embedded, their vectors and the paintings skipped (``job``: default the current one)."""
         raise NotImplementedError
 
     def embed_images(self, images: Sequence) -> np.ndarray:
         raise NotImplementedError
 
-    def prepare_features(self, catalog: Catalog, *, rank: int = 0, world: int = 1, progress: bool = True,
-                         log=logger.info) -> None:
-        """Compute the stored backbone features this embedder reads, rank ``rank`` of ``world`` doing its
-        share under torchrun (nothing to do for an embedder without a feature store)."""
+    def prepare_features(self, catalog: Catalog, *, job: Job | None = None) -> None:
+        """Compute the stored backbone features this embedder reads, each rank of ``job`` (default: the
+        current one) doing its share under torchrun (nothing to do for an embedder without a feature store)."""
 
     def to_meta(self) -> dict:
         raise NotImplementedError
@@ -123,19 +124,19 @@ class BackboneEmbedder(Embedder):
             x = x - self.mean
         return l2_normalize(x)
 
-    def prepare_features(self, catalog, *, rank=0, world=1, progress=True, log=logger.info):
+    def prepare_features(self, catalog, *, job=None):
         from ..models.features import extract_features
 
         extract_features(catalog, self.backbone, pretrained=self.pretrained, weights=self.weights,
-                         image_size=self.image_size, cache_size=self.cache_size, progress=progress, log=log,
-                         seed=self.seed, device=self.device, rank=rank, world=world)
+                         image_size=self.image_size, cache_size=self.cache_size,
+                         seed=self.seed, device=self.device, job=job)
 
-    def embed_catalog(self, catalog, ids=None, *, progress=True, log=logger.info):
+    def embed_catalog(self, catalog, ids=None, *, job=None):
         from ..models.features import extract_features
 
         fs = extract_features(catalog, self.backbone, pretrained=self.pretrained, weights=self.weights,
-                              image_size=self.image_size, cache_size=self.cache_size, progress=progress,
-                              log=log, seed=self.seed, device=self.device)
+                              image_size=self.image_size, cache_size=self.cache_size,
+                              seed=self.seed, device=self.device, job=job)
         self.image_size = fs.image_size
         want = list(catalog.ids if ids is None else ids)
         ok = fs.available(want)
@@ -249,16 +250,16 @@ class RunEmbedder(Embedder):
     def to_meta(self) -> dict:
         return {"kind": self.kind, "run": self.run_dir}
 
-    def prepare_features(self, catalog, *, rank=0, world=1, progress=True, log=logger.info):
-        self.run._feature_set(catalog, progress, log, rank=rank, world=world)
+    def prepare_features(self, catalog, *, job=None):
+        self.run._feature_set(catalog, job=job)
 
-    def embed_catalog(self, catalog, ids=None, *, progress=True, log=logger.info):
+    def embed_catalog(self, catalog, ids=None, *, job=None):
         sub = catalog
         if ids is not None:
             want = set(ids)
             sub = catalog.subset(catalog.df["id"].isin(want).to_numpy())
             sub.path = catalog.path  # so the prepared-image cache is found
-        got, vecs = self.run.embed_catalog(sub, progress=progress, log=log)
+        got, vecs = self.run.embed_catalog(sub, job=job)
         got = [str(k) for k in got]
         skipped = SkipReport("embed")
         have = set(got)
@@ -287,7 +288,7 @@ class PrecomputedEmbedder(Embedder):
     def to_meta(self) -> dict:
         return {"kind": self.kind, "description": self.description}
 
-    def embed_catalog(self, catalog, ids=None, *, progress=True, log=logger.info):
+    def embed_catalog(self, catalog, ids=None, *, job=None):
         raise RuntimeError(f"this index holds {self.description}; it cannot embed new paintings")
 
     def embed_images(self, images):

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import ArtExtractError
+from ..job import Job
 from .descriptors import RecordStore, decode_array, encode_array, index_items
 
 logger = logging.getLogger(__name__)
@@ -138,18 +139,18 @@ def _record(model: FaceModel, path: str | None) -> dict:
 class FaceIndex:
     """The face descriptors of an index's paintings, as one matrix for search."""
 
-    def __init__(self, index, catalog=None, *, progress: bool = True, log=logger.info):
+    def __init__(self, index, catalog=None, *, job: Job | None = None):
         self.index = index
         self.model = face_model()
         self.store = RecordStore(Path(index.path) / "faces", self.model.settings)
         self.catalog = catalog
         self._version = -1
-        self.update(progress=progress, log=log)
+        self.update(job=job)
 
-    def update(self, progress: bool = True, log=logger.info) -> int:
+    def update(self, *, job: Job | None = None) -> int:
         """Detect faces in indexed paintings that have no record yet (says so); returns how many."""
         n = self.store.build(index_items(self.index, self.catalog), lambda p: _record(self.model, p),
-                             what="detecting faces", progress=progress, log=log)
+                             what="detecting faces", job=job)
         self._matrix()
         return n
 
@@ -208,14 +209,14 @@ class FaceIndex:
         return out
 
 
-def face_index(index, catalog=None, progress: bool = True, log=logger.info) -> FaceIndex:
+def face_index(index, catalog=None, *, job: Job | None = None) -> FaceIndex:
     """The (cached) :class:`FaceIndex` of ``index``, brought up to date with its paintings."""
     with index._lock:  # one builder per index, even when a web server asks from several threads
         fi = index._aux.get("faces")
         if fi is None:
-            fi = index._aux["faces"] = FaceIndex(index, catalog, progress=progress, log=log)
+            fi = index._aux["faces"] = FaceIndex(index, catalog, job=job)
         elif fi.store.todo(index.ids):
-            fi.update(progress=progress, log=log)
+            fi.update(job=job)
         return fi
 
 

@@ -48,6 +48,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from ..errors import ArtExtractError
+from ..job import Job, resolve
 from ..utils import atomic_path, atomic_write_text, quiet_faiss
 from .embed import Embedder, PrecomputedEmbedder, embedder_from_meta, l2_normalize
 
@@ -553,8 +554,8 @@ def _write_json(path: Path, obj, indent: int | None = None) -> None:
 
 # ---------------------------------------------------------------------- catalogue -> index
 def index_catalog(catalog, embedder: Embedder, out: str | os.PathLike | None = None, *,
-                  index_type: str = "flat", rebuild: bool = False, progress: bool = True, log=logger.info,
-                  rank: int = 0, world: int = 1, **params) -> tuple[EmbeddingIndex | None, dict | None]:
+                  index_type: str = "flat", rebuild: bool = False, job: Job | None = None,
+                  **params) -> tuple[EmbeddingIndex | None, dict | None]:
     """Build an index of ``catalog`` at ``out``, or add the catalogue's new paintings to the index
     already there, holding the index folder's lock.
 
@@ -568,36 +569,36 @@ def index_catalog(catalog, embedder: Embedder, out: str | os.PathLike | None = N
         The index folder (kept in memory only when None).
     index_type : {"flat", "ivf", "hnsw", "ivfpq"}
         The FAISS index kind.
-    rank, world : int
-        Under torchrun every rank computes its share of the backbone features, then rank 0 builds the index;
-        the other ranks return ``(None, None)``.
+    job : Job, optional
+        The job (default: the current one). Under torchrun every rank computes its share of the backbone
+        features, then rank 0 builds the index; the other ranks return ``(None, None)``.
 
     Returns
     -------
     tuple
         The index and a summary ``{"added", "already", "skipped", "created"}``.
     """
-    from .. import distributed
     from ..data.lock import job_lock
 
+    job = resolve(job)
     out_p = Path(out) if out is not None else None
-    if world > 1:
-        embedder.prepare_features(catalog, rank=rank, world=world, progress=progress and rank == 0, log=log)
-        if rank != 0:
-            distributed.barrier(world)
+    if job.world > 1:
+        embedder.prepare_features(catalog, job=job)
+        if not job.is_main:
+            job.barrier()
             return None, None
+    solo = job.replace(world=1)  # rank 0 builds the index alone while the other ranks wait
     try:
         if out_p is None:
-            return _index_catalog(catalog, embedder, None, index_type, rebuild, progress, log, params)
+            return _index_catalog(catalog, embedder, None, index_type, rebuild, solo, params)
         with job_lock(out_p, "index", 0):
-            return _index_catalog(catalog, embedder, out_p, index_type, rebuild, progress, log, params)
+            return _index_catalog(catalog, embedder, out_p, index_type, rebuild, solo, params)
     finally:
-        if world > 1:
-            distributed.barrier(world)
+        job.barrier()
 
 
 def _index_catalog(catalog, embedder: Embedder, out_p: Path | None, index_type: str, rebuild: bool,
-                   progress: bool, log, params: dict) -> tuple[EmbeddingIndex, dict]:
+                   job: Job, params: dict) -> tuple[EmbeddingIndex, dict]:
     from ..data.images import SkipReport
 
     existing = None
@@ -620,9 +621,8 @@ def _index_catalog(catalog, embedder: Embedder, out_p: Path | None, index_type: 
         existing.add([], np.zeros((0, existing.dim), np.float32), catalog=catalog.path)
         return existing, summary
     if existing is not None:
-        log(f"embedding {len(todo):,} painting(s) not yet in {out_p} ({summary['already']:,} already indexed)")
-    got, vecs, skipped = embedder.embed_catalog(catalog, todo if existing is not None else None,
-                                                progress=progress, log=log)
+        job.say(f"embedding {len(todo):,} painting(s) not yet in {out_p} ({summary['already']:,} already indexed)")
+    got, vecs, skipped = embedder.embed_catalog(catalog, todo if existing is not None else None, job=job)
     summary["skipped"] = skipped
     if existing is None:
         index = EmbeddingIndex.build(got, vecs, index_type=index_type, paths=[paths[k] for k in got],
@@ -631,8 +631,8 @@ def _index_catalog(catalog, embedder: Embedder, out_p: Path | None, index_type: 
         index = existing
         trained = index.params.get("trained_on") or len(index)
         if index.index_type in ("ivf", "ivfpq") and len(index) + len(got) > 4 * trained:
-            log(f"note: the IVF cells were trained on {trained:,} paintings and the index now holds "
-                f"{len(index) + len(got):,}; `--rebuild` would re-train them for the larger collection")
+            job.say(f"note: the IVF cells were trained on {trained:,} paintings and the index now holds "
+                    f"{len(index) + len(got):,}; `--rebuild` would re-train them for the larger collection")
         index.add(got, vecs, paths=[paths[k] for k in got], catalog=catalog.path)
     summary["added"] = len(got)
     if out_p is not None:

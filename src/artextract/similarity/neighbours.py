@@ -7,14 +7,15 @@ use), and a painting without a detected face or body has no rows (a warning coun
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Iterator
+
+from ..job import Job, resolve
 
 logger = logging.getLogger(__name__)
 
 
 def every_neighbour(index, k: int, mode: str = "image", catalog: str | None = None,
-                    progress: bool = True) -> Iterator[tuple[str, int, str, float]]:
+                    *, job: Job | None = None) -> Iterator[tuple[str, int, str, float]]:
     """``(query_id, rank, neighbor_id, score)`` for the ``k`` nearest neighbours of every indexed painting.
 
     Parameters
@@ -27,20 +28,18 @@ def every_neighbour(index, k: int, mode: str = "image", catalog: str | None = No
         What is compared: the whole image, detected faces or body poses.
     catalog : str, optional
         The catalogue for image paths in face and pose modes (default: the one the index was built from).
-    progress : bool
-        A progress bar on stderr.
+    job : Job, optional
+        The job (default: the current one): its progress bar and messages.
 
     Yields
     ------
     tuple of (str, int, str, float)
         Query id, rank (from 1), neighbour id, score; a query's rows in rank order.
     """
+    job = resolve(job)
     left_out: list[str] = []
     if mode == "image":
-        from tqdm.auto import tqdm
-
-        with tqdm(total=len(index), desc="similar --all", unit="painting", file=sys.stderr,
-                  disable=not progress) as bar:
+        with job.bar(total=len(index), desc="similar --all", unit="painting") as bar:
             for qp, scores, pos in index.search_all(k):
                 for q, srow, prow in zip(qp, scores, pos):
                     for r, (s, p) in enumerate(((s, p) for s, p in zip(srow, prow) if p >= 0), 1):
@@ -48,7 +47,7 @@ def every_neighbour(index, k: int, mode: str = "image", catalog: str | None = No
                 bar.update(len(qp))
     elif mode == "face":
         from .face import face_index
-        fi = face_index(index, catalog, progress=progress)
+        fi = face_index(index, catalog, job=job)
         for k_ in index.ids:
             faces = fi.faces_of(k_)
             if not faces:
@@ -58,7 +57,7 @@ def every_neighbour(index, k: int, mode: str = "image", catalog: str | None = No
                 yield k_, r["rank"], r["id"], r["score"]
     else:
         from .pose import pose_index
-        pi = pose_index(index, catalog, progress=progress)
+        pi = pose_index(index, catalog, job=job)
         for k_ in index.ids:
             kp, size = pi.keypoints_of(k_)
             if kp is None:

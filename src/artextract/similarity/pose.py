@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..job import Job
 from .descriptors import RecordStore, index_items
 
 logger = logging.getLogger(__name__)
@@ -167,17 +168,17 @@ def _record(model: PoseModel, path: str | None) -> dict:
 class PoseIndex:
     """The keypoints of an index's paintings, as arrays for search."""
 
-    def __init__(self, index, catalog=None, *, progress: bool = True, log=logger.info):
+    def __init__(self, index, catalog=None, *, job: Job | None = None):
         self.index = index
         self.model = pose_model()
         self.store = RecordStore(Path(index.path) / "poses", self.model.settings)
         self.catalog = catalog
         self._version = -1
-        self.update(progress=progress, log=log)
+        self.update(job=job)
 
-    def update(self, progress: bool = True, log=logger.info) -> int:
+    def update(self, *, job: Job | None = None) -> int:
         n = self.store.build(index_items(self.index, self.catalog), lambda p: _record(self.model, p),
-                             what="finding body poses", progress=progress, log=log)
+                             what="finding body poses", job=job)
         self._arrays()
         return n
 
@@ -227,14 +228,14 @@ class PoseIndex:
         return out
 
 
-def pose_index(index, catalog=None, progress: bool = True, log=logger.info) -> PoseIndex:
+def pose_index(index, catalog=None, *, job: Job | None = None) -> PoseIndex:
     """The (cached) :class:`PoseIndex` of ``index``, brought up to date with its paintings."""
     with index._lock:  # one builder per index, even when a web server asks from several threads
         pi = index._aux.get("poses")
         if pi is None:
-            pi = index._aux["poses"] = PoseIndex(index, catalog, progress=progress, log=log)
+            pi = index._aux["poses"] = PoseIndex(index, catalog, job=job)
         elif pi.store.todo(index.ids):
-            pi.update(progress=progress, log=log)
+            pi.update(job=job)
         return pi
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..job import Job, resolve
 from ..models.features import FeatureSet
 
 
@@ -116,11 +117,14 @@ def _batch(x):
     return x  # __getitems__ already returns a collated batch
 
 
-def train_loader(ds: StoredMaps, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> DataLoader:
-    """Shuffled batches of ``ds`` for one epoch; under ``torchrun`` each rank reads its share of every
-    global batch through a :class:`DistributedSampler` (the global batch is ``batch_size``)."""
+def train_loader(ds: StoredMaps, batch_size: int, seed: int, epoch: int, *, job: Job | None = None) -> DataLoader:
+    """Shuffled batches of ``ds`` for one epoch; under ``torchrun`` each rank of ``job`` (default: the current
+    one) reads its share of every global batch through a :class:`DistributedSampler` (the global batch is
+    ``batch_size``)."""
+    job = resolve(job)
+    world = job.world
     ds.set_epoch(epoch)
-    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=epoch_seed(seed, 0))
+    sampler = DistributedSampler(ds, num_replicas=world, rank=job.rank, shuffle=True, seed=epoch_seed(seed, 0))
     sampler.set_epoch(epoch)
     # its own generator: a DataLoader would otherwise draw its base seed from the global RNG (dropout's)
     return DataLoader(ds, batch_sampler=NoSingletonBatchSampler(sampler, max(1, batch_size // world)),

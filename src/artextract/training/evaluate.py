@@ -10,13 +10,29 @@ import numpy as np
 
 from .. import workspace
 from ..data.catalog import Catalog, CatalogError
+from ..job import Job, resolve
 from .inference import Run
 from .metrics import per_class_table, plot_confusion, task_metrics
 
 logger = logging.getLogger(__name__)
 
 
-def evaluation_ids(run: Run, cat: Catalog, split: str, log=logger.info) -> list[str]:
+def evaluation_ids(run: Run, cat: Catalog, split: str, *, job: Job | None = None) -> list[str]:
+    """The ids to evaluate ``run`` on: the catalogue's ``split`` rows, else (``val``) the rows the run held out.
+
+    Parameters
+    ----------
+    run : Run
+    cat : Catalog
+    split : str
+    job : Job, optional
+        The job (default: the current one): where the message about held-out rows goes.
+
+    Returns
+    -------
+    list of str
+    """
+    job = resolve(job)
     ids = cat.df.loc[cat.df["split"] == split, "id"].tolist()
     if ids:
         return ids
@@ -29,18 +45,36 @@ def evaluation_ids(run: Run, cat: Catalog, split: str, log=logger.info) -> list[
                 f"none is unseen: train with --no-refit to evaluate on the held-out part, or give the catalogue "
                 f"a val split (choose --split from {sorted(cat.df['split'].unique())})")
         held = json.loads(split_file.read_text())["val"]
-        log(f"the catalogue has no {split} rows: evaluating on the {len(held)} paintings this run held out")
+        job.say(f"the catalogue has no {split} rows: evaluating on the {len(held)} paintings this run held out")
         return held
     raise CatalogError(f"the catalogue has no {split!r} rows; choose --split from "
                        f"{sorted(cat.df['split'].unique())}")
 
 
-def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | None = None, log=logger.info,
-             progress: bool = True) -> dict:
-    ids = evaluation_ids(run, cat, split, log)
+def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | None = None, *,
+             job: Job | None = None) -> dict:
+    """Evaluate ``run`` on a split of ``cat``: ``metrics.json``, confusion matrices and per-class tables.
+
+    Parameters
+    ----------
+    run : Run
+    cat : Catalog
+    split : str
+    out_dir : path, optional
+        Where the files go (default: the run's evaluation folder for ``split``).
+    job : Job, optional
+        The job (default: the current one): messages and progress bars.
+
+    Returns
+    -------
+    dict
+        The metrics of every task.
+    """
+    job = resolve(job)
+    ids = evaluation_ids(run, cat, split, job=job)
     sub = cat.subset(cat.df["id"].isin(set(ids)))
     sub.path = cat.path
-    got_ids, probs = run.predict_catalog(sub, progress=progress, log=log)
+    got_ids, probs = run.predict_catalog(sub, job=job)
     pos = {k: i for i, k in enumerate(cat.df["id"])}
     rows = np.array([pos[k] for k in got_ids], dtype=np.int64)
     out_dir = Path(out_dir) if out_dir else workspace.eval_dir(run.path, split)
@@ -48,13 +82,13 @@ def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | N
     metrics = {}
     for t, spec in run.tasks.items():
         if t not in cat.tasks:
-            log(f"task {t}: not in this catalogue; skipped")
+            job.say(f"task {t}: not in this catalogue; skipped")
             continue
         lookup = {c: i for i, c in enumerate(spec.classes)}
         y = np.array([lookup.get(v, -2) if isinstance(v, str) else -1 for v in cat.df[t].to_numpy()[rows]])
         unknown = int((y == -2).sum())
         if unknown:
-            log(f"task {t}: {unknown} painting(s) have labels the run never saw; they are left out")
+            job.say(f"task {t}: {unknown} painting(s) have labels the run never saw; they are left out")
             y[y == -2] = -1
         m = task_metrics(probs[t], y, spec.ordered)
         metrics[t] = m

@@ -15,6 +15,7 @@ from ..data.cache import DEFAULT_SIZE
 from ..data.catalog import Catalog, TaskSpec
 from ..data.images import load_image, resize_center_crop
 from ..errors import RunError
+from ..job import Job
 from ..models.backbones import Backbone, create_backbone
 from ..models.crnn import CRNNHead
 from ..models.engine import FeatureEngine
@@ -77,13 +78,13 @@ class Run:
             self._engine = FeatureEngine(self.backbone, device=self.device)
         return self._engine
 
-    def _feature_set(self, catalog: Catalog, progress: bool = True, log=logger.info, rank: int = 0, world: int = 1):
+    def _feature_set(self, catalog: Catalog, *, job: Job | None = None):
         """The run's backbone features of the catalogue (computed once; under torchrun each rank its shard)."""
         b = self.config["backbone"]
         src = self.backbone if self.finetuned else b["name"]
         return extract_features(catalog, src, pretrained=b["pretrained"], weights=b.get("weights"),
-                                image_size=self.image_size, cache_size=self.cache_size, progress=progress, log=log,
-                                seed=self.config["train"].get("seed", 0), rank=rank, world=world)
+                                image_size=self.image_size, cache_size=self.cache_size,
+                                seed=self.config["train"].get("seed", 0), job=job)
 
     # ------------------------------------------------------------------ catalogue-wide
     @torch.no_grad()
@@ -100,8 +101,10 @@ class Run:
         fm, _, st = self.engine(self._tensor(images))
         return self.head.embed_and_logits(fm.to(self.device), st.to(self.device) if self.head.stats_dim else None)
 
-    def predict_catalog(self, catalog: Catalog, progress: bool = True, log=logger.info) -> tuple[list[str], dict[str, np.ndarray]]:
-        fs = self._feature_set(catalog, progress, log)
+    def predict_catalog(self, catalog: Catalog, *, job: Job | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
+        """Class probabilities of every catalogue painting with an image, per task (``job``: the job, default the
+        current one)."""
+        fs = self._feature_set(catalog, job=job)
         ids = [k for k, ok in zip(catalog.ids, fs.available(catalog.ids)) if ok]
         probs: dict[str, list] = {t: [] for t in self.tasks}
         for _, p in self._head_over(fs, ids):
@@ -127,12 +130,12 @@ class Run:
         post = post / np.sqrt(len(self.tasks))
         return _l2(np.concatenate([zn, post], axis=1))
 
-    def embed_catalog(self, catalog: Catalog, progress: bool = True, log=logger.info,
-                      posteriors: bool = True) -> tuple[list[str], np.ndarray]:
+    def embed_catalog(self, catalog: Catalog, *, posteriors: bool = True,
+                      job: Job | None = None) -> tuple[list[str], np.ndarray]:
         """L2-normalised embeddings of the catalogue's paintings (see :meth:`_embedding`). Outlier
         detection asks for ``posteriors=False``: the posteriors of a painting the run trained on
-        echo its given label, right or wrong."""
-        fs = self._feature_set(catalog, progress, log)
+        echo its given label, right or wrong. ``job``: the job (default: the current one)."""
+        fs = self._feature_set(catalog, job=job)
         ids = [k for k, ok in zip(catalog.ids, fs.available(catalog.ids)) if ok]
         zs = [self._embedding(z, p, posteriors) for z, p in self._head_over(fs, ids)]
         emb = np.concatenate(zs) if zs else np.zeros((0, self.embed_dim(posteriors)), np.float32)

@@ -19,7 +19,6 @@ import logging
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
-from .. import distributed, workspace
+from .. import workspace
 from ..data.cache import default_cache_dir, ensure_prepared
 from ..data.catalog import Catalog, CatalogError
 from ..errors import RunError
+from ..job import Job, resolve
 from ..data.tabular import stratified_split
 from ..models.backbones import create_backbone
 from ..models.crnn import CRNNHead, MultiTaskCRNN, masked_multitask_loss
@@ -51,7 +50,7 @@ STATE = workspace.RUN_STATE      # optimiser, scheduler, epoch, history: what --
 
 
 # ---------------------------------------------------------------------- data selection
-def select_rows(cat: Catalog, tasks: list[str], cfg: TrainConfig, log=logger.info) -> tuple[list[str], list[str], str]:
+def select_rows(cat: Catalog, tasks: list[str], cfg: TrainConfig) -> tuple[list[str], list[str], str]:
     """Training and validation ids, and a sentence saying how validation was chosen."""
     df = cat.df
     labelled = df[tasks].notna()
@@ -162,13 +161,12 @@ def save_checkpoint(out: Path, *, weights: torch.nn.Module, state: dict, best: t
     _atomic_torch_save(state, out / STATE)
 
 
-def _feature_sets(cat: Catalog, cfg: TrainConfig, rank: int, world: int, say) -> dict:
+def _feature_sets(cat: Catalog, cfg: TrainConfig, job: Job) -> dict:
     """The stored features of every view training reads; under torchrun each rank computes its shard."""
     views = ["center", "flip"] if cfg.flip_augment else ["center"]
     return {v: extract_features(cat, cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
                                 image_size=cfg.image_size, view=v, cache_size=cfg.cache_size,
-                                cache_dir=default_cache_dir(cat), progress=cfg.progress and rank == 0, log=say,
-                                seed=cfg.seed, rank=rank, world=world)
+                                cache_dir=default_cache_dir(cat), seed=cfg.seed, job=job)
             for v in views}
 
 
@@ -209,7 +207,7 @@ class _Stage:
 
 
 # ---------------------------------------------------------------------- the recipe
-def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
+def train(cfg: TrainConfig, resume: bool = False, *, job: Job | None = None) -> Path:
     """Train a run as ``cfg`` says (frozen-backbone stage, then a refit or fine-tuning); the run folder.
 
     Parameters
@@ -218,8 +216,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         The recipe; ``cfg.catalog`` and ``cfg.out`` name the catalogue and the run folder.
     resume : bool
         Continue the run in ``cfg.out`` from its last checkpoint (its saved settings win).
-    log : callable
-        Where progress messages go (rank 0 only).
+    job : Job, optional
+        The job (default: the current one): its messages (rank 0 only), progress bars (with
+        ``cfg.progress``) and, under torchrun, the ranks that train together.
 
     Returns
     -------
@@ -228,17 +227,16 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
     """
     if cfg.select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}, not {cfg.select_by!r}")
-    rank, world = distributed.init()
-    is_main = rank == 0
-    say = log if is_main else (lambda *a, **k: None)
+    job = resolve(job)
+    job = job.replace(progress=job.progress and cfg.progress)
     out = Path(cfg.out)
-    device = _train_device(rank, world)
+    device = _train_device(job)
 
     cat = Catalog.load(cfg.catalog, cache_dir=cfg.cache)  # --cache, else the recorded or default folder
-    tasks = _checked_tasks(cat, cfg, say)
-    resume = _resolve_resume(cfg, out, resume, is_main, say)
+    tasks = _checked_tasks(cat, cfg, job.say)
+    resume = _resolve_resume(cfg, out, resume, job.is_main, job.say)
 
-    train_ids, val_ids, val_how, held_out, fsets = _training_rows(cat, tasks, cfg, rank, world, say)
+    train_ids, val_ids, val_how, held_out, fsets = _training_rows(cat, tasks, cfg, job)
     fs = fsets["center"]
     # style statistics for both paths (none when switched off or the backbone has no taps)
     use_stats = cfg.linear_path and cfg.style_stats and fs.stats_dim > 0
@@ -252,19 +250,18 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
         """A fresh head, optimiser, schedule and EMA (same seed each time); with a checkpoint's
         ``state``, continued from it (weights from ``last.safetensors``)."""
         return _Stage(cfg, tr.channels, num_classes, fs.stats_dim if use_stats else 0, device, out, state,
-                      world, ds.targets, ordered)
+                      job.world, ds.targets, ordered)
 
     st = _load_state(out, resume)
     stage_name = st.get("stage", "frozen") if st else None
     stage = new_stage(tr, st if stage_name == "frozen" else None)
     config = _run_config(cfg, cat, tasks, stage.head.config, val_how)
-    progress = _restored_progress(st, stage_name, cfg, out, say)
-    if is_main:
+    progress = _restored_progress(st, stage_name, cfg, out, job.say)
+    if job.is_main:
         _write_run_files(out, config, cfg, train_ids, val_ids)
 
     t0 = time.time()
-    if not _frozen_stage(stage, tr, va, ordered, cfg, progress, out, device, rank, world, say):
-        distributed.shutdown(world)
+    if not _frozen_stage(stage, tr, va, ordered, cfg, progress, out, device, job):
         return out
     history = progress["history"]
 
@@ -272,18 +269,16 @@ def train(cfg: TrainConfig, resume: bool = False, log=logger.info) -> Path:
     refit = None
     if cfg.finetune:
         if cfg.refit:
-            say("--finetune: no refit on the held-out rows (they choose the fine-tuning epoch)")
-        _finetune(cfg, cat, tasks, train_ids, val_ids, stage.head, config, out, device, rank, world, resume, say)
+            job.say("--finetune: no refit on the held-out rows (they choose the fine-tuning epoch)")
+        _finetune(cfg, cat, tasks, train_ids, val_ids, stage.head, config, out, device, job, resume)
     elif cfg.refit and held_out and history:
         refit = _refit_all_rows(cfg, cat, tasks, fsets, use_stats, train_ids, val_ids, new_stage, st, stage_name,
-                                history, first_val, progress, out, device, rank, world, say)
+                                history, first_val, progress, out, device, job)
         if refit is None:
-            distributed.shutdown(world)
             return out
 
-    if is_main:
-        _finish_run(out, history, first_val, refit, t0, say)
-    distributed.shutdown(world)
+    if job.is_main:
+        _finish_run(out, history, first_val, refit, t0, job.say)
     return out
 
 
@@ -298,11 +293,11 @@ def _stage1_val(st: dict | None, stage_name: str | None, stage: _Stage, va: Stor
     return first_val
 
 
-def _train_device(rank: int, world: int):
+def _train_device(job: Job):
     """The device this rank trains on (its own GPU under torchrun on CUDA)."""
     device = default_device()
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    if job.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", job.rank)))
         torch.cuda.set_device(device)
     return device
 
@@ -336,21 +331,21 @@ def _resolve_resume(cfg: TrainConfig, out: Path, resume: bool, is_main: bool, sa
     return resume
 
 
-def _training_rows(cat: Catalog, tasks: list[str], cfg: TrainConfig, rank: int, world: int, say):
+def _training_rows(cat: Catalog, tasks: list[str], cfg: TrainConfig, job: Job):
     """Training and validation ids with images, how validation was chosen, whether it was held out, the features."""
     train_ids, val_ids, val_how = select_rows(cat, tasks, cfg)
     # validation rows taken from the training split (the catalogue has none): a refit may use them later
     held_out = bool(val_ids) and bool((cat.df.loc[cat.df["id"].isin(val_ids), "split"] == "train").all())
     if not train_ids:
         raise CatalogError("no training paintings with labels for " + ", ".join(tasks))
-    say(f"training on {len(train_ids)} paintings; validation: {val_how}")
+    job.say(f"training on {len(train_ids)} paintings; validation: {val_how}")
 
-    fsets = _feature_sets(cat, cfg, rank, world, say)
+    fsets = _feature_sets(cat, cfg, job)
     fs = fsets["center"]
     cfg.image_size = fs.image_size
     ok = fs.available(train_ids)
     if not ok.all():
-        say(f"{int((~ok).sum())} training painting(s) have no image and are skipped")
+        job.say(f"{int((~ok).sum())} training painting(s) have no image and are skipped")
     train_ids = [k for k, o in zip(train_ids, ok) if o]
     val_ids = [k for k, o in zip(val_ids, fs.available(val_ids)) if o]
     return train_ids, val_ids, val_how, held_out, fsets
@@ -398,8 +393,7 @@ def _write_run_files(out: Path, config: dict, cfg: TrainConfig, train_ids: list[
 
 def _refit_all_rows(cfg: TrainConfig, cat: Catalog, tasks: list[str], fsets: dict, use_stats: bool,
                     train_ids: list[str], val_ids: list[str], new_stage, st: dict | None, stage_name: str | None,
-                    history: list[dict], first_val, progress: dict, out: Path, device, rank: int, world: int,
-                    say) -> dict | None:
+                    history: list[dict], first_val, progress: dict, out: Path, device, job: Job) -> dict | None:
     """The refit on every training row; its record for config.json, or None when it stopped early as asked."""
     # the held-out rows chose the epoch count; now every training row learns, for that many epochs
     all_ids = train_ids + val_ids
@@ -407,12 +401,11 @@ def _refit_all_rows(cfg: TrainConfig, cat: Catalog, tasks: list[str], fsets: dic
                     flip_augment=cfg.flip_augment, seed=cfg.seed)
     rs = new_stage(ta, st if stage_name == "refit" else None)
     start = st["epoch"] + 1 if stage_name == "refit" else 0
-    if not _refit_stage(rs, ta, cfg, start, _best_epoch(history), first_val, progress, out, device, rank,
-                        world, say):
+    if not _refit_stage(rs, ta, cfg, start, _best_epoch(history), first_val, progress, out, device, job):
         return None
     refit = {"epochs": _best_epoch(history), "paintings": len(all_ids)}
-    say(f"refit: trained again on all {len(all_ids)} rows (held-out ones included) for the best "
-        f"{refit['epochs']} epoch(s)")
+    job.say(f"refit: trained again on all {len(all_ids)} rows (held-out ones included) for the best "
+            f"{refit['epochs']} epoch(s)")
     return refit
 
 
@@ -437,17 +430,15 @@ RESUME_KEYS = ("tasks", "backbone", "pretrained", "weights", "seed", "proj", "hi
 
 
 def _frozen_stage(stage: _Stage, tr: StoredMaps, va: StoredMaps | None, ordered: dict, cfg: TrainConfig,
-                  progress: dict, out: Path, device, rank: int, world: int, say) -> bool:
+                  progress: dict, out: Path, device, job: Job) -> bool:
     """Stage 1: epochs over the stored maps with early stopping on the validation criterion; False
     when it stopped early as asked (``stop_after_epochs``)."""
-    is_main = rank == 0
     history = progress["history"]
-    bar = tqdm(range(progress["start_epoch"], cfg.epochs), desc="train (frozen backbone)", unit="epoch",
-               disable=not (cfg.progress and is_main), file=sys.stderr, initial=progress["start_epoch"],
-               total=cfg.epochs)
+    bar = job.bar(cfg.epochs, "train (frozen backbone)", "epoch", iterable=range(progress["start_epoch"], cfg.epochs),
+                  initial=progress["start_epoch"])
     t0 = time.time()
     for epoch in bar:
-        loss = train_one_epoch(stage, tr, cfg, epoch, device, rank, world)
+        loss = train_one_epoch(stage, tr, cfg, epoch, device, job=job)
         stage.sched.step()
         progress["session_epochs"] += 1
         # every rank evaluates the same validation set the same way, so they agree on stopping
@@ -460,7 +451,7 @@ def _frozen_stage(stage: _Stage, tr: StoredMaps, va: StoredMaps | None, ordered:
                         "val_loss": vl,
                         "val": {t: {k: m[k] for k in ("accuracy", "macro_f1")} for t, m in vm.items()},
                         "seconds": round(time.time() - t0, 2)})
-        if is_main:
+        if job.is_main:
             save_checkpoint(out, weights=stage.head, best=stage.kept if improved else None, meta={"epoch": epoch + 1},
                             state=stage.state(epoch=epoch, best=progress["best"], bad_epochs=progress["bad"],
                                               history=history, stage="frozen"))
@@ -469,14 +460,14 @@ def _frozen_stage(stage: _Stage, tr: StoredMaps, va: StoredMaps | None, ordered:
                         **({"val_loss": f"{vl:.3f}"} if vl is not None else {}))
         if progress["bad"] >= cfg.patience:
             what = "val loss" if cfg.select_by == "loss" else "val macro-F1"
-            say(f"early stop after epoch {epoch + 1}: no {what} gain in {cfg.patience} epochs")
+            job.say(f"early stop after epoch {epoch + 1}: no {what} gain in {cfg.patience} epochs")
             break
         if cfg.stop_after_epochs and progress["session_epochs"] >= cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
-            say(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
+            job.say(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
             bar.close()
             return False
     bar.close()
-    distributed.barrier(world)
+    job.barrier()
     return True
 
 
@@ -491,15 +482,14 @@ def _test_pause_after_epoch(out: Path, epoch: int) -> None:
 
 
 def _refit_stage(stage: _Stage, ta: StoredMaps, cfg: TrainConfig, start: int, epochs: int, first_val,
-                 progress: dict, out: Path, device, rank: int, world: int, say) -> bool:
+                 progress: dict, out: Path, device, job: Job) -> bool:
     """The refit: the head trained again from the same start on every row for the chosen number of
     epochs; False when it stopped early as asked."""
-    is_main = rank == 0
-    for epoch in tqdm(range(start, epochs), desc=f"refit on all {len(ta)} rows", unit="epoch",
-                      disable=not (cfg.progress and is_main), file=sys.stderr, initial=start, total=epochs):
-        train_one_epoch(stage, ta, cfg, epoch, device, rank, world)
+    for epoch in job.bar(epochs, f"refit on all {len(ta)} rows", "epoch", iterable=range(start, epochs),
+                         initial=start):
+        train_one_epoch(stage, ta, cfg, epoch, device, job=job)
         stage.sched.step()
-        if is_main:
+        if job.is_main:
             last = epoch + 1 == epochs
             save_checkpoint(out, weights=stage.head, best=stage.kept if last else None,
                             meta={"epoch": epoch + 1, **({"stage": "refit"} if last else {})},
@@ -507,9 +497,9 @@ def _refit_stage(stage: _Stage, ta: StoredMaps, cfg: TrainConfig, start: int, ep
                                               history=progress["history"], first_val=first_val, stage="refit"))
         progress["session_epochs"] += 1
         if cfg.stop_after_epochs and progress["session_epochs"] >= cfg.stop_after_epochs and epoch + 1 < epochs:
-            say(f"stopping after refit epoch {epoch + 1} as asked; continue with --resume")
+            job.say(f"stopping after refit epoch {epoch + 1} as asked; continue with --resume")
             return False
-    distributed.barrier(world)
+    job.barrier()
     return True
 
 
@@ -543,18 +533,19 @@ def _single_sample_norms(model: torch.nn.Module, batch: int) -> None:
             m.train(batch > 1)
 
 
-def train_one_epoch(stage: _Stage, ds: StoredMaps, cfg: TrainConfig, epoch: int, device, rank: int = 0,
-                    world: int = 1) -> float:
+def train_one_epoch(stage: _Stage, ds: StoredMaps, cfg: TrainConfig, epoch: int, device, *,
+                    job: Job | None = None) -> float:
     """One epoch of the frozen-backbone recipe, streaming the stored maps; the mean loss.
 
-    The epoch's order, views and mixup pairs come from ``(cfg.seed, epoch)``; under torchrun each rank
-    reads its share of every global batch and DistributedDataParallel averages the gradients."""
+    The epoch's order, views and mixup pairs come from ``(cfg.seed, epoch)``; under torchrun each rank of
+    ``job`` (default: the current one) reads its share of every global batch and DistributedDataParallel
+    averages the gradients."""
     _, _, g = epoch_order(len(ds), cfg.seed, epoch)  # the generator after the epoch's order and views
     torch.manual_seed(epoch_seed(cfg.seed, epoch))
     model, head = stage.model, stage.head
     model.train()
     losses = []
-    for s, b in enumerate(train_loader(ds, cfg.batch_size, cfg.seed, epoch, rank, world)):
+    for s, b in enumerate(train_loader(ds, cfg.batch_size, cfg.seed, epoch, job=job)):
         xb = b["x"].to(device)
         sb = b["s"].to(device) if b["s"] is not None else None
         yb = {t: v.to(device) for t, v in b["y"].items()}
@@ -659,9 +650,9 @@ def _autocast_dtype(device) -> torch.dtype | None:
     return torch.bfloat16 if native else None
 
 
-def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, rank, world, resume, say):
+def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, job: Job, resume):
     """Unfreeze the backbone and train end to end from the best stage-1 head."""
-    is_main = rank == 0
+    rank, world = job.rank, job.world  # the DistributedSampler's and DistributedDataParallel's terms
     torch.manual_seed(cfg.seed)
     model, backbone = _finetune_model(cfg, head, out, device)
     amp = _autocast_dtype(device)
@@ -670,7 +661,7 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
     yv = targets_for(cat, val_ids, tasks)
     loss_kw = _finetune_loss_settings(cfg, cat, tasks, y_all, ordered, device)
     cache_dir = default_cache_dir(cat)
-    ensure_prepared(cat, cfg.cache_size, cache_dir, progress=False, log=say)
+    ensure_prepared(cat, cfg.cache_size, cache_dir, job=job.replace(progress=False))
     ds = _CacheImages(cache_dir, cfg.cache_size, train_ids, cfg.image_size, train=True,
                       preprocess=backbone.preprocess)
     sampler = torch.utils.data.distributed.DistributedSampler(ds, world, rank, seed=cfg.seed) if world > 1 else None
@@ -678,7 +669,7 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     st_path = out / STATE
-    start, best = _finetune_resume(model, opt, out, st_path, resume, say)
+    start, best = _finetune_resume(model, opt, out, st_path, resume, job.say)
     val_ds = _CacheImages(cache_dir, cfg.cache_size, val_ids, cfg.image_size, train=False,
                           preprocess=backbone.preprocess)
     for epoch in range(start, cfg.finetune_epochs):
@@ -687,19 +678,18 @@ def _finetune(cfg, cat, tasks, train_ids, val_ids, head, config, out, device, ra
             sampler.set_epoch(epoch)
         dl = torch.utils.data.DataLoader(ds, batch_size=max(1, cfg.finetune_batch_size // world), sampler=sampler,
                                          shuffle=sampler is None, num_workers=cfg.num_workers, drop_last=len(ds) > cfg.finetune_batch_size)
-        bar = tqdm(dl, desc=f"fine-tune {epoch + 1}/{cfg.finetune_epochs}", disable=not (cfg.progress and is_main),
-                   file=sys.stderr)
+        bar = job.bar(None, f"fine-tune {epoch + 1}/{cfg.finetune_epochs}", "it", iterable=dl)
         _finetune_epoch(ddp, bar, opt, scaler, y_all, tasks, loss_kw, device, amp)
         P = _finetune_predict(model, val_ds, tasks, cfg, device, amp)
         vm = {t: task_metrics(P[t], yv[t].numpy(), ordered[t]) for t in tasks} if val_ids else {}
         vl = _val_loss(P, yv) if P is not None else None
         score = _score(vm, vl, cfg.select_by)
-        say(f"fine-tune epoch {epoch + 1}: val macro-F1 {_macro_f1(vm):.4f}"
-            + (f", val loss {vl:.4f}" if vl is not None else "")
-            + (f" (best score so far {best:.4f})" if math.isfinite(best) else ""))
-        if is_main:
+        job.say(f"fine-tune epoch {epoch + 1}: val macro-F1 {_macro_f1(vm):.4f}"
+                + (f", val loss {vl:.4f}" if vl is not None else "")
+                + (f" (best score so far {best:.4f})" if math.isfinite(best) else ""))
+        if job.is_main:
             best = _save_finetune_epoch(model, opt, out, st_path, epoch, score, best)
-        distributed.barrier(world)
+        job.barrier()
 
 
 def _finetune_model(cfg, head: CRNNHead, out: Path, device) -> tuple[MultiTaskCRNN, torch.nn.Module]:

@@ -45,6 +45,15 @@ class FeatureUnavailable(ArtExtractError, RuntimeError):
     """A feature was used that this server was not started with; the message says how to enable it."""
 
 
+def _quiet_find_similar() -> Callable[..., dict]:
+    """:func:`~artextract.similarity.api.find_similar` without progress bars (a server has no terminal)."""
+    import functools
+
+    from ..job import Job
+    from ..similarity.api import find_similar  # noqa: WPS433 (lazy by design)
+
+    return functools.partial(find_similar, job=Job(progress=False))
+
 @dataclass
 class WebConfig:
     catalog: str | os.PathLike
@@ -115,9 +124,7 @@ class Explorer:
         if index is None and config.index:
             self.index, self.similar_fn = self._load_index(config.index)
         elif index is not None and similar_fn is None:
-            from ..similarity.api import find_similar  # noqa: WPS433 (lazy by design)
-
-            self.similar_fn = find_similar
+            self.similar_fn = _quiet_find_similar()
         self.outliers: OutlierTable | None = None
         if config.outliers:
             try:
@@ -149,11 +156,10 @@ class Explorer:
 
     @staticmethod
     def _load_index(path):
-        from ..similarity.api import find_similar
         from ..similarity.index import EmbeddingIndex
 
         try:
-            return EmbeddingIndex.load(path), find_similar
+            return EmbeddingIndex.load(path), _quiet_find_similar()
         except Exception as exc:
             raise ExplorerError(f"cannot load the similarity index {path}: {exc}") from exc
 
@@ -171,8 +177,10 @@ class Explorer:
             data.cache_key = f"index|{len(index)}|{getattr(index, 'updated', '')}"
         elif run is not None:
             def embed():
+                from ..job import Job
+
                 with self._model_lock:
-                    return run.embed_catalog(self.catalog, progress=False)
+                    return run.embed_catalog(self.catalog, job=Job(progress=False))
 
             ids = "\n".join(map(str, self.df["id"]))
             data.embedding, data.source = embed, "run"

@@ -31,7 +31,7 @@ def _cmd_demo(args) -> int:
 
     t0 = time.time()
     path, nxt = run_demo(args.out, _step, n=args.n, epochs=args.epochs, backbone=args.backbone, fresh=args.fresh,
-                         progress=False if args.no_progress else None, cache=args.cache)
+                         cache=args.cache)
     print(f"\nDone in {time.time() - t0:.0f}s. Report: {path}\n")
     print("\n".join(nxt))
     return 0

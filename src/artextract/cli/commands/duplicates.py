@@ -26,11 +26,10 @@ def _cmd_duplicates(args) -> int:
         from ...outliers.detect import backbone_features
 
         feats = backbone_features(cat, backbone, pretrained=pretrained(args), weights=args.weights,
-                                  style_stats=False, progress=not args.no_progress)
+                                  style_stats=False)
     df = find_duplicates(cat, backbone=None, features=feats.X if feats else None,
                          feature_ids=feats.ids if feats else None, phash_max=args.phash_max,
-                         dhash_max=args.dhash_max, cosine_min=args.cosine_min, progress=not args.no_progress,
-                         cache_size=args.cache_size)
+                         dhash_max=args.dhash_max, cosine_min=args.cosine_min, cache_size=args.cache_size)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         csv_safe_frame(df).to_csv(args.out, index=False)

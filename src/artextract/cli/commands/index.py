@@ -32,20 +32,19 @@ def _embedder(args):
 
 
 def _cmd_index(args) -> int:
-    from ... import distributed
     from ...data.catalog import Catalog
+    from ...job import distributed_job
     from ...similarity.index import index_catalog
 
     cat = Catalog.load(args.catalog, cache_dir=args.cache)
     embedder = _embedder(args)
-    rank, world = distributed.init()  # under torchrun every rank embeds its share; rank 0 builds the index
     t0 = time.time()
-    index, summary = index_catalog(cat, embedder, args.out, index_type=args.index_type, rebuild=args.rebuild,
-                                   progress=not args.no_progress, nlist=args.nlist, nprobe=args.nprobe,
-                                   hnsw_m=args.hnsw_m, ef_search=args.ef_search, pq_m=args.pq_m,
-                                   rank=rank, world=world)
-    distributed.shutdown(world)
-    if index is None:  # a rank other than 0: its share is in the feature store
+    # under torchrun every rank embeds its share; rank 0 builds the index
+    with distributed_job(progress=not args.no_progress) as job:
+        index, summary = index_catalog(cat, embedder, args.out, index_type=args.index_type, rebuild=args.rebuild,
+                                       nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
+                                       ef_search=args.ef_search, pq_m=args.pq_m, job=job)
+    if not job.is_main:  # its share is in the feature store
         return 0
     verb = "built" if summary["created"] else "updated"
     logger.info(f"{verb} {args.out}: {summary['added']:,} painting(s) added, {summary['already']:,} already indexed, "
@@ -55,11 +54,11 @@ def _cmd_index(args) -> int:
         logger.warning(summary["skipped"].summary())
     if args.faces:
         from ...similarity.face import face_index
-        fi = face_index(index, progress=not args.no_progress)
+        fi = face_index(index)
         logger.info(f"faces: {fi.with_face:,} of {len(index):,} paintings have at least one detected face")
     if args.poses:
         from ...similarity.pose import pose_index
-        pi = pose_index(index, progress=not args.no_progress)
+        pi = pose_index(index)
         logger.info(f"poses: {pi.with_body:,} of {len(index):,} paintings have a detected body")
     return 0
 

@@ -22,35 +22,32 @@ SUMMARY_TOP = 5   # flagged paintings shown in the summary
 def _shard_features(args, cat) -> bool:
     """Under torchrun: every rank computes its share of the features into the stores; True on the ranks
     other than 0, whose work is then done (rank 0 goes on with the stored features)."""
-    from ... import distributed
+    from ...job import distributed_job
 
-    rank, world = distributed.init()
-    if world == 1:
-        return False
-    from ...models.features import extract_features
+    with distributed_job(progress=not args.no_progress) as job:
+        if job.world == 1:
+            return False
+        from ...models.features import extract_features
 
-    if args.run:
-        from ...training.inference import Run
+        if args.run:
+            from ...training.inference import Run
 
-        Run.load(args.run)._feature_set(cat, rank == 0 and not args.no_progress, rank=rank, world=world)
-    else:
-        from ...outliers.detect import parse_backbones
+            Run.load(args.run)._feature_set(cat, job=job)
+        else:
+            from ...outliers.detect import parse_backbones
 
-        for name in parse_backbones(args.backbone):
-            for view in ("center", "flip") if args.flip else ("center",):
-                extract_features(cat, name, view=view, pretrained=pretrained(args), weights=args.weights,
-                                 progress=rank == 0 and not args.no_progress, rank=rank, world=world)
-    distributed.shutdown(world)
-    return rank != 0
+            for name in parse_backbones(args.backbone):
+                for view in ("center", "flip") if args.flip else ("center",):
+                    extract_features(cat, name, view=view, pretrained=pretrained(args), weights=args.weights, job=job)
+    return not job.is_main
 
 
 def _features(args, cat):
     from ...outliers.detect import backbone_features, run_features
 
     if args.run:
-        return run_features(cat, args.run, progress=not args.no_progress)
-    return backbone_features(cat, args.backbone, flip=args.flip, pretrained=pretrained(args),
-                             weights=args.weights, progress=not args.no_progress)
+        return run_features(cat, args.run)
+    return backbone_features(cat, args.backbone, flip=args.flip, pretrained=pretrained(args), weights=args.weights)
 
 
 def _cmd_outliers(args) -> int:

@@ -11,29 +11,29 @@ logger = logging.getLogger(__name__)
 
 
 def _cmd_prepare(args) -> int:
-    from ... import distributed
     from ...data.cache import PreparedCache, default_cache_dir, record_cache_dir
     from ...data.catalog import Catalog
+    from ...job import distributed_job
 
-    rank, world = distributed.init()  # under torchrun every rank decodes its share into the one cache
-    cat = Catalog.load(args.catalog)
-    if args.cache and rank == 0:  # recorded first: a later command finds it even if this run is killed
-        try:
-            if record_cache_dir(cat.path, args.cache) is not None:
-                logger.info(f"recorded {args.cache} as the cache of {args.catalog}: later commands on it use "
-                            "that folder without --cache")
-        except OSError as exc:
-            logger.warning(f"cannot record the cache folder beside {args.catalog} ({exc}): pass "
-                           f"--cache {args.cache} to the other commands too")
-    cache = PreparedCache(args.cache or default_cache_dir(cat), args.size)
-    if args.retry_failed and rank == 0:
-        cache.retry_failures()
-    distributed.barrier(world)
-    t0 = time.time()
-    res = cache.prepare(cat, workers=args.workers, rank=rank, world=world)
-    dt = time.time() - t0
-    distributed.shutdown(world)
-    if rank != 0:
+    # under torchrun every rank decodes its share into the one cache
+    with distributed_job() as job:
+        cat = Catalog.load(args.catalog)
+        if args.cache and job.is_main:  # recorded first: a later command finds it even if this run is killed
+            try:
+                if record_cache_dir(cat.path, args.cache) is not None:
+                    logger.info(f"recorded {args.cache} as the cache of {args.catalog}: later commands on it use "
+                                "that folder without --cache")
+            except OSError as exc:
+                logger.warning(f"cannot record the cache folder beside {args.catalog} ({exc}): pass "
+                               f"--cache {args.cache} to the other commands too")
+        cache = PreparedCache(args.cache or default_cache_dir(cat), args.size)
+        if args.retry_failed and job.is_main:
+            cache.retry_failures()
+        job.barrier()
+        t0 = time.time()
+        res = cache.prepare(cat, workers=args.workers, job=job)
+        dt = time.time() - t0
+    if not job.is_main:
         return 0
     logger.info(f"cache {cache.dir}: {res.added} added, {res.already} already prepared"
                 + (f", {res.added / dt:.1f} img/s" if res.added and dt > 0 else ""))

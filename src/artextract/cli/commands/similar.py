@@ -103,10 +103,10 @@ def _cmd_similar(args) -> int:
     if args.all:
         from ...similarity.neighbours import every_neighbour
 
-        _write_all(every_neighbour(index, args.k, args.mode, catalog_arg, progress=not args.no_progress), args)
+        _write_all(every_neighbour(index, args.k, args.mode, catalog_arg), args)
         return 0
     res = find_similar(index, image=args.image, id=args.id, text=args.text, k=args.k, mode=args.mode,
-                       catalog=catalog_arg, progress=not args.no_progress)
+                       catalog=catalog_arg)
     if args.draw:
         files = draw_result(res, index, args.draw, query_image=args.image)
         logger.info(f"drew {len(files)} image(s) into {args.draw}")

@@ -25,6 +25,7 @@ def _train_values(args) -> dict:
 
 
 def _cmd_train(args) -> int:
+    from ...job import distributed_job
     from ...training.config import TrainConfig
     from ...training.train import train
 
@@ -35,7 +36,8 @@ def _cmd_train(args) -> int:
         raise UserError("give " + " and ".join(f"--{k}" for k in missing)
                         + (f" (or put {' and '.join(missing)} in {args.config})" if args.config else ""))
     cfg = TrainConfig(**values)
-    train(cfg, resume=args.resume)
+    with distributed_job(progress=cfg.progress) as job:  # under torchrun the ranks train one model together
+        train(cfg, resume=args.resume, job=job)
     return 0
 
 
