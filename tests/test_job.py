@@ -45,3 +45,18 @@ def test_distributed_job_silences_the_other_ranks(monkeypatch):
     with J.distributed_job() as j:
         assert not j.is_main and root.level == logging.WARNING
     assert root.level == level
+
+
+def test_a_failing_rank_leaves_the_group_without_waiting_for_the_others(monkeypatch):
+    calls = []
+    monkeypatch.setattr(J.distributed, "init", lambda: (0, 2))
+    monkeypatch.setattr(J.distributed, "shutdown", lambda world: calls.append("barrier, then leave"))
+    monkeypatch.setattr(J.distributed, "abandon", lambda world: calls.append("leave"))
+    try:
+        with J.distributed_job():
+            raise RuntimeError("rank 0 failed")
+    except RuntimeError:
+        pass
+    with J.distributed_job():
+        pass
+    assert calls == ["leave", "barrier, then leave"]

@@ -50,3 +50,9 @@ def shutdown(world: int) -> None:
     if world > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def abandon(world: int) -> None:
+    """Leave the process group without waiting for the other ranks (this rank failed)."""
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()

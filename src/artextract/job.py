@@ -113,7 +113,7 @@ def running(job: Job) -> Iterator[Job]:
 @contextlib.contextmanager
 def distributed_job(progress: bool = True, log: Callable[[str], None] | None = None) -> Iterator[Job]:
     """The job of a command: under ``torchrun`` join the process group, keep the other ranks' messages
-    below WARNING, and at the end wait for every rank and leave the group.
+    below WARNING, and at the end wait for every rank and leave the group (on an error, leave it at once).
 
     Parameters
     ----------
@@ -136,6 +136,11 @@ def distributed_job(progress: bool = True, log: Callable[[str], None] | None = N
     try:
         with running(job):
             yield job
-    finally:
+    except BaseException:
+        # no barrier on the way out of a failure: the other ranks may be waiting in another collective,
+        # and leaving the group makes theirs fail instead of hanging
         root.setLevel(level)
-        distributed.shutdown(world)
+        distributed.abandon(world)
+        raise
+    root.setLevel(level)
+    distributed.shutdown(world)
