@@ -142,3 +142,24 @@ def test_outliers_and_duplicates_csv_are_safe(tmp_path):
     _no_formula_cell(dup.read_text())
     assert "'=dup" in dup.read_text()
     assert Path(out).stat().st_size > 0
+    # the neighbours tables of `similar`
+    index = tmp_path / "idx"
+    assert main(["index", "--catalog", str(tmp_path / "c.parquet"), "--backbone", "tiny_cnn", "--pretrained", "none",
+                 "--out", str(index), "--no-progress"]) == 0
+    for query, name in ((["--all"], "all.csv"), (["--id", "=dup"], "one.csv")):
+        assert main(["similar", "--index", str(index), *query, "-k", "3", "--out", str(tmp_path / name)]) == 0
+        text = (tmp_path / name).read_text()
+        _no_formula_cell(text)
+        assert "'=dup" in text
+
+
+def test_per_class_csv_of_an_evaluation_is_safe(tmp_path):
+    from artextract.training.metrics import per_class_table, write_per_class_csv
+    classes = EVIL[:4] + ["Baroque"]
+    y = np.arange(10) % 5
+    probs = np.eye(5)[y]
+    write_per_class_csv(tmp_path / "per_class.csv", per_class_table(probs, y, classes))
+    text = (tmp_path / "per_class.csv").read_text()
+    _no_formula_cell(text)
+    back = csv_unescape_frame(pd.read_csv(tmp_path / "per_class.csv"))
+    assert list(back["class"]) == classes and list(back["support"]) == [2] * 5

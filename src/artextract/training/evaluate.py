@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import csv
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from .. import workspace
 from ..data.catalog import Catalog, CatalogError
 from ..job import Job, resolve
 from .inference import Run
-from .metrics import per_class_table, plot_confusion, task_metrics
+from .metrics import per_class_table, plot_confusion, task_metrics, write_per_class_csv
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +94,7 @@ def evaluate(run: Run, cat: Catalog, split: str = "val", out_dir: str | Path | N
         if m["n"]:
             plot_confusion(probs[t], y, spec.classes, f"{t} ({split}, n={m['n']}, acc {m['accuracy']:.3f})",
                            out_dir / f"confusion_{t}.png")
-            table = per_class_table(probs[t], y, spec.classes)
-            with open(out_dir / f"per_class_{t}.csv", "w", newline="") as f:
-                w = csv.DictWriter(f, ["class", "precision", "recall", "f1", "support"])
-                w.writeheader()
-                w.writerows(table)
+            write_per_class_csv(out_dir / f"per_class_{t}.csv", per_class_table(probs[t], y, spec.classes))
     (out_dir / workspace.METRICS).write_text(json.dumps(metrics, indent=2))
     workspace.write_evaluation_fingerprint(out_dir, run.path, cat.path, split)
     return metrics

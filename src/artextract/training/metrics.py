@@ -45,6 +45,29 @@ def per_class_table(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> lis
             for i, c in enumerate(classes)]
 
 
+def write_per_class_csv(path: str | Path, table: list[dict]) -> Path:
+    """Write :func:`per_class_table`'s rows as a CSV for people: class names (user text) go through
+    :func:`artextract.utils.csv_safe_value`, so a spreadsheet shows a label such as ``=cmd`` as text.
+
+    Parameters
+    ----------
+    path : str or Path
+    table : list of dict
+
+    Returns
+    -------
+    Path
+    """
+    import csv
+
+    from ..utils import csv_safe_value
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, ["class", "precision", "recall", "f1", "support"])
+        w.writeheader()
+        w.writerows({**row, "class": csv_safe_value(row["class"])} for row in table)
+    return Path(path)
+
+
 def plot_confusion(probs: np.ndarray, y: np.ndarray, classes: list[str], title: str, path: str | Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")

@@ -9,6 +9,7 @@ import logging
 import sys
 
 from ..base import UserError, add_command
+from ...utils import csv_safe_value
 from ..options import add_json_option, add_neighbours_option, add_progress_option
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def _write_all(rows, args) -> None:
         w.writerow(["query_id", "rank", "neighbor_id", "score"])
         n = 0
         for q, r, nb, s in rows:
-            w.writerow([q, r, nb, f"{s:.6f}"])
+            w.writerow([csv_safe_value(q), r, csv_safe_value(nb), f"{s:.6f}"])
             n += 1
     finally:
         if args.out:
@@ -118,7 +119,7 @@ def _cmd_similar(args) -> int:
             w = csv.writer(f)
             w.writerow(["query_id", "rank", "neighbor_id", "score"])
             for r in res["results"]:
-                w.writerow([qid, r["rank"], r["id"], f"{r['score']:.6f}"])
+                w.writerow([csv_safe_value(qid), r["rank"], csv_safe_value(r["id"]), f"{r['score']:.6f}"])
         logger.info(f"wrote {len(res['results'])} rows to {args.out}" + (f"; {res['message']}" if res["message"] else ""))
     else:
         _print_result(res, _labels(index, catalog_arg))
