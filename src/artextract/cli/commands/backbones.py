@@ -40,16 +40,7 @@ def _fetch_backbone(name: str, folder: str | None) -> int:
 
 
 def register(sub) -> None:
-    """Add ``backbones``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``backbones`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "backbones", "list the available backbones (and fetch weights for offline machines)",
                     "artextract backbones --fetch open_clip:ViT-B-32 --to weights-cache")
     p.add_argument("--fetch", metavar="NAME", default=None,

@@ -16,16 +16,7 @@ def _cmd_info(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``catalog`` and its action ``info``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``catalog`` and its action ``info`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "catalog", "inspect a catalogue", "artextract catalog info wikiart.parquet")
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     i = add_command(csub, "info", "rows per task and split, classes present, images missing on disk",

@@ -38,16 +38,7 @@ def _cmd_demo(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``demo``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``demo`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "demo", "run the whole pipeline on the synthetic demo corpus and write a report",
                     "artextract demo --out demo-output",
                     description="Generate the synthetic corpus, prepare, train, evaluate, find outliers, index, "

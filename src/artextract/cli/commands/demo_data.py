@@ -22,16 +22,7 @@ def _cmd_demo_data(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``demo-data``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``demo-data`` to ``sub``, the ``artextract`` sub-commands."""
     from ...data.demo import DEFAULT_IMAGE_SIZE, DEFAULT_N
 
     p = add_command(sub, "demo-data", "generate the synthetic demo corpus (deterministic, seconds)",

@@ -148,16 +148,7 @@ SOURCES = (_register_nga, _register_iiif)
 
 
 def register(sub) -> None:
-    """Add ``download`` and its sources.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``download`` and its sources to ``sub``, the ``artextract`` sub-commands."""
     d = add_command(sub, "download", "download the images of a catalogue (NGA, any IIIF collection)",
                     "artextract download nga --catalog nga.parquet --size 512")
     dsub = d.add_subparsers(dest="source", metavar="SOURCE", required=True)

@@ -58,16 +58,7 @@ def _duplicates_summary(df, out) -> dict:
 
 
 def register(sub) -> None:
-    """Add ``duplicates``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``duplicates`` to ``sub``, the ``artextract`` sub-commands."""
     from ...outliers.duplicates import COSINE_MIN, DHASH_MAX, PHASH_MAX
 
     d = add_command(

@@ -29,16 +29,7 @@ def _cmd_evaluate_classifier(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``evaluate``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``evaluate`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "evaluate", "per-task metrics, confusion matrices and per-class tables",
                     "artextract evaluate --run runs/wikiart --catalog wikiart.parquet --split val --json")
     p.add_argument("--run", required=True, help="trained run folder (from `artextract train`)")

@@ -23,16 +23,7 @@ def _cmd_evaluate_retrieval(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``evaluate-retrieval``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``evaluate-retrieval`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(
         sub, "evaluate-retrieval", "precision@k, recall@k and mAP@k of an index, relevance = same label",
         "artextract evaluate-retrieval --index wikiart.index --catalog wikiart.parquet --relevance style -k 10",

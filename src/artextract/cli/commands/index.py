@@ -64,16 +64,7 @@ def _cmd_index(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``index``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``index`` to ``sub``, the ``artextract`` sub-commands."""
     from ...similarity.index import HNSW_EF_SEARCH, HNSW_M, INDEX_TYPES, IVF_MIN_NPROBE, PQ_MAX_CODE_BYTES
 
     p = add_command(

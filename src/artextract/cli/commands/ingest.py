@@ -240,16 +240,7 @@ SOURCES = (_register_wikiart, _register_csv, _register_folder, _register_nga, _r
 
 
 def register(sub) -> None:
-    """Add ``ingest`` and its sources (in the order of ``artextract ingest --help``).
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``ingest`` and its sources (in the order of ``artextract ingest --help``) to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "ingest", "import a collection's labels and images into a catalogue",
                     "artextract ingest wikiart --labels 'WikiArt Dataset' --images wikiart --out wikiart.parquet")
     isub = p.add_subparsers(dest="source", metavar="SOURCE", required=True)

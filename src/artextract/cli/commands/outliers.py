@@ -128,16 +128,7 @@ def _task_summary(df, page) -> dict:
 
 
 def register(sub) -> None:
-    """Add ``outliers``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``outliers`` to ``sub``, the ``artextract`` sub-commands."""
     from ...outliers.methods import CHOICES, method_help
 
     p = add_command(

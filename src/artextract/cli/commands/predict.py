@@ -37,16 +37,7 @@ def _cmd_predict(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``predict``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``predict`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "predict", "top-k labels per task for images or folders of images",
                     "artextract predict --run runs/wikiart painting.jpg more_paintings/ --top-k 3")
     p.add_argument("--run", required=True, help="trained run folder (from `artextract train`)")

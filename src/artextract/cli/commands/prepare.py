@@ -45,16 +45,7 @@ def _cmd_prepare(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``prepare``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``prepare`` to ``sub``, the ``artextract`` sub-commands."""
     from ...data.cache import DEFAULT_SIZE
 
     p = add_command(sub, "prepare", "decode and resize every image once into the prepared-image cache",

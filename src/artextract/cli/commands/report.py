@@ -37,16 +37,7 @@ def _cmd_report(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``report``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``report`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "report", "an HTML report for a run: metrics, confusion matrices, map, outliers, similar",
                     "artextract report --run runs/wikiart --outliers style_issues.csv --index wikiart.index --out report/")
     p.add_argument("--run", default=None, help="trained run folder (from `artextract train`)")

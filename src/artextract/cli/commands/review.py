@@ -47,16 +47,7 @@ def _cmd_review_export(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``review`` and its actions.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``review`` and its actions to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "review", "work with the label decisions made in the explorer's review queue",
                     "artextract review export --catalog demo/catalog.parquet --out demo/reviewed.parquet")
     rsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

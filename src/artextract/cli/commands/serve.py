@@ -70,16 +70,7 @@ def _cmd_serve(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``serve``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``serve`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "serve", "the web explorer: gallery, predictions, similar paintings, review queue",
                     "artextract serve --catalog demo/catalog.parquet --run runs/demo --index index/demo "
                     "--outliers outliers.csv",

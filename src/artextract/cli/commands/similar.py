@@ -127,16 +127,7 @@ def _cmd_similar(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``similar``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``similar`` to ``sub``, the ``artextract`` sub-commands."""
     from ...similarity.api import MAX_TEXT_CHARS
 
     p = add_command(

@@ -30,16 +30,7 @@ def _cmd_status(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``status``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``status`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "status", "what is built for a catalogue, a run or an index, and in which state "
                     "(missing, partial, complete, stale)",
                     "artextract status --run runs/wikiart",

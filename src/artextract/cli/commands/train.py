@@ -97,16 +97,7 @@ def add_train_config_options(p) -> None:
 
 
 def register(sub) -> None:
-    """Add ``train``.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``train`` to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "train", "train the multi-task CRNN on a catalogue",
                     "artextract train --catalog wikiart.parquet --tasks artist,genre,style --out runs/wikiart",
                     description="Masked multi-task training: each painting trains every head it has a label for "

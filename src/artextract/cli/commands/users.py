@@ -61,16 +61,7 @@ def _cmd_users_token(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``users`` and its actions.
-
-    Parameters
-    ----------
-    sub : argparse subparsers action
-
-    Returns
-    -------
-    None
-    """
+    """Add ``users`` and its actions to ``sub``, the ``artextract`` sub-commands."""
     p = add_command(sub, "users", "the reviewers who may sign in to the explorer",
                     "artextract users add alice --catalog demo/catalog.parquet",
                     description="Reviewer accounts, stored in the review database (argon2 password hashes). "
