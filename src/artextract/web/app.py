@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..extras import ExtraMissing
 from . import deps  # noqa: F401 (adds the explorer's globals to the templates)
 from .templating import HERE, render
 from .explorer import Explorer, FeatureUnavailable, WebConfig
@@ -68,6 +69,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         if _wants_json(request):
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return render(request, "error.html", 503, title="Not available", message=str(exc))
+
+    @app.exception_handler(ExtraMissing)
+    async def extra_missing(request: Request, exc: ExtraMissing):  # e.g. face search without [faces]
+        if _wants_json(request):
+            return JSONResponse({"detail": str(exc), "extra": exc.extra}, status_code=503)
+        return render(request, "error.html", 503, title="Not installed", message=str(exc))
 
     @app.exception_handler(ImageNotFound)
     async def not_found(request: Request, exc: ImageNotFound):
