@@ -115,7 +115,8 @@ def run_demo(out: str | Path, step: Step, *, n: int = DEMO_N, epochs: int = DEMO
     with_cache = ["--cache", str(cache)] if cache else []
     if not Path(cat).exists():
         step("generate the synthetic corpus", ["demo-data", "--out", str(data), "--n", str(n)])
-    step("prepare the image cache", ["prepare", "--catalog", cat, "--size", str(DEMO_SIZE), *with_cache])
+    step("prepare the image cache", ["prepare", "--catalog", cat, "--size", str(DEMO_SIZE), *with_cache,
+                                      *no_progress])
     # a finished run resumes instantly; an interrupted one continues where it stopped
     step("train the multi-task CRNN", ["train", "--catalog", cat, "--out", str(run), "--cache-size", str(DEMO_SIZE),
                                        "--epochs", str(epochs), "--backbone", backbone, *with_cache,

@@ -5,7 +5,7 @@ import logging
 import time
 
 from ..base import add_command
-from ..options import PREPARE_CACHE_HELP, add_cache_option
+from ..options import PREPARE_CACHE_HELP, add_cache_option, add_progress_option
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ def _cmd_prepare(args) -> int:
     from ...job import distributed_job
 
     # under torchrun every rank decodes its share into the one cache
-    with distributed_job() as job:
+    with distributed_job(progress=not args.no_progress) as job:
         cat = Catalog.load(args.catalog)
         if args.cache and job.is_main:  # recorded first: a later command finds it even if this run is killed
             try:
@@ -60,4 +60,5 @@ def register(sub) -> None:
     add_cache_option(p, help=PREPARE_CACHE_HELP)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores, at most 4)")
     p.add_argument("--retry-failed", action="store_true", help="try again the files that failed before")
+    add_progress_option(p)
     p.set_defaults(func=_cmd_prepare)
