@@ -60,3 +60,15 @@ def test_a_failing_rank_leaves_the_group_without_waiting_for_the_others(monkeypa
     with J.distributed_job():
         pass
     assert calls == ["leave", "barrier, then leave"]
+
+
+def test_distributed_job_takes_progress_and_messages_from_the_current_job(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    said = []
+    with J.running(J.Job(progress=False, log=said.append)):
+        with J.distributed_job() as j:
+            j.say("hi")
+            assert not j.progress
+        with J.distributed_job(progress=True) as j:
+            assert j.progress
+    assert said == ["hi"]

@@ -4,7 +4,7 @@ progress bars.
 Every long-running library function takes ``job: Job | None = None`` (default: :func:`current`) in
 place of separate ``log``, ``progress``, ``rank`` and ``world`` parameters. A command sets the job once::
 
-    with distributed_job(progress=not args.no_progress) as job:
+    with distributed_job() as job:                          # progress and messages: the current job's
         extract_features(catalog, "mobilenet_v2", job=job)   # or no job=: the current one
         if not job.is_main:
             return 0                                          # the other ranks' share is done
@@ -111,16 +111,16 @@ def running(job: Job) -> Iterator[Job]:
 
 
 @contextlib.contextmanager
-def distributed_job(progress: bool = True, log: Callable[[str], None] | None = None) -> Iterator[Job]:
+def distributed_job(progress: bool | None = None, log: Callable[[str], None] | None = None) -> Iterator[Job]:
     """The job of a command: under ``torchrun`` join the process group, keep the other ranks' messages
     below WARNING, and at the end wait for every rank and leave the group (on an error, leave it at once).
 
     Parameters
     ----------
-    progress : bool
-        Progress bars on rank 0.
+    progress : bool, optional
+        Progress bars on rank 0 (default: as the current job, which ``main`` sets from ``--no-progress``).
     log : callable, optional
-        Where messages go (default: the ``artextract`` logger).
+        Where messages go (default: as the current job).
 
     Yields
     ------
@@ -128,7 +128,8 @@ def distributed_job(progress: bool = True, log: Callable[[str], None] | None = N
         The current job inside the block.
     """
     rank, world = distributed.init()
-    job = Job(rank, world, progress, log)
+    outer = current()
+    job = Job(rank, world, outer.progress if progress is None else progress, log or outer.log)
     root = logging.getLogger("artextract")
     level = root.level
     if rank != 0:

@@ -302,7 +302,7 @@ class FeatureEngine:
             parts: list = [None] * len(bounds)
 
             def done(request, i):
-                parts[i] = [np.array(request.get_output_tensor(k).data, np.float32, copy=True) for k in range(3)]
+                parts[i] = _outputs(request, np.float32)
 
             queue.set_callback(done)
             for i, (a, b) in enumerate(bounds):
@@ -326,9 +326,7 @@ class FeatureEngine:
 
         def finished(request, ids):
             try:
-                fm = request.get_output_tensor(0).data.astype(maps_dtype)  # a copy: the request is reused
-                pv, sv = (np.array(request.get_output_tensor(k).data, np.float32, copy=True) for k in (1, 2))
-                done.append((ids, fm, pv, sv))
+                done.append((ids, *_outputs(request, maps_dtype)))
             except BaseException as exc:  # re-raised in the caller's thread
                 errors.append(exc)
 
@@ -419,6 +417,14 @@ class FeatureEngine:
         with warnings.catch_warnings():  # the tracer's notes on shape arithmetic, fixed for one input size
             warnings.simplefilter("ignore")
             return ov.convert_model(module, example_input=example, input=[shape])
+
+
+def _outputs(request, maps_dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A finished request's map (in ``maps_dtype``), pooled vector and statistics, copied out (the
+    request's tensors are reused by its next inference)."""
+    fm = request.get_output_tensor(0).data.astype(maps_dtype)  # astype copies
+    pv, sv = (np.array(request.get_output_tensor(k).data, np.float32, copy=True) for k in (1, 2))
+    return fm, pv, sv
 
 
 def _streams(compiled) -> int:

@@ -40,7 +40,7 @@ def _cmd_index(args) -> int:
     embedder = _embedder(args)
     t0 = time.time()
     # under torchrun every rank embeds its share; rank 0 builds the index
-    with distributed_job(progress=not args.no_progress) as job:
+    with distributed_job() as job:
         index, summary = index_catalog(cat, embedder, args.out, index_type=args.index_type, rebuild=args.rebuild,
                                        nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
                                        ef_search=args.ef_search, pq_m=args.pq_m, job=job)

@@ -24,7 +24,7 @@ def _shard_features(args, cat) -> bool:
     other than 0, whose work is then done (rank 0 goes on with the stored features)."""
     from ...job import distributed_job
 
-    with distributed_job(progress=not args.no_progress) as job:
+    with distributed_job() as job:
         if job.world == 1:
             return False
         from ...models.features import extract_features

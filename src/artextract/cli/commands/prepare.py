@@ -16,7 +16,7 @@ def _cmd_prepare(args) -> int:
     from ...job import distributed_job
 
     # under torchrun every rank decodes its share into the one cache
-    with distributed_job(progress=not args.no_progress) as job:
+    with distributed_job() as job:
         cat = Catalog.load(args.catalog)
         if args.cache and job.is_main:  # recorded first: a later command finds it even if this run is killed
             try:
