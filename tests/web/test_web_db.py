@@ -88,3 +88,44 @@ def test_concurrent_processes(tmp_path):
         assert pr.exitcode == 0
     s = ReviewStore(p)
     assert s.counts()["logged"] == 120 and s.counts()["decided"] == 30 and s.integrity_ok()
+
+
+def test_opening_a_store_another_process_is_setting_up_waits_instead_of_failing(tmp_path, monkeypatch):
+    # switching a new store to WAL answers "database is locked" at once (no busy wait) while another
+    # connection does the same; the first two attempts here meet that answer
+    real = ReviewStore._open_schema
+    calls = []
+
+    def contended(self):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return real(self)
+
+    monkeypatch.setattr(ReviewStore, "_open_schema", contended)
+    store = ReviewStore(tmp_path / "r.sqlite")
+    assert len(calls) == 3 and store.record("a", "style", "keep", given_label="x") is not None
+    monkeypatch.setattr("artextract.web.db.OPEN_WAIT_SECONDS", 0.0)
+    calls.clear()
+    with pytest.raises(ReviewStoreError, match="locked"):                # past the wait: a clear error
+        ReviewStore(tmp_path / "other.sqlite")
+
+
+def test_many_servers_opening_one_new_store_at_once(tmp_path):
+    for round_ in range(10):
+        path = tmp_path / f"r{round_}.sqlite"
+        barrier, errors = threading.Barrier(6), []
+
+        def open_it():
+            barrier.wait()
+            try:
+                ReviewStore(path)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors

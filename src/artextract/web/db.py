@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import sqlite3
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +30,7 @@ from typing import Iterator
 from ..errors import ArtExtractError
 
 SCHEMA_VERSION = 2
+OPEN_WAIT_SECONDS = 30.0  # how long opening a store retries while another process sets it up
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 SESSION_HOURS = 12
 ACTIONS = ("accept", "relabel", "keep")  # "undo" removes the current decision (and is logged)
@@ -104,18 +106,32 @@ class ReviewStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ReviewStoreError(f"cannot create the folder for the review database {self.path}: {exc}") from exc
-        try:
-            with self._connect() as con:
-                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":  # e.g. a file system without shared memory
-                    raise ReviewStoreError(f"{self.path}: SQLite could not switch to WAL mode (got {mode})")
-                con.executescript(_SCHEMA)
-                _migrate(con)
-                con.executescript(_DECISIONS)
-                con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                            (str(SCHEMA_VERSION),))
-        except sqlite3.DatabaseError as exc:
-            raise ReviewStoreError(f"{self.path} is not a usable review database: {exc}") from exc
+        deadline = time.monotonic() + OPEN_WAIT_SECONDS
+        while True:
+            try:
+                self._open_schema()
+                return
+            except sqlite3.OperationalError as exc:
+                # two servers opening one new store at once: switching it to WAL answers "locked" without
+                # waiting on SQLite's busy handler; every step here is idempotent, so try again
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise ReviewStoreError(f"{self.path} is not a usable review database: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                raise ReviewStoreError(f"{self.path} is not a usable review database: {exc}") from exc
+
+    def _open_schema(self) -> None:
+        """WAL mode, the tables (created or migrated) and the schema version."""
+        with self._connect() as con:
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # e.g. a file system without shared memory
+                raise ReviewStoreError(f"{self.path}: SQLite could not switch to WAL mode (got {mode})")
+            con.executescript(_SCHEMA)
+            _migrate(con)
+            con.executescript(_DECISIONS)
+            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),))
 
     # ------------------------------------------------------------------ connections
     @contextlib.contextmanager
