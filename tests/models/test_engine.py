@@ -256,3 +256,4 @@ def test_stream_runs_at_the_size_it_is_given_not_only_the_backbones():
         ref = run(images_to_tensor(u8, size, "center", net.preprocess))
         for i in range(3):
             assert _rel_err(torch.from_numpy(np.stack([got[k][i] for k in "abc"])), ref[i]) < 1e-4
+

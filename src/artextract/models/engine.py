@@ -263,6 +263,9 @@ class FeatureEngine:
             numpy arrays for a part of one batch, as parts finish (with OpenVINO, not necessarily in order).
         """
         size = size or self.size
+        if self.engine == "torch" and self.device.type == "cuda":
+            yield from self._stream_device(batches, view, size, np.dtype(maps_dtype))
+            return
         if self.engine != "openvino":
             for ids, u8 in batches:
                 if len(ids):
@@ -283,6 +286,53 @@ class FeatureEngine:
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             fm, pv, sv = self.backbone.forward_all(x)
         return fm.float().cpu(), pv.float().cpu(), sv.float().cpu()
+
+    @torch.no_grad()
+    def _stream_device(self, batches: Iterable, view: str, size: int, maps_dtype: np.dtype) -> Iterator[tuple]:
+        """The torch engine on a GPU (it runs on any device; the CPU keeps the plain loop): the prepared uint8 images go to the device as they are (a quarter of the bytes of
+        floats, from pinned memory), the crop, mirror image and normalisation run there (the graph of
+        :class:`_FromPrepared`), and the outputs come back in ``maps_dtype`` while the next batch is already
+        queued on the device, so that reading, copying and computing overlap."""
+        import collections
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        out_dtype = torch.float16 if maps_dtype == np.float16 else torch.float32
+        cuda = self.device.type == "cuda"
+        pending: collections.deque = collections.deque()
+        graphs: dict = {}
+
+        def finish():
+            ids, outs, ready = pending.popleft()
+            if ready is not None:
+                ready.synchronize()
+            fm, pv, sv = (o.numpy() for o in outs)
+            return ids, (fm if fm.dtype == maps_dtype else fm.astype(maps_dtype)), pv, sv
+
+        for ids, u8 in batches:
+            if not len(ids):
+                continue
+            s = u8.shape[1]
+            if crop_box(s)[1] != size:  # the crop needs resizing: preprocess on the host, as __call__ does
+                x = images_to_tensor(u8, size, view, self.backbone.preprocess)
+                graph = self.backbone.forward_all
+            else:
+                x = torch.from_numpy(np.ascontiguousarray(u8))
+                if (s, view) not in graphs:
+                    graphs[(s, view)] = _FromPrepared(self.backbone, s, view).to(self.device).eval()
+                graph = graphs[(s, view)]
+            x = (x.pin_memory() if cuda else x).to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                fm, pv, sv = graph(x)
+            outs = [t.to(d).to("cpu", non_blocking=cuda)
+                    for t, d in ((fm, out_dtype), (pv, torch.float32), (sv, torch.float32))]
+            ready = torch.cuda.Event() if cuda else None
+            if ready is not None:
+                ready.record()
+            pending.append((list(ids), outs, ready))
+            if len(pending) > 1:  # the batch before this one, while this one runs
+                yield finish()
+        while pending:
+            yield finish()
 
     # ------------------------------------------------------------------ openvino
     def _openvino(self, x: torch.Tensor):
