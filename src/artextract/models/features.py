@@ -28,6 +28,7 @@ from ..data.catalog import Catalog
 from ..data.images import SkipReport
 from ..data.lock import job_lock
 from ..data.store import SlotStore
+from ..errors import UserError
 from ..job import Job, resolve as resolve_job
 from ..utils import atomic_write_text
 from ..workspace import ENGINE_RECORD, features_dir
@@ -162,6 +163,12 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
         for k in catalog.df["id"]:
             if not ready(k):
                 skipped.add(k, cache.failures.get(k, "image not prepared"))
+        if not ids:
+            reasons = sorted({r["reason"] for r in skipped.skipped})
+            raise UserError(f"none of the catalogue's {len(catalog.df)} paintings could be read, so there are no "
+                            f"features to compute ({'; '.join(reasons[:3]) or 'an empty catalogue'})",
+                            hint="`artextract prepare` lists each image's reason; relative paths are read from "
+                                 "the catalogue's image root")
         return _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, weights, seed, image_size,
                         net, cache, decoder, device, engine, precision, batch_size, job)
 
