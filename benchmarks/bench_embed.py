@@ -88,15 +88,35 @@ def _peak_gflops(threads: int) -> tuple[float, str]:
 
 
 class _Previous:
-    """The baseline: the backbone module called directly, contiguous weights, NHWC-strided input."""
+    """The baseline: the backbone module called directly, contiguous weights, NHWC-strided input
+    (on a GPU, moved there)."""
 
-    def __init__(self, net):
-        self.net = net
+    def __init__(self, net, device):
+        self.net, self.device = net.to(device), device
 
     @torch.no_grad()
     def __call__(self, x):
-        fm, st = self.net.forward_with_stats(x)
-        return fm.float(), fm.float().mean(dim=(2, 3)), st.float()
+        fm, st = self.net.forward_with_stats(x.to(self.device))
+        return fm.float().cpu(), fm.float().mean(dim=(2, 3)).cpu(), st.float().cpu()
+
+
+def _decode_nvjpeg(paths, size: int, device, batch: int = 64) -> np.ndarray:
+    """The cache's transform (shorter side to ``size``, centre square) with the JPEGs decoded on the GPU
+    (``torchvision.io.decode_jpeg``, nvJPEG) and resized there with antialiasing; the prepared images come
+    back to the host, as the cache stores them."""
+    import torch.nn.functional as F
+    from torchvision.io import decode_jpeg, read_file
+    out = []
+    for a in range(0, len(paths), batch):
+        imgs = decode_jpeg([read_file(str(p)) for p in paths[a:a + batch]], device=device)
+        for im in imgs:
+            h, w = im.shape[-2:]
+            k = size / min(h, w)
+            nh, nw = max(size, round(h * k)), max(size, round(w * k))
+            r = F.interpolate(im[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+            t, l = (nh - size) // 2, (nw - size) // 2
+            out.append(r[0, :, t:t + size, l:l + size].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0))
+    return torch.stack(out).cpu().numpy()
 
 
 class _OnnxRuntime:
@@ -184,13 +204,23 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each figure is their median")
     ap.add_argument("--workers", type=int, default=2, help="decoding processes")
-    ap.add_argument("--engines", default="torch-previous:fp32,torch:fp32,torch:bf16,openvino:fp32,openvino:bf16",
-                    help="rows to time; onnxruntime:fp32 adds ONNX Runtime where it is installed")
+    ap.add_argument("--engines", default=None,
+                    help="rows to time (default: torch-previous:fp32,torch:fp32,torch:bf16,openvino:fp32,"
+                         "openvino:bf16 on a CPU; torch-previous:fp32,torch:fp32,torch:fp16,torch:bf16 on CUDA); "
+                         "onnxruntime:fp32 adds ONNX Runtime where it is installed")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: the engines' device (decoding stays on the "
+                    "CPU, and on CUDA a row decodes the JPEGs with nvJPEG)")
     ap.add_argument("--downstream", action="store_true", help="probe macro-F1, P@10 and label-issue AUROC per row")
     ap.add_argument("--no-end-to-end", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    src = Path(args.images)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    args.engines = args.engines or ("torch-previous:fp32,torch:fp32,torch:fp16,torch:bf16" if cuda else
+                                    "torch-previous:fp32,torch:fp32,torch:bf16,openvino:fp32,openvino:bf16")
+    # what a command runs on this device by default: stored features and the first run use it
+    product = "torch:fp16" if cuda else "openvino:fp32"
+    src = Path(args.images).resolve()
     if not src.is_dir():
         print(f"{src} not found: this benchmark needs the shared WikiArt sample", file=sys.stderr)
         return 2
@@ -207,14 +237,15 @@ def main() -> int:
         i += 1
     y = np.array([styles.index(p.parent.name) for p in pick])
     work = Path(tempfile.mkdtemp(prefix="bench_embed-"))
-    res: dict = {"machine": platform.processor() or platform.machine(), "threads": threads,
+    res: dict = {"machine": (torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()),
+                 "device": str(device), "cpus": os.cpu_count(), "threads": threads,
                  "torch": torch.__version__, "n": len(pick), "backbone": args.backbone, "rows": []}
     try:
         import openvino
         res["openvino"] = openvino.__version__
     except ImportError:
         pass
-    print(f"{len(pick)} WikiArt paintings ({len(styles)} styles), {args.backbone}, {threads} threads, "
+    print(f"{len(pick)} WikiArt paintings ({len(styles)} styles), {args.backbone}, {res['machine']}, {threads} threads, "
           f"torch {torch.__version__}, openvino {res.get('openvino', '-')}; median of {args.rounds} rounds",
           flush=True)
     try:
@@ -244,7 +275,8 @@ def main() -> int:
         for spec in args.engines.split(","):
             eng, prec = spec.split(":")
             if eng == "torch-previous":
-                runs[spec] = _Previous(create_backbone(args.backbone, pretrained=args.pretrained != "none").eval())
+                runs[spec] = _Previous(create_backbone(args.backbone, pretrained=args.pretrained != "none").eval(),
+                                       device)
             elif eng == "onnxruntime":
                 try:
                     runs[spec] = _OnnxRuntime(net, threads, work)
@@ -252,15 +284,23 @@ def main() -> int:
                     print(f"skipping {spec}: {type(exc).__name__}: {exc}", file=sys.stderr)
                     continue
             else:
-                runs[spec] = E.FeatureEngine(net, engine=eng, precision=prec, device=torch.device("cpu"))
+                runs[spec] = E.FeatureEngine(net, engine=eng, precision=prec, device=device)
             _features_pass(runs[spec], cache, ids[:args.batch], args.batch, pre, size)  # warm: compile both views
-        times: dict[str, list[float]] = {k: [] for k in ["decode", "prepare", *runs, "stored features", "end-to-end"]}
+        times: dict[str, list[float]] = {k: [] for k in ["decode", *(["decode (nvjpeg)"] if cuda else []), "prepare",
+                                                          *runs, "stored features", "end-to-end"]}
         feats: dict = {}
         for r in range(args.rounds):
             t0 = time.perf_counter()
             with ProcessPoolExecutor(args.workers) as ex:
                 list(ex.map(decode_resized, big_paths, [256] * len(big_paths), chunksize=8))
             times["decode"].append(time.perf_counter() - t0)
+            if cuda:
+                t0 = time.perf_counter()
+                gpu = _decode_nvjpeg(big_paths, 256, device)
+                times["decode (nvjpeg)"].append(time.perf_counter() - t0)
+                if r == 0:
+                    cpu = np.stack([decode_resized(p, 256) for p in big_paths[:32]])
+                    res["nvjpeg_mean_abs_diff"] = float(np.abs(gpu[:32].astype(np.int16) - cpu).mean())
             d = work / f"prep-big-{r}"
             t0 = time.perf_counter()
             PreparedCache(d, 256).prepare(cat_big, workers=args.workers, job=Job(progress=False))
@@ -270,8 +310,8 @@ def main() -> int:
                 dt, out = _features_pass(run, cache, ids, args.batch, pre, size)
                 times[spec].append(dt)
                 feats[spec] = out
-            if "openvino:fp32" in runs:  # the same pass as the product runs it: into a feature store
-                E.configure("openvino", "fp32")
+            if product in runs:  # the same pass as the product runs it: into a feature store
+                E.configure(*product.split(":"))
                 t0 = time.perf_counter()
                 for view in ("center", "flip"):
                     extract_features(cat_small, net, cache_dir=str(work / "prep"), view=view, batch_size=args.batch,
@@ -280,7 +320,7 @@ def main() -> int:
                 shutil.rmtree(work / "prep" / "features")
             if not args.no_end_to_end:
                 d = work / f"e2e-{r}"
-                E.configure("auto", "fp32")
+                E.configure(*product.split(":"))
                 t0 = time.perf_counter()
                 for view in ("center", "flip"):
                     extract_features(cat_big, net, cache_dir=str(d), view=view, batch_size=args.batch,
@@ -301,7 +341,7 @@ def main() -> int:
             if k in runs:
                 views = 2 * rate
                 gf = views * flops / 1e9
-                pct = 100 * gf / peak
+                pct = None if cuda else 100 * gf / peak
                 err = max(_rel(feats[k][v][i], ref[v][i]) for v in ("center", "flip") for i in range(3))
                 row.update({"views_per_s": views, "gflops_per_s": gf, "pct_of_peak": pct, "max_rel_err": err,
                             "speedup": med[base_spec] / dt})
@@ -314,15 +354,19 @@ def main() -> int:
                   f"{(format(row['speedup'], '.2f') + 'x' if 'speedup' in row else '-'):>12}"
                   f"{(f'{gf:.1f}' if gf else '-'):>9}{(f'{pct:.0f}%' if pct else '-'):>8}"
                   f"{(f'{err:.1e}' if err is not None else '-'):>13}{proj:>8.1f} min")
-        if "end-to-end" in med and "openvino:fp32" in med:
-            ratio = med["end-to-end"] / med["openvino:fp32"]
+        if "end-to-end" in med and product in med:
+            ratio = med["end-to-end"] / med[product]
             res["end_to_end_over_features"] = ratio
-            print(f"\nend to end (JPEG -> stored features, first run) / the engine's pass (openvino fp32): {ratio:.2f}x")
+            print(f"\nend to end (JPEG -> stored features, first run) / the engine's pass ({product}): {ratio:.2f}x")
             if med.get("stored features"):
                 ratio = med["end-to-end"] / med["stored features"]
                 res["end_to_end_over_stored_features"] = ratio
-                print(f"end to end / the features stage from a prepared cache into a store (openvino fp32): {ratio:.2f}x")
-        print(f"backbone {flops / 1e9:.2f} GFLOPs per image; fp32 peak {peak:.0f} GFLOP/s ({peak_how})")
+                print(f"end to end / the features stage from a prepared cache into a store ({product}): {ratio:.2f}x")
+        if "nvjpeg_mean_abs_diff" in res:
+            print(f"nvJPEG + GPU resize against the cache's decode: mean absolute difference "
+                  f"{res['nvjpeg_mean_abs_diff']:.2f} of 255")
+        print(f"backbone {flops / 1e9:.2f} GFLOPs per image" +
+              ("" if cuda else f"; fp32 peak {peak:.0f} GFLOP/s ({peak_how})"))
         if args.downstream:
             print(f"\n{'engine':<28}{'style macro-F1':>16}{'P@10':>8}{'label-issue AUROC':>19}")
             for row in res["rows"]:

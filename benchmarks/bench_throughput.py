@@ -53,11 +53,11 @@ from artextract.training.train import _autocast_dtype, finetune_param_groups  # 
 SAMPLE = ROOT.parent / "shared" / "data" / "wikiart_sample"
 
 
-def _paintings(n: int) -> np.ndarray:
+def _paintings(n: int, sample: Path = SAMPLE) -> np.ndarray:
     """``[n, 256, 256, 3]`` uint8: the sample's paintings as the prepared cache holds them (random pixels
     when the sample is absent)."""
     from artextract.data.cache import decode_resized
-    files = sorted(SAMPLE.rglob("*.jpg"))[:: 7][:n] if SAMPLE.is_dir() else []
+    files = sorted(sample.rglob("*.jpg"))[:: 7][:n] if sample.is_dir() else []
     if len(files) < n:
         return np.random.default_rng(0).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
     return np.stack([decode_resized(f, 256) for f in files])
@@ -105,7 +105,7 @@ def bench_backbone(name: str, args, device: torch.device) -> list[dict]:
     kw = {"image_size": args.size or 224} if name.startswith(("timm:", "open_clip:")) else {}
     bb = create_backbone(name, pretrained=False, **kw).eval()
     size = kw.get("image_size") or args.size or bb.preprocess.size
-    u8 = _paintings(args.batch)
+    u8 = _paintings(args.batch, Path(args.images))
     ids = [f"p{i}" for i in range(args.batch)]
     x = images_to_tensor(u8, size, "center", bb.preprocess)   # channels_last in memory
     rows = []
@@ -143,7 +143,7 @@ def bench_backbone(name: str, args, device: torch.device) -> list[dict]:
     x = x.to(device)
 
     # head on stored maps (the frozen-backbone recipe)
-    maps, st = fmap.float().detach(), stats.float().detach()
+    maps, st = fmap.float().detach().to(device), stats.float().detach().to(device)
     head = _head(maps.shape[1], st.shape[1], device)
     opt = torch.optim.AdamW(head.parameters(), lr=4e-4)
     y = _targets(args.batch, device, g)
@@ -195,6 +195,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--size", type=int, default=None, help="input size (default: each backbone's own)")
     ap.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    ap.add_argument("--images", default=str(SAMPLE), help="the WikiArt sample (style folders of JPEGs)")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
