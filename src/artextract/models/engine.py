@@ -228,6 +228,7 @@ class FeatureEngine:
             self.backbone.to(device)
             if device.type == "cuda":
                 self.backbone.to(memory_format=torch.channels_last)
+                torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick each layer's kernel once
 
     @property
     def size(self) -> int:
