@@ -306,10 +306,12 @@ def main() -> int:
             PreparedCache(d, 256).prepare(cat_big, workers=args.workers, job=Job(progress=False))
             times["prepare"].append(time.perf_counter() - t0)
             shutil.rmtree(d)
+            print(f"round {r + 1}: decoded and prepared", file=sys.stderr, flush=True)
             for spec, run in runs.items():
                 dt, out = _features_pass(run, cache, ids, args.batch, pre, size)
                 times[spec].append(dt)
                 feats[spec] = out
+                print(f"round {r + 1}: {spec} {dt:.2f} s", file=sys.stderr, flush=True)
             if product in runs:  # the same pass as the product runs it: into a feature store
                 E.configure(*product.split(":"))
                 t0 = time.perf_counter()

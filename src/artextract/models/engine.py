@@ -276,6 +276,13 @@ class FeatureEngine:
         yield from self._stream_openvino(batches, view, size, np.dtype(maps_dtype))
 
     # ------------------------------------------------------------------ torch
+    def _precise(self):
+        """fp32 on a GPU means fp32: cuDNN's TF32 convolutions (on by default) are turned off for the pass."""
+        import contextlib
+        if self.device.type != "cuda" or self.precision != "fp32":
+            return contextlib.nullcontext()
+        return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
+
     @torch.no_grad()
     def _torch(self, x: torch.Tensor):
         # on a GPU, channels_last; on a CPU the module stays contiguous and the input keeps the NHWC layout
@@ -284,7 +291,7 @@ class FeatureEngine:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with self._precise(), torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             fm, pv, sv = self.backbone.forward_all(x)
         return fm.float().cpu(), pv.float().cpu(), sv.float().cpu()
 
@@ -322,7 +329,8 @@ class FeatureEngine:
                     graphs[(s, view)] = _FromPrepared(self.backbone, s, view).to(self.device).eval()
                 graph = graphs[(s, view)]
             x = (x.pin_memory() if cuda else x).to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with self._precise(), torch.autocast(self.device.type, dtype=dtype or torch.float32,
+                                                 enabled=dtype is not None):
                 fm, pv, sv = graph(x)
             outs = [t.to(d).to("cpu", non_blocking=cuda)
                     for t, d in ((fm, out_dtype), (pv, torch.float32), (sv, torch.float32))]

@@ -152,7 +152,8 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     if done is not None:  # every painting's features are stored: no pixels, no model needed
         return FeatureSet(*done[:2], name, size, view, SkipReport("features"), done[2])
     with contextlib.ExitStack() as held:
-        decoder = _overlapped_decoder(catalog, cache_size, root, batch_size, held, job)
+        on_cpu = engine == "openvino" or torch.device(device).type == "cpu"
+        decoder = _overlapped_decoder(catalog, cache_size, root, batch_size, held, job, on_cpu)
         if decoder is None:
             cache = ensure_prepared(catalog, cache_size, root, job=job)
         else:
@@ -235,7 +236,8 @@ def _build(name: str, pretrained: bool, weights, seed: int, image_size: int | No
 
 
 def _overlapped_decoder(catalog: Catalog, cache_size: int, root: Path, batch_size: int,
-                        held: contextlib.ExitStack, job: Job) -> "_OverlappedDecoder | None":
+                        held: contextlib.ExitStack, job: Job, engine_on_cpu: bool = True
+                        ) -> "_OverlappedDecoder | None":
     """When images are still to prepare (one process, enough of them): hold the cache's lock and decode
     them in worker processes while the engine runs, instead of preparing everything first."""
     if job.world != 1:
@@ -252,9 +254,18 @@ def _overlapped_decoder(catalog: Catalog, cache_size: int, root: Path, batch_siz
     job.say(f"preparing {len(missing)} image(s) not yet in the {cache_size}px cache at {cache.dir}, "
             "decoding while the backbone runs")
     cache.store.reserve(missing)
-    dec = _OverlappedDecoder(cache, dict(zip(all_ids, (str(p) for p in catalog.image_paths()))), set(missing))
+    dec = _OverlappedDecoder(cache, dict(zip(all_ids, (str(p) for p in catalog.image_paths()))), set(missing),
+                             decoder_count(engine_on_cpu))
     held.callback(dec.close)
     return dec
+
+
+def decoder_count(engine_on_cpu: bool) -> int:
+    """Decoding processes of a first run (measured in docs/benchmarks.md): beside an engine on the CPU,
+    half the cores (2 to 8), which share them with it; with the forward pass on a GPU, decoding is what
+    limits, so every core but the one that feeds the GPU."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(2, min(8, cores // 2)) if engine_on_cpu else max(2, cores - 1)
 
 
 class _OverlappedDecoder:
@@ -263,11 +274,10 @@ class _OverlappedDecoder:
 
     AHEAD = 4  # batches in flight
 
-    def __init__(self, cache: PreparedCache, paths: dict[str, str], missing: set[str]):
+    def __init__(self, cache: PreparedCache, paths: dict[str, str], missing: set[str], workers: int = 2):
         from concurrent.futures import ProcessPoolExecutor
 
         self.cache, self.paths, self.missing = cache, paths, missing
-        workers = max(2, min(8, (os.cpu_count() or 2) // 2))  # beside the engine: measured in docs/benchmarks.md
         self.pool = ProcessPoolExecutor(workers)
         self.futures: dict[str, object] = {}
 
