@@ -51,3 +51,15 @@ class RunError(ArtExtractError, ValueError):
 
 class UnknownBackbone(ArtExtractError, ValueError):
     """A backbone name that is not registered and has no ``timm:`` or ``open_clip:`` prefix."""
+
+
+class NotBuilt(ArtExtractError):
+    """An artefact a command needs (prepared images, a feature store, a run, an evaluation, an index, an
+    outlier table, a review database) is missing, partial or stale; the hint is the command that builds it
+    (:mod:`artextract.artefacts`)."""
+
+    def __str__(self) -> str:
+        msg = Exception.__str__(self)
+        if self.hint and self.hint.startswith("artextract "):
+            return f"{msg}; build it with `{self.hint}`"
+        return f"{msg} ({self.hint})" if self.hint else msg
