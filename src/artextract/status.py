@@ -1,55 +1,17 @@
 """What exists for a catalogue, a run or an index, and in which state (``artextract status``).
 
-:func:`status` gathers the artefacts; it sits above :mod:`artextract.workspace` (the path rules, which
-every package imports) because it reads catalogues, caches and indexes through their own modules.
+:func:`status` finds the artefacts (a run names its catalogue, an index its own, a catalogue's cache
+folder holds its prepared images and feature stores) and asks each one's object in
+:mod:`artextract.artefacts` for its state.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from .workspace import (COMPLETE, ENGINE_RECORD, META_FILE, MISSING, PARTIAL, RUN_CONFIG, Artefact,
-                        evaluation_status, features_dir, run_status)
-
-
-def index_artefact(index_dir: str | os.PathLike) -> Artefact:
-    """An index folder's state, and the command that builds it.
-
-    Parameters
-    ----------
-    index_dir : str or path-like
-        The index folder.
-
-    Returns
-    -------
-    Artefact
-    """
-    from .similarity.index import index_status
-    d = Path(index_dir)
-    build = f"artextract index --catalog CATALOG --out {d}"
-    exists, complete, reason = index_status(d)
-    if not exists:
-        return Artefact("index", str(d), MISSING, build=build)
-    if not complete:
-        return Artefact("index", str(d), PARTIAL, reason, build + " --rebuild")
-    meta = json.loads((d / META_FILE).read_text())
-    cats = meta.get("catalogs") or ["CATALOG"]
-    build = f"artextract index --catalog {cats[0]} --out {d}"
-    return Artefact("index", str(d), COMPLETE, f"{meta.get('count', '?')} paintings, {meta.get('index_type', '?')}, "
-                    f"{meta.get('dim', '?')}-d", build)
-
-
-def _store_counts(store_dir: Path, ids: list[str]) -> tuple[int, int] | None:
-    """(finished, of) for the ids in a slot store folder, read without numpy's memmap of the data."""
-    try:
-        info = json.loads((store_dir / "index.json").read_text())
-        status = (store_dir / "status.u8").read_bytes()
-    except (OSError, ValueError):
-        return None
-    slot = {k: i for i, k in enumerate(info.get("ids", []))}
-    done = sum(1 for k in ids if k in slot and slot[k] < len(status) and status[slot[k]] == 1)
-    return done, len(ids)
+from .artefacts import Evaluation, FeatureStore, Index, PreparedImages, Run
+from .errors import NotBuilt
+from .workspace import COMPLETE, MISSING, PARTIAL, RUN_CONFIG, Artefact, eval_dir, features_dir
 
 
 def catalog_artefacts(catalog_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> list[Artefact]:
@@ -68,43 +30,23 @@ def catalog_artefacts(catalog_path: str | os.PathLike, cache_dir: str | os.PathL
     """
     from .data.catalog import Catalog, CatalogError
     p = Path(catalog_path)
-    out = []
     try:
         cat = Catalog.load(p, cache_dir=cache_dir)
     except (CatalogError, FileNotFoundError, OSError) as exc:
         return [Artefact("catalogue", str(p), MISSING if not p.exists() else PARTIAL, str(exc),
                          "artextract ingest ...")]
-    out.append(Artefact("catalogue", str(p), COMPLETE, f"{len(cat):,} paintings, tasks {', '.join(cat.tasks)}"))
+    out = [Artefact("catalogue", str(p), COMPLETE, f"{len(cat):,} paintings, tasks {', '.join(cat.tasks)}")]
     from .data.cache import default_cache_dir
     root = default_cache_dir(cat)
-    ids = cat.ids
     sized = sorted(root.glob("s[0-9]*"), key=lambda d: d.name) if root.is_dir() else []
     if not sized:
-        out.append(Artefact("prepared images", str(root), MISSING,
-                            build=f"artextract prepare --catalog {p}"))
+        out.append(Artefact("prepared images", str(root), MISSING, build=f"artextract prepare --catalog {p}"))
     for d in sized:
-        counts = _store_counts(d, ids)
-        if counts is None:
-            continue
-        done, n = counts
-        failures = len(json.loads((d / "failures.json").read_text())) if (d / "failures.json").is_file() else 0
-        state = COMPLETE if done + failures >= n else (PARTIAL if done else MISSING)
-        out.append(Artefact("prepared images", str(d), state, f"{done:,} of {n:,} prepared, {failures:,} failed",
-                            f"artextract prepare --catalog {p} --size {d.name[1:]}"))
+        if (d / "index.json").is_file():
+            out.append(PreparedImages(cat, int(d.name[1:])).status())
     for d in sorted(features_dir(root).glob("*")) if features_dir(root).is_dir() else []:
-        counts = _store_counts(d / "pooled", ids)
-        if counts is None:
-            continue
-        done, n = counts
-        eng = {}
-        if (d / ENGINE_RECORD).is_file():
-            try:
-                eng = json.loads((d / ENGINE_RECORD).read_text())
-            except ValueError:
-                pass
-        how = f" ({eng.get('engine')} {eng.get('precision')})" if eng else ""
-        out.append(Artefact("feature store", str(d), COMPLETE if done >= n else (PARTIAL if done else MISSING),
-                            f"{done:,} of {n:,} paintings{how}", "built by train, outliers, index or duplicates"))
+        if (d / "pooled" / "index.json").is_file():
+            out.append(FeatureStore.found(cat, d).status())
     return out
 
 
@@ -132,22 +74,20 @@ def status(catalog: str | os.PathLike | None = None, run: str | os.PathLike | No
     """
     out: list[Artefact] = []
     if run:
-        out.append(run_status(run))
+        out.append(Run(run).status())
         if catalog is None and (Path(run) / RUN_CONFIG).is_file():
             try:
-                catalog = json.loads((Path(run) / RUN_CONFIG).read_text()).get("catalog")
-            except ValueError:
+                catalog = Run(run).catalog_path()
+            except NotBuilt:  # an unreadable config.json: the run says so above
                 pass
     if index:
-        out.append(index_artefact(index))
-        if catalog is None and (Path(index) / META_FILE).is_file():
-            try:
-                catalog = (json.loads((Path(index) / META_FILE).read_text()).get("catalogs") or [None])[0]
-            except ValueError:
-                pass
+        out.append(Index(index).status())
+        if catalog is None:
+            catalog = Index(index).catalog_path()
     if catalog:
         out = catalog_artefacts(catalog, cache_dir) + out
     if run and (Path(run) / RUN_CONFIG).is_file():
-        for d in sorted(Path(run).glob("eval-*")):
-            out.append(evaluation_status(run, d.name[len("eval-"):], catalog))
+        prefix = eval_dir("", "").name  # RUN/eval-SPLIT
+        for d in sorted(Path(run).glob(prefix + "*")):
+            out.append(Evaluation(run, catalog, d.name[len(prefix):]).status())
     return out
