@@ -11,7 +11,9 @@ call it; training and Grad-CAM keep torch, since they need gradients.
 engine          what runs the graph
 ==============  ======================================================================================
 ``torch``       PyTorch. On a CPU the input keeps the NHWC layout of the prepared images, bf16 under
-                autocast when asked; on CUDA, channels_last and fp16 autocast by default.
+                autocast when asked. On CUDA, channels_last and fp16 autocast by default (fp32 means
+                fp32: no TF32); :meth:`FeatureEngine.stream` sends the prepared uint8 images to the
+                device and crops, mirrors and normalises them there.
 ``openvino``    OpenVINO's CPU plugin, converted straight from the torch module (no ONNX), compiled for
                 ``f32`` or ``bf16``. The converted model is cached on disk per backbone, input size and
                 weights hash (:func:`engine_cache_dir`), so a second run starts in seconds; changed
