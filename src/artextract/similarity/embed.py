@@ -226,9 +226,9 @@ class RunEmbedder(Embedder):
 
     kind = "run"
 
-    def __init__(self, run_dir: str | os.PathLike):
+    def __init__(self, run_dir: str | os.PathLike, run=None):
         self.run_dir = str(Path(run_dir).resolve())
-        self._run = None
+        self._run = run  # the run, when the caller loaded it already
         self._lock = threading.Lock()
 
     @property

@@ -13,11 +13,11 @@ logger = logging.getLogger(__name__)
 
 
 def _cmd_evaluate_classifier(args) -> int:
+    from ...artefacts import Run
     from ...data.catalog import Catalog
     from ...training.evaluate import evaluate, format_metrics
-    from ...training.inference import Run
 
-    run = Run.load(args.run)
+    run = Run(args.run).load()
     metrics = evaluate(run, Catalog.load(args.catalog, cache_dir=args.cache), args.split, args.out)
     out_dir = Path(args.out) if args.out else workspace.eval_dir(run.path, args.split)
     if args.json:

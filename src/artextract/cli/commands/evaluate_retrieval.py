@@ -9,11 +9,11 @@ from ..options import add_json_option, add_neighbours_option
 
 
 def _cmd_evaluate_retrieval(args) -> int:
+    from ...artefacts import Index
     from ...data.catalog import Catalog
     from ...similarity.evaluate import evaluate_index, format_evaluation
-    from ...similarity.index import EmbeddingIndex
 
-    index = EmbeddingIndex.load(args.index)
+    index = Index(args.index).load()
     if args.nprobe or args.ef_search:
         index.set_search_params(nprobe=args.nprobe, ef_search=args.ef_search)
     cat = Catalog.load(args.catalog)

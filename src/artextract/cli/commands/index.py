@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
-from ..base import UserError, add_command
+from ..base import add_command
 from ..options import DEFAULT_BACKBONE, add_backbone_options, add_cache_option, add_progress_option, pretrained
 
 logger = logging.getLogger(__name__)
@@ -14,17 +13,11 @@ logger = logging.getLogger(__name__)
 
 def _embedder(args):
     """The embedder ``--run`` or ``--backbone`` asks for; a bad run fails here, before any work."""
+    from ...artefacts import Run
     from ...similarity.embed import BackboneEmbedder, RunEmbedder
 
     if args.run:
-        if not Path(args.run).is_dir():
-            raise UserError(f"run {args.run} does not exist (train one with `artextract train`)")
-        embedder = RunEmbedder(args.run)
-        try:
-            embedder.run  # load now: a bad run should fail before any work
-        except RuntimeError as exc:
-            raise UserError(str(exc)) from None
-        return embedder
+        return RunEmbedder(args.run, run=Run(args.run).load())  # loaded now: a bad run fails before any work
     # open_clip: the text tower's vectors live in the uncentred space, so text search needs it uncentred
     center = not args.no_center and not str(args.backbone).startswith("open_clip:")
     return BackboneEmbedder(args.backbone, pretrained=pretrained(args), weights=args.weights,
@@ -32,20 +25,21 @@ def _embedder(args):
 
 
 def _cmd_index(args) -> int:
+    from ...artefacts import Index
     from ...data.catalog import Catalog
     from ...job import distributed_job
-    from ...similarity.index import index_catalog
 
     cat = Catalog.load(args.catalog, cache_dir=args.cache)
     embedder = _embedder(args)
     t0 = time.time()
+    built = Index(args.out, cat, embedder, index_type=args.index_type, rebuild=args.rebuild, nlist=args.nlist,
+                  nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search, pq_m=args.pq_m)
     # under torchrun every rank embeds its share; rank 0 builds the index
     with distributed_job() as job:
-        index, summary = index_catalog(cat, embedder, args.out, index_type=args.index_type, rebuild=args.rebuild,
-                                       nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
-                                       ef_search=args.ef_search, pq_m=args.pq_m, job=job)
+        index = built.ensure(job)
     if not job.is_main:  # its share is in the feature store
         return 0
+    summary = built.summary
     verb = "built" if summary["created"] else "updated"
     logger.info(f"{verb} {args.out}: {summary['added']:,} painting(s) added, {summary['already']:,} already indexed, "
                 f"{len(summary['skipped']):,} skipped ({time.time() - t0:.1f}s)")

@@ -14,10 +14,10 @@ DEFAULT_TOP_K = 3
 
 
 def _cmd_predict(args) -> int:
-    from ...training.inference import Run
+    from ...artefacts import Run
     from ...training.predict import image_files, predict_files
 
-    run = Run.load(args.run)
+    run = Run(args.run).load()
     files = image_files(args.images)
     if not files:
         raise UserError("no images found in " + ", ".join(args.images))

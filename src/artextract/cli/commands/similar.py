@@ -79,10 +79,10 @@ def _write_all(rows, args) -> None:
 
 
 def _cmd_similar(args) -> int:
+    from ...artefacts import Index
     from ...similarity.api import draw_result, find_similar
-    from ...similarity.index import EmbeddingIndex
 
-    index = EmbeddingIndex.load(args.index)
+    index = Index(args.index).load()
     if args.nprobe or args.ef_search:
         index.set_search_params(nprobe=args.nprobe, ef_search=args.ef_search)
     if args.json and args.out:
