@@ -110,19 +110,19 @@ def backbone_features(catalog: Catalog, backbone: str = "mobilenet_v2", *, flip:
                     style=style[0] if style else None, style_views=style[1:] if style else [])
 
 
-def run_features(catalog: Catalog, run_dir: str, *, job: Job | None = None) -> Features:
+def run_features(catalog: Catalog, run_dir: str, *, run=None, job: Job | None = None) -> Features:
     """The embedding of a trained multi-task run (``artextract.training.inference.Run``).
 
     Only the pooled representation is used, without the class posteriors that the similarity index
     adds: the run's own predicted probabilities are not out-of-fold for the paintings it was trained
-    on, so the K-fold methods here are applied to the representation instead. ``job``: the job (default:
-    the current one)."""
+    on, so the K-fold methods here are applied to the representation instead. ``run``: the run, when the
+    caller loaded it already; ``job``: the job (default: the current one)."""
     try:
         from ..training.inference import Run  # type: ignore[import-not-found]
     except ImportError as exc:
         raise CatalogError(f"--run needs artextract.training.inference, which is not available ({exc}); "
                            "use --backbone instead") from None
-    run = Run.load(run_dir)
+    run = run if run is not None else Run.load(run_dir)
     ids, emb = run.embed_catalog(catalog, posteriors=False, job=job)
     return Features(list(ids), np.asarray(emb, np.float32), [], source=f"run {run_dir}")
 

@@ -16,6 +16,7 @@ SUMMARY_TOP = 5   # pairs shown in the summary
 
 
 def _cmd_duplicates(args) -> int:
+    from ...artefacts import FeatureStore, PreparedImages
     from ...data.catalog import Catalog
     from ...outliers.duplicates import find_duplicates, summarize_duplicates
 
@@ -23,10 +24,13 @@ def _cmd_duplicates(args) -> int:
     backbone = None if args.backbone == "none" else args.backbone
     feats = None
     if backbone:
-        from ...outliers.detect import backbone_features
+        from ...outliers.detect import backbone_features, parse_backbones
 
+        for name in parse_backbones(backbone):
+            FeatureStore(cat, name, pretrained=pretrained(args), weights=args.weights).ensure()
         feats = backbone_features(cat, backbone, pretrained=pretrained(args), weights=args.weights,
                                   style_stats=False)
+    PreparedImages(cat, args.cache_size).ensure()  # the images the hashes are taken from
     df = find_duplicates(cat, backbone=None, features=feats.X if feats else None,
                          feature_ids=feats.ids if feats else None, phash_max=args.phash_max,
                          dhash_max=args.dhash_max, cosine_min=args.cosine_min, cache_size=args.cache_size)

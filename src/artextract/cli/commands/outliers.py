@@ -27,26 +27,30 @@ def _shard_features(args, cat) -> bool:
     with distributed_job() as job:
         if job.world == 1:
             return False
-        from ...models.features import extract_features
+        from ...artefacts import FeatureStore, Run
 
         if args.run:
-            from ...training.inference import Run
-
-            Run.load(args.run)._feature_set(cat, job=job)
+            Run(args.run).load()._feature_set(cat, job=job)
         else:
             from ...outliers.detect import parse_backbones
 
             for name in parse_backbones(args.backbone):
                 for view in ("center", "flip") if args.flip else ("center",):
-                    extract_features(cat, name, view=view, pretrained=pretrained(args), weights=args.weights, job=job)
+                    FeatureStore(cat, name, view=view, pretrained=pretrained(args), weights=args.weights).ensure(job)
     return not job.is_main
 
 
 def _features(args, cat):
-    from ...outliers.detect import backbone_features, run_features
+    """The features the checks read: the run's embedding (``--run``), else the backbones' stored features,
+    each store built first where it is missing."""
+    from ...artefacts import FeatureStore, Run
+    from ...outliers.detect import backbone_features, parse_backbones, run_features
 
     if args.run:
-        return run_features(cat, args.run)
+        return run_features(cat, args.run, run=Run(args.run).load())  # a missing run names `artextract train`
+    for name in parse_backbones(args.backbone):
+        for view in ("center", "flip") if args.flip else ("center",):
+            FeatureStore(cat, name, view=view, pretrained=pretrained(args), weights=args.weights).ensure()
     return backbone_features(cat, args.backbone, flip=args.flip, pretrained=pretrained(args), weights=args.weights)
 
 

@@ -11,7 +11,8 @@ logger = logging.getLogger(__name__)
 
 
 def _cmd_prepare(args) -> int:
-    from ...data.cache import PreparedCache, default_cache_dir, record_cache_dir
+    from ...artefacts import PreparedImages
+    from ...data.cache import record_cache_dir
     from ...data.catalog import Catalog
     from ...job import distributed_job
 
@@ -26,7 +27,7 @@ def _cmd_prepare(args) -> int:
             except OSError as exc:
                 logger.warning(f"cannot record the cache folder beside {args.catalog} ({exc}): pass "
                                f"--cache {args.cache} to the other commands too")
-        cache = PreparedCache(args.cache or default_cache_dir(cat), args.size)
+        cache = PreparedImages(cat, args.size, args.cache).open()  # prepare builds it, reporting as it goes
         if args.retry_failed and job.is_main:
             cache.retry_failures()
         job.barrier()
