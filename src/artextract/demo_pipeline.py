@@ -130,14 +130,15 @@ def run_demo(out: str | Path, step: Step, *, n: int = DEMO_N, epochs: int = DEMO
              ["outliers", "--catalog", cat, "--task", task, "--run", str(run), "--out", str(f), *with_cache,
               *no_progress])
         outliers.append(str(f))
-    from .similarity.index import index_status
+    from .artefacts import Index
 
-    status = index_status(index)  # a folder left half-built by a killed `index` is rebuilt, not trusted
-    if not status.complete:
-        if status.exists:
-            logger.warning("the index %s is incomplete (%s); rebuilding it", index, status.reason)
+    status = Index(index).status()  # a folder left half-built by a killed `index` is rebuilt, not trusted
+    if status.status != workspace.COMPLETE:
+        if status.status != workspace.MISSING:
+            logger.warning("the index %s is incomplete (%s); rebuilding it", index, status.detail)
         step("index for similarity search", ["index", "--catalog", cat, "--run", str(run), "--out", str(index),
-                                             *(["--rebuild"] if status.exists else []), *with_cache, *no_progress])
+                                             *(["--rebuild"] if status.status != workspace.MISSING else []),
+                                             *with_cache, *no_progress])
     step("retrieval quality by style", ["evaluate-retrieval", "--index", str(index), "--catalog", cat,
                                         "--relevance", "style", "-k", "10"])
     from .data.catalog import Catalog

@@ -209,15 +209,12 @@ def review_store(args: argparse.Namespace, create: bool = False):
     -------
     artextract.web.db.ReviewStore
     """
-    from ..web.db import ReviewStore
-    from ..web.explorer import default_db_path
+    from ..artefacts import ReviewStore
 
     if not Path(args.catalog).is_file():
         raise UserError(f"no catalogue at {args.catalog}")
-    db = Path(args.db) if args.db else default_db_path(args.catalog)
-    if not create and not db.exists():
-        raise UserError(f"no review database at {db}; review in `artextract serve` first, or pass --db")
-    return ReviewStore(db, create=create)
+    store = ReviewStore(args.catalog, args.db)
+    return store.ensure() if create else store.load()
 
 
 DEFAULT_K = 10   # neighbours per query of `similar` and `evaluate-retrieval`

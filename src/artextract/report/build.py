@@ -6,7 +6,6 @@ Everything (pictures included) is inlined, so ``report.html`` can be mailed or o
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from pathlib import Path
@@ -14,12 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import workspace
 from ..data.catalog import Catalog
 from ..job import Job, resolve
 from ..data.thumbs import Thumbnailer, jpeg_data_uri
 from ..render import write_page
-from ..utils import csv_unescape_frame
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +91,8 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
     labels = {t: dict(zip(catalog.df["id"], catalog.df[t])) for t in catalog.tasks}
     run = None
     if run_dir:
-        from ..training.inference import Run
-        run = Run.load(run_dir)
+        from ..artefacts import Run
+        run = Run(run_dir).load()
 
     # ---------------------------------------------------------------- metrics
     metrics = _metrics_section(catalog, run, run_dir, split, job)
@@ -106,8 +103,8 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
     # ---------------------------------------------------------------- outliers
     index = None
     if index_dir:
-        from ..similarity.index import EmbeddingIndex
-        index = EmbeddingIndex.load(index_dir)
+        from ..artefacts import Index
+        index = Index(index_dir).load()
     outliers = _outliers_section(outliers_csv, index, thumbs, labels, n_outliers, k)
 
     # ---------------------------------------------------------------- similar
@@ -124,20 +121,14 @@ def build_report(out_dir: str | Path, *, catalog: Catalog, run_dir: str | Path |
 
 
 def _metrics_section(catalog: Catalog, run, run_dir, split: str, job: Job) -> dict | None:
-    """The metrics table and the confusion matrices (evaluating the run first when its evaluation is not
-    current); None without a run."""
+    """The metrics table and the confusion matrices (evaluating the run first when its evaluation is
+    missing or stale); None without a run."""
     if run is None:
         return None
-    edir = workspace.eval_dir(run_dir, split)
-    mpath = edir / workspace.METRICS
-    ev = workspace.evaluation_status(run_dir, split, catalog.path)
-    if ev.status != workspace.COMPLETE:
-        from ..training.evaluate import evaluate
-        why = f"no {mpath} yet" if ev.status in (workspace.MISSING, workspace.PARTIAL) else \
-            f"{edir} is stale: {ev.detail}"
-        job.say(f"report: evaluating the run on {split} ({why})")
-        evaluate(run, catalog, split, job=job)
-    metrics = json.loads(mpath.read_text())
+    from ..artefacts import Evaluation
+    evaluation = Evaluation(run, catalog, split)
+    metrics = evaluation.ensure(job)
+    edir = evaluation.dir
     rows = []
     for t, m in metrics.items():
         if not m.get("n"):
@@ -174,10 +165,11 @@ def _map_section(catalog: Catalog, run, index_dir, color_task: str | None, label
 
 def _outliers_section(outliers_csv, index, thumbs: _Thumbs, labels: dict, n_outliers: int, k: int) -> list[dict]:
     """For each outlier file, its flagged paintings with their neighbours."""
+    from ..artefacts import OutlierTable
     csvs = outliers_csv if isinstance(outliers_csv, list) else ([outliers_csv] if outliers_csv else [])
     groups = []
     for csv_path in csvs:
-        df = csv_unescape_frame(pd.read_csv(csv_path, dtype={"id": str}))   # as `artextract outliers` wrote it
+        df = OutlierTable(csv_path).load()   # the labels as given (the CSV escapes them for spreadsheets)
         task = str(df["task"].iloc[0]) if len(df) else "?"
         flagged = df[df["flagged"].astype(str).str.lower().isin(["true", "1"])] if "flagged" in df else df
         flagged = flagged.sort_values("rank").head(n_outliers) if "rank" in flagged else flagged.head(n_outliers)

@@ -1,10 +1,8 @@
 """``artextract report``: an HTML report for a run (:func:`artextract.report.build.build_report`)."""
 from __future__ import annotations
 
-import json
 import logging
 
-from ... import workspace
 from ..base import UserError, add_command
 from ..options import add_cache_option
 
@@ -13,16 +11,13 @@ logger = logging.getLogger(__name__)
 
 def _catalog(args):
     """``--catalog``, else the catalogue ``--run`` was trained on."""
+    from ...artefacts import Run
     from ...data.catalog import Catalog
 
     if args.catalog:
         return Catalog.load(args.catalog, cache_dir=args.cache)
     if args.run:
-        config = workspace.run_file(args.run, workspace.RUN_CONFIG)
-        if not config.is_file():
-            raise UserError(f"{args.run} is not a training run (no {workspace.RUN_CONFIG}); train one with "
-                            "`artextract train`")
-        return Catalog.load(json.loads(config.read_text())["catalog"], cache_dir=args.cache)
+        return Catalog.load(Run(args.run).catalog_path(), cache_dir=args.cache)
     raise UserError("give --run or --catalog")
 
 
