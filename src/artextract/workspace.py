@@ -22,9 +22,10 @@ converted models. Runs, indexes and tables stay where ``--out`` puts them.
 Each artefact has a state: ``missing``, ``partial`` (a killed job's leftovers, which the next run of
 the command that builds it resumes or rebuilds), ``complete``, or ``stale`` (made from another
 catalogue or other weights than the ones now asked for: reported and rebuilt, never shown as
-current). This module answers it for a run and an evaluation; :func:`artextract.status.status`
-gathers every artefact of a catalogue, a run or an index (it reads the catalogue, its caches and the
-index, whose modules use the path rules here), and ``artextract status`` lists them.
+current). This module answers it for a run and an evaluation; :mod:`artextract.artefacts` has one
+object per artefact that answers its status, builds it (``ensure``) and opens it (``load``), and
+:func:`artextract.status.status` asks those objects for every artefact of a catalogue, a run or an
+index, which ``artextract status`` lists.
 
 A leaf module: it imports no other part of ArtExtract at module level, so every package can take its
 path rules from here. Importable without torch.
