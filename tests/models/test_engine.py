@@ -14,6 +14,7 @@ from artextract.errors import EngineUnavailable
 from artextract.job import Job
 from artextract.models import engine as E
 from artextract.models.backbones import create_backbone
+from support.engine import collect as _collect, prepared as _prepared, rel_err as _rel_err
 
 pytest.importorskip("openvino")
 
@@ -25,9 +26,6 @@ def _engine_cache(tmp_path, monkeypatch):
     yield
     E.settings.engine, E.settings.precision, E.settings.threads = saved
 
-
-def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
 
 def _x(n=4, s=64, seed=0):
@@ -180,17 +178,6 @@ def test_a_first_run_decodes_while_the_engine_runs_and_equals_prepare_then_featu
     assert not any("preparing" in m for m in logs) and c.available(good).all()
 
 
-def _prepared(n, s, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
-
-
-def _collect(parts):
-    got = {}
-    for ids, fm, pv, sv in parts:
-        assert len(ids) == len(fm) == len(pv) == len(sv)
-        for j, k in enumerate(ids):
-            got[k] = (fm[j], pv[j], sv[j])
-    return got
 
 
 @pytest.mark.parametrize("view", ["center", "flip"])

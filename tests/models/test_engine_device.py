@@ -8,23 +8,10 @@ import torch
 
 from artextract.models import engine as E
 from artextract.models.backbones import create_backbone
+from support.engine import collect as _collect, prepared as _prepared, rel_err as _rel_err
 
 
-def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
-
-def _prepared(n, s, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
-
-
-def _collect(parts):
-    got = {}
-    for ids, fm, pv, sv in parts:
-        assert len(ids) == len(fm) == len(pv) == len(sv)
-        for j, k in enumerate(ids):
-            got[k] = (fm[j], pv[j], sv[j])
-    return got
 
 
 
