@@ -69,6 +69,26 @@ def test_a_feature_store_is_built_by_ensure_and_loaded_after(catalog):
     assert found.status().status == workspace.COMPLETE and found.backbone == "tiny_cnn" and found.size == 64
 
 
+def test_a_stale_feature_store_is_reported_and_rebuilt_by_ensure(catalog):
+    store = artefacts.FeatureStore(catalog, "tiny_cnn", pretrained=False, size=64, cache_size=64)
+    first = store.ensure(Job(progress=False))
+    ref = first.get_pooled(catalog.ids[:4])
+    for part in ("maps", "pooled", "stats"):                 # as if made from another weights file
+        f = store.dir / part / "index.json"
+        info = json.loads(f.read_text())
+        info["meta"] = {**info["meta"], "weights": "/elsewhere/old.safetensors"}
+        f.write_text(json.dumps(info))
+    st = store.status()
+    assert st.status == workspace.STALE and "/elsewhere/old.safetensors" in st.detail
+    with pytest.raises(NotBuilt):
+        store.load()                                         # never read as current
+    job, said = _job()
+    again = store.ensure(job)
+    assert any(m.startswith("stale: feature store") and "rebuilding" in m for m in said)
+    assert store.status().status == workspace.COMPLETE
+    assert (again.get_pooled(catalog.ids[:4]) == ref).all()   # the same settings give the same features
+
+
 def test_a_missing_run_cannot_be_ensured_and_names_the_train_command(tmp_path, tiny_run):
     missing = artefacts.Run(tmp_path / "nope")
     for call in (missing.load, missing.ensure):

@@ -311,6 +311,20 @@ class FeatureStore(Stored):
         """Compute the features of every prepared painting not yet in the store, preparing the images first
         when needed (each said); the feature set."""
         from .models.features import extract_features
+        st = self.status()
+        if st.status == STALE:  # made with other settings: rebuilt, never read as current
+            job = _job(job)
+            job.say(self._building(st))
+            if job.is_main:
+                import shutil
+
+                from .data.lock import job_lock
+                with job_lock(self.dir, "feature store", job.rank):
+                    shutil.rmtree(self.dir / "maps", ignore_errors=True)
+                    shutil.rmtree(self.dir / "pooled", ignore_errors=True)
+                    shutil.rmtree(self.dir / "stats", ignore_errors=True)
+                    (self.dir / workspace.ENGINE_RECORD).unlink(missing_ok=True)
+            job.barrier()
         return extract_features(self.catalog, self.backbone, pretrained=self.pretrained, weights=self.weights,
                                 image_size=self._size, view=self.view, cache_size=self.cache_size,
                                 cache_dir=self.cache_dir, seed=self.seed, job=job)
