@@ -13,6 +13,7 @@
   copy of that corpus (``tiny_cnn``, random init, 64 px, 10 epochs, all four tasks), as
   ``TinyRun(run, catalog)``; read-only: tests that write (``evaluate``) give their own ``--out``.
   Tests of training itself train their own runs.
+- ``run_copy`` (fixture): a private copy of ``tiny_run`` and its catalogue, for tests that write into a run.
 """
 from __future__ import annotations
 
@@ -74,3 +75,17 @@ def tiny_run(demo_catalog, tmp_path_factory) -> TinyRun:
     catalog = root / "demo" / "catalog.parquet"
     assert main(["train", "--catalog", str(catalog), "--out", str(root / "run"), *TINY_RUN_ARGS]) == 0
     return TinyRun(root / "run", catalog)
+
+
+@pytest.fixture()
+def run_copy(tiny_run, tmp_path):
+    """A private copy of the session's tiny run and its catalogue, the run's config pointing at the copy:
+    ``(run folder, catalogue path)``, for tests that write into a run (evaluations)."""
+    import json
+    shutil.copytree(tiny_run.run, tmp_path / "run", ignore=shutil.ignore_patterns("eval-*"))  # others evaluate it
+    shutil.copytree(tiny_run.catalog.parent, tmp_path / "demo",
+                    ignore=shutil.ignore_patterns("*.cache", "*.cache-location"))
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    cfg["catalog"] = str(tmp_path / "demo" / "catalog.parquet")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(cfg))
+    return tmp_path / "run", tmp_path / "demo" / "catalog.parquet"

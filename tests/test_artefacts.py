@@ -111,18 +111,6 @@ def test_a_missing_run_fails_the_command_with_the_train_command(tmp_path, capsys
     assert "run" in err and "does not exist" in err and "build it with `artextract train" in err
 
 
-@pytest.fixture()
-def run_copy(tiny_run, tmp_path):
-    """A private copy of the session's tiny run and its catalogue (the tests here write evaluations)."""
-    shutil.copytree(tiny_run.run, tmp_path / "run", ignore=shutil.ignore_patterns("eval-*"))
-    shutil.copytree(tiny_run.catalog.parent, tmp_path / "demo",
-                    ignore=shutil.ignore_patterns("*.cache", "*.cache-location"))
-    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    cfg["catalog"] = str(tmp_path / "demo" / "catalog.parquet")
-    (tmp_path / "run" / "config.json").write_text(json.dumps(cfg))
-    return tmp_path / "run", tmp_path / "demo" / "catalog.parquet"
-
-
 @pytest.mark.slow
 def test_a_stale_evaluation_is_reported_and_rebuilt_by_ensure(run_copy):
     run, cat_path = run_copy

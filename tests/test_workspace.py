@@ -31,18 +31,6 @@ def test_one_module_holds_the_path_rules():
     assert not offenders, "\n".join(offenders)
 
 
-@pytest.fixture()
-def run_copy(tiny_run, tmp_path):
-    """A private copy of the session's tiny run and its catalogue (tests here write evaluations)."""
-    shutil.copytree(tiny_run.run, tmp_path / "run", ignore=shutil.ignore_patterns("eval-*"))  # others evaluate it
-    shutil.copytree(tiny_run.catalog.parent, tmp_path / "demo",
-                    ignore=shutil.ignore_patterns("*.cache", "*.cache-location"))
-    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    cfg["catalog"] = str(tmp_path / "demo" / "catalog.parquet")
-    (tmp_path / "run" / "config.json").write_text(json.dumps(cfg))
-    return tmp_path / "run", tmp_path / "demo" / "catalog.parquet"
-
-
 @pytest.mark.slow
 def test_an_evaluation_from_another_catalogue_is_stale_and_the_report_rebuilds_it(run_copy, tmp_path, capsys):
     run, cat_path = run_copy
