@@ -186,7 +186,7 @@ class AuthMiddleware:
             return await send({"type": "http.response.body", "body": b""})
         if (via == "session" and scope["method"] not in SAFE_METHODS and path.startswith("/api")
                 and not hmac.compare_digest(headers.get("x-csrf-token", ""), csrf or "")):
-            return await _send_json(send, 403, {"detail": "missing or wrong X-CSRF-Token header for this session"})
+            return await _send_json(send, 403, {"detail": "missing or wrong X-CSRF-Token header for this sign-in"})
         return await self.app(scope, receive, send)
 
 
