@@ -45,24 +45,22 @@ def _job(job):
     return resolve(job)
 
 
+def _count_done(store_dir, ids):
+    from .data.store import count_done
+    return count_done(store_dir, ids)
+
+
+def _read_index(store_dir) -> dict:
+    from .data.store import read_index
+    return read_index(store_dir) or {}
+
+
 def _catalog(catalog, cache_dir=None):
     """A :class:`~artextract.data.catalog.Catalog` from a catalogue or its path."""
     if isinstance(catalog, (str, os.PathLike)):
         from .data.catalog import Catalog
         return Catalog.load(catalog, cache_dir=cache_dir)
     return catalog
-
-
-def _store_counts(store_dir: Path, ids: list[str]) -> tuple[int, int] | None:
-    """(finished, of) for the ids in a slot store folder, read without numpy's memmap of the data."""
-    try:
-        info = json.loads((store_dir / "index.json").read_text())
-        status = (store_dir / "status.u8").read_bytes()
-    except (OSError, ValueError):
-        return None
-    slot = {k: i for i, k in enumerate(info.get("ids", []))}
-    done = sum(1 for k in ids if k in slot and slot[k] < len(status) and status[slot[k]] == 1)
-    return done, len(ids)
 
 
 class Stored:
@@ -152,11 +150,12 @@ class PreparedImages(Stored):
     def status(self) -> Artefact:
         d = self.dir
         build = f"artextract prepare --catalog {self.catalog.path} --size {self.size}"
-        counts = _store_counts(d, self.catalog.ids)
+        counts = _count_done(d, self.catalog.ids)
         if counts is None:
             return Artefact(self.kind, str(d), MISSING, build=build)
         done, n = counts
-        failures = len(json.loads((d / "failures.json").read_text())) if (d / "failures.json").is_file() else 0
+        from .data.store import read_failures
+        failures = len(read_failures(d))
         state = COMPLETE if done + failures >= n else (PARTIAL if done else MISSING)
         return Artefact(self.kind, str(d), state, f"{done:,} of {n:,} prepared, {failures:,} failed", build)
 
@@ -215,11 +214,7 @@ class FeatureStore(Stored):
     @classmethod
     def found(cls, catalog, folder: str | os.PathLike) -> "FeatureStore":
         """The store in ``folder`` (one :func:`artextract.status.status` finds), whatever its spec."""
-        meta = {}
-        try:
-            meta = json.loads((Path(folder) / "pooled" / "index.json").read_text()).get("meta") or {}
-        except (OSError, ValueError):
-            pass
+        meta = _read_index(Path(folder) / "pooled").get("meta") or {}
         store = cls(catalog, meta.get("backbone", "?"), size=meta.get("image_size"), view=meta.get("view", "center"),
                     precision=meta.get("precision", "fp32"), pretrained=meta.get("pretrained", True),
                     weights=meta.get("weights"))
@@ -245,25 +240,21 @@ class FeatureStore(Stored):
             self._precision = resolve(device=default_device())[1]
         return self._precision
 
+    def _spec(self) -> tuple[Path, dict]:
+        from .data.cache import default_cache_dir
+        from .models.features import feature_store_spec
+        root = Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.catalog)
+        return feature_store_spec(root, self.backbone, self.size, self.view, self.precision, self.pretrained,
+                                  self.weights, self.seed)
+
     @property
     def meta(self) -> dict:
         """What the store records about how its features were made (as the feature extractor writes it)."""
-        meta = {"backbone": self.backbone, "image_size": self.size, "view": self.view,
-                "pretrained": bool(self.pretrained), "weights": str(self.weights) if self.weights else None}
-        if self.precision != "fp32":
-            meta["precision"] = self.precision
-        return meta
+        return self._spec()[1]
 
     @property
     def dir(self) -> Path:
-        if self._folder is not None:
-            return self._folder
-        from .data.cache import default_cache_dir
-        from .models.engine import store_suffix
-        from .models.features import _store_name
-        root = Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.catalog)
-        name = _store_name(self.backbone, self.size, self.view, self.weights, self.pretrained, self.seed)
-        return workspace.features_dir(root, name + store_suffix(self.precision))
+        return self._folder if self._folder is not None else self._spec()[0]
 
     def _build_command(self) -> str:
         if self._folder is not None:
@@ -276,21 +267,17 @@ class FeatureStore(Stored):
 
     def status(self) -> Artefact:
         d, build = self.dir, self._build_command()
-        counts = _store_counts(d / "pooled", self.catalog.ids)
+        counts = _count_done(d / "pooled", self.catalog.ids)
         if counts is None:
             return Artefact(self.kind, str(d), MISSING, build=build)
         done, n = counts
-        eng = {}
-        if (d / workspace.ENGINE_RECORD).is_file():
-            try:
-                eng = json.loads((d / workspace.ENGINE_RECORD).read_text())
-            except ValueError:
-                pass
+        from .models.features import engine_record
+        eng = engine_record(d) or {}
         how = f" ({eng.get('engine')} {eng.get('precision')})" if eng else ""
         detail = f"{done:,} of {n:,} paintings{how}"
         failed = self._unreadable()
         if self._folder is None:
-            made = json.loads((d / "pooled" / "index.json").read_text()).get("meta") or {}
+            made = _read_index(d / "pooled").get("meta") or {}
             if made and made != self.meta:
                 return Artefact(self.kind, str(d), STALE, f"made with {made}, not {self.meta}", build)
         state = COMPLETE if done + len(failed) >= n else (PARTIAL if done else MISSING)
@@ -299,12 +286,10 @@ class FeatureStore(Stored):
     def _unreadable(self) -> set[str]:
         """The paintings whose images could not be prepared (at any size): they have no features."""
         root = self.dir.parent.parent
+        from .data.store import read_failures
         out: set[str] = set()
-        for f in root.glob("s[0-9]*/failures.json"):
-            try:
-                out |= set(json.loads(f.read_text()))
-            except (OSError, ValueError):
-                pass
+        for d in root.glob("s[0-9]*"):
+            out |= set(read_failures(d))
         return out & set(self.catalog.ids)
 
     def ensure(self, job=None):
@@ -331,8 +316,8 @@ class FeatureStore(Stored):
 
     def _open(self):
         from .data.images import SkipReport
-        from .models.features import FeatureSet, _open_stores
-        maps, pooled, stats = _open_stores(self.dir, self.meta)
+        from .models.features import FeatureSet, open_stores
+        maps, pooled, stats = open_stores(self.dir, self.meta)
         return FeatureSet(maps, pooled, self.backbone, self.size, self.view, SkipReport("features"), stats)
 
 

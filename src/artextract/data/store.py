@@ -33,6 +33,37 @@ from ..utils import atomic_write_text
 EMPTY, OK, FAILED = 0, 1, 2
 
 
+def read_index(directory: str | os.PathLike) -> dict | None:
+    """A store's ``index.json`` (its ids, shape and ``meta``), or None when there is none or it is unreadable."""
+    try:
+        return json.loads((Path(directory) / "index.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_failures(directory: str | os.PathLike) -> dict[str, str]:
+    """A store's ``failures.json``: ``{id: reason}`` (empty when there is none or it is unreadable)."""
+    try:
+        return json.loads((Path(directory) / "failures.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def count_done(directory: str | os.PathLike, ids: Sequence[str]) -> tuple[int, int] | None:
+    """``(done, len(ids))``: how many of ``ids`` the store holds, read from its index and status bytes
+    without mapping its data (None when the store does not exist)."""
+    info = read_index(directory)
+    try:
+        status = (Path(directory) / "status.u8").read_bytes()
+    except OSError:
+        return None
+    if info is None:
+        return None
+    slot = {k: i for i, k in enumerate(info.get("ids", []))}
+    done = sum(1 for k in ids if k in slot and slot[k] < len(status) and status[slot[k]] == OK)
+    return done, len(ids)
+
+
 class SlotStore:
     def __init__(self, directory: str | os.PathLike, item_shape: Sequence[int], dtype: str | np.dtype,
                  meta: dict | None = None):

@@ -88,7 +88,23 @@ def _store_name(backbone: str, image_size: int, view: str, weights: str | None, 
     return f"{tag}-{image_size}-{view}"
 
 
-def _open_stores(sdir: Path, meta: dict) -> tuple[SlotStore, SlotStore, SlotStore | None]:
+def feature_store_spec(cache_dir, backbone: str, size: int, view: str, precision: str, pretrained: bool,
+                       weights=None, seed: int = 0) -> tuple[Path, dict]:
+    """Where a feature store lives under ``cache_dir`` and the ``meta`` it records (what it was made with).
+
+    Returns
+    -------
+    (folder, meta) : tuple of Path and dict
+    """
+    meta = {"backbone": backbone, "image_size": size, "view": view, "pretrained": bool(pretrained),
+            "weights": str(weights) if weights else None}
+    if precision != "fp32":
+        meta["precision"] = precision
+    name = _store_name(backbone, size, view, weights, pretrained, seed) + store_suffix(precision)
+    return features_dir(cache_dir, name), meta
+
+
+def open_stores(sdir: Path, meta: dict) -> tuple[SlotStore, SlotStore, SlotStore | None]:
     """The existing maps, pooled and (if any) statistics stores of a feature folder."""
     info = json.loads((sdir / "maps" / "index.json").read_text())
     maps = SlotStore(sdir / "maps", info["item_shape"], np.float16, meta)
@@ -143,11 +159,7 @@ def extract_features(catalog: Catalog, backbone: str | Backbone = "mobilenet_v2"
     if size is None:
         net = _build(name, pretrained, weights, seed, image_size)
         size = image_size or net.preprocess.size
-    meta = {"backbone": name, "image_size": size, "view": view, "pretrained": bool(pretrained),
-            "weights": str(weights) if weights else None}
-    if precision != "fp32":
-        meta["precision"] = precision
-    sdir = features_dir(root, _store_name(name, size, view, weights, pretrained, seed) + store_suffix(precision))
+    sdir, meta = feature_store_spec(root, name, size, view, precision, pretrained, weights, seed)
     done = _complete(sdir, meta, catalog.ids, net.taps if net is not None else default_taps(name))
     if done is not None:  # every painting's features are stored: no pixels, no model needed
         return FeatureSet(*done[:2], name, size, view, SkipReport("features"), done[2])
@@ -189,7 +201,7 @@ def _compute(catalog, sdir, meta, ids, skipped, name, size, view, pretrained, we
                               engine, precision)
         job.barrier()
         plan = job.broadcast(plan)
-        maps, pooled, stats = _open_stores(sdir, meta)
+        maps, pooled, stats = open_stores(sdir, meta)
         if not plan:
             return FeatureSet(maps, pooled, name, size, view, skipped, stats)
         stats = stats if plan["stats"] else None
@@ -350,7 +362,7 @@ def _complete(sdir: Path, meta: dict, ids: list[str], taps) -> tuple | None:
     of every id; else None."""
     if not (sdir / "maps" / "index.json").exists():
         return None
-    maps, pooled, stats = _open_stores(sdir, meta)
+    maps, pooled, stats = open_stores(sdir, meta)
     if (pooled.slots(ids) < 0).any() or (taps and (stats is None or (stats.slots(ids) < 0).any())):
         return None
     return maps, pooled, stats
@@ -367,7 +379,7 @@ def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrain
     todo_ids = None
     maps = pooled = stats = None
     if (sdir / "maps" / "index.json").exists():
-        maps, pooled, stats = _open_stores(sdir, meta)
+        maps, pooled, stats = open_stores(sdir, meta)
         stats = stats if taps else None
         todo = set(pooled.todo(ids))
         if stats is not None:
@@ -377,7 +389,7 @@ def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrain
         todo_ids = [k for k in ids if k in todo]
         if not todo_ids:
             return net, None
-    recorded = _engine_record(sdir)
+    recorded = engine_record(sdir)
     if recorded and recorded.get("engine") != engine and maps is not None:
         logger.info("%s was started with the %s engine; finishing it with the same", sdir.name, recorded["engine"])
         engine = recorded["engine"]
@@ -402,7 +414,8 @@ def _plan(sdir: Path, meta: dict, ids: list[str], name: str, size: int, pretrain
     return net, {"todo": todo_ids, "stats": stats is not None, "engine": engine}
 
 
-def _engine_record(sdir: Path) -> dict | None:
+def engine_record(sdir: Path) -> dict | None:
+    """A feature store's ``engine.json`` (its engine and precision), or None when it has none."""
     try:
         return json.loads((sdir / ENGINE_RECORD).read_text())
     except (OSError, ValueError):
@@ -411,4 +424,4 @@ def _engine_record(sdir: Path) -> dict | None:
 
 def store_engine(fs: "FeatureSet") -> dict:
     """The engine and precision a feature store was computed with (``torch``/``fp32`` for older stores)."""
-    return _engine_record(fs.maps.dir.parent) or {"engine": "torch", "precision": "fp32"}
+    return engine_record(fs.maps.dir.parent) or {"engine": "torch", "precision": "fp32"}
