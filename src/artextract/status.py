@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .artefacts import Evaluation, FeatureStore, Index, PreparedImages, Run
 from .errors import NotBuilt
-from .workspace import COMPLETE, MISSING, PARTIAL, RUN_CONFIG, Artefact, eval_dir, features_dir
+from .workspace import COMPLETE, MISSING, PARTIAL, RUN_CONFIG, Artefact, eval_splits, features_dir
 
 
 def catalog_artefacts(catalog_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> list[Artefact]:
@@ -87,7 +87,6 @@ def status(catalog: str | os.PathLike | None = None, run: str | os.PathLike | No
     if catalog:
         out = catalog_artefacts(catalog, cache_dir) + out
     if run and (Path(run) / RUN_CONFIG).is_file():
-        prefix = eval_dir("", "").name  # RUN/eval-SPLIT
-        for d in sorted(Path(run).glob(prefix + "*")):
-            out.append(Evaluation(run, catalog, d.name[len(prefix):]).status())
+        for split in eval_splits(run):
+            out.append(Evaluation(run, catalog, split).status())
     return out

@@ -204,6 +204,11 @@ def eval_dir(run_dir: str | os.PathLike, split: str) -> Path:
     return Path(run_dir) / f"eval-{split}"
 
 
+def eval_splits(run_dir: str | os.PathLike) -> list[str]:
+    """The splits a run has an evaluation folder for (``RUN/eval-SPLIT``), sorted."""
+    return sorted(d.name[len("eval-"):] for d in Path(run_dir).glob("eval-*") if d.is_dir())
+
+
 def run_file(run_dir: str | os.PathLike, name: str) -> Path:
     return Path(run_dir) / name
 
