@@ -104,12 +104,16 @@ def default_threads() -> int:
     """``--threads`` if given, else this machine's cores divided among its ``torchrun`` ranks."""
     if settings.threads:
         return settings.threads
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, cores // max(1, local))
+    return max(1, available_cores() // max(1, local))
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def openvino_available() -> bool:

@@ -34,7 +34,7 @@ from ..utils import atomic_write_text
 from ..workspace import ENGINE_RECORD, features_dir
 from .backbones import Backbone, Preprocess, create_backbone, default_size, default_taps
 from .base import crop_box, images_to_tensor, normalize  # noqa: F401  (the preprocessing, re-exported)
-from .engine import FeatureEngine, resolve, store_suffix
+from .engine import FeatureEngine, available_cores, resolve, store_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def decoder_count(engine_on_cpu: bool) -> int:
     """Decoding processes of a first run (measured in docs/benchmarks.md): beside an engine on the CPU,
     half the cores (2 to 8), which share them with it; with the forward pass on a GPU, decoding is what
     limits, so every core but the one that feeds the GPU."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    cores = available_cores()
     return max(2, min(8, cores // 2)) if engine_on_cpu else max(2, cores - 1)
 
 
