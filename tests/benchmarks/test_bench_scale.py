@@ -45,4 +45,4 @@ def test_bench_scale_runs_and_prints_its_table(tmp_path):
     for by in res["rows"].values():
         for m in by.values():
             assert m["seconds"] > 0 and m["peak_anon_mb"] > 50  # a Python process with numpy at least
-    assert "| train (1 epoch) |" in r.stdout and "images/s" in r.stdout
+    assert "| train (1 epoch) |" in r.stdout and "features stage on this machine:" in r.stdout and "views/s" in r.stdout
